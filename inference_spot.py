@@ -1,0 +1,22 @@
+#!/usr/bin/env python3
+"""inference_spot: not implemented yet; a later issue fills this entry point."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from util.cli import not_implemented
+
+
+def get_args(argv=None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__)
+    return parser.parse_args(argv)
+
+
+def main(args: argparse.Namespace) -> int:
+    return not_implemented("inference_spot.py")
+
+
+if __name__ == "__main__":
+    sys.exit(main(get_args()))

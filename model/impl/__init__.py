@@ -1,0 +1,1 @@
+"""Building blocks: temporal shift (TSM), gated shift (GSM), ASFormer."""

@@ -1,0 +1,1 @@
+"""Utilities with no torch model code: I/O, video, SoccerNet formats, scoring, visualisation."""
