@@ -1,22 +1,81 @@
 #!/usr/bin/env python3
-"""parse_soccernet_ball: not implemented yet; a later issue fills this entry point."""
+"""Parse SoccerNet-Ball labels (Labels-ball.json per game) into the training format.
+
+Writes OUT_DIR/class.txt and OUT_DIR/{train,val,test,challenge}.json: one entry per video (per game in the
+2024/2025 one-video layout, per half in the 2023 halves layout) with its frame count, frame rate, frame size and
+events (frame, label, team, visibility), frames counted at the rate in the frame folder's fps.txt.
+"""
 
 from __future__ import annotations
 
 import argparse
 import sys
+from pathlib import Path
 
-from util.cli import not_implemented
+from util.cli import run_main, setup_logging
+from util.io import DataError, load_text_lines
+from util.soccernet import default_splits, load_splits, parse_library, summary_table, write_parsed
 
 
-def get_args(argv=None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description=__doc__)
+def get_args(argv: list[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument(
+        "label_dir", type=Path, help="SoccerNet-Ball library: <league>/<season>/<game>/Labels-ball.json"
+    )
+    parser.add_argument("frame_dir", type=Path, help="extracted frames (frames_as_jpg_soccernet_ball.py)")
+    parser.add_argument(
+        "-o", "--out_dir", type=Path, required=True, help="output folder, e.g. data/soccernet_ball"
+    )
+    parser.add_argument(
+        "--splits",
+        type=Path,
+        help="splits.json {train: [game, ...], val, test, challenge} (games relative to LABEL_DIR); "
+        "default: the SoccerNet package's ball-spotting game lists",
+    )
+    parser.add_argument(
+        "--classes",
+        type=Path,
+        help="class list, one a line; default: SoccerNet's 12 classes when the labels use only those, "
+        "else the labels' classes sorted",
+    )
+    parser.add_argument(
+        "--skip_bad",
+        action="store_true",
+        help="report and skip bad games instead of stopping with nothing written",
+    )
+    parser.add_argument("-v", "--verbose", action="store_true")
     return parser.parse_args(argv)
 
 
+def _load_classes(path: Path) -> list[str]:
+    classes = load_text_lines(path)
+    if not classes:
+        raise DataError(f"{path}: no classes (one class name a line)")
+    duplicates = sorted({c for c in classes if classes.count(c) > 1})
+    if duplicates:
+        raise DataError(f"{path}: class(es) listed twice: {duplicates}")
+    return classes
+
+
 def main(args: argparse.Namespace) -> int:
-    return not_implemented("parse_soccernet_ball.py")
+    setup_logging(args.verbose)
+    for folder in (args.label_dir, args.frame_dir):
+        if not folder.is_dir():
+            raise DataError(f"{folder}: folder not found")
+    splits = load_splits(args.splits) if args.splits else default_splits()
+    classes = _load_classes(args.classes) if args.classes else None
+    classes, parsed, problems = parse_library(
+        args.label_dir, args.frame_dir, splits, classes=classes, skip_bad=args.skip_bad
+    )
+    write_parsed(args.out_dir, classes, parsed)
+    print(summary_table(classes, parsed))
+    for problem in problems:
+        print(f"skipped {problem}", file=sys.stderr)
+    print(f"wrote {args.out_dir}/class.txt ({len(classes)} classes) and {{train,val,test,challenge}}.json")
+    return 0
 
 
 if __name__ == "__main__":
-    sys.exit(main(get_args()))
+    sys.exit(run_main(main, get_args()))
