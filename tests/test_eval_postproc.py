@@ -1,0 +1,280 @@
+"""util.eval (scores -> events, NMS, ensembles) and eval_soccernet_ball.py end to end on a tiny dataset."""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import json
+import zipfile
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from util.eval import (
+    average_scores,
+    find_peaks,
+    hard_nms,
+    nms_events,
+    scores_to_events,
+    smooth_scores,
+    soft_nms,
+)
+from util.io import store_json
+from util.soccernet import write_labels
+
+CLASSES4 = ["PASS", "DRIVE", "HEADER", "HIGH PASS"]
+
+
+# ---- peaks and NMS
+
+
+def test_find_peaks_keeps_local_maxima_above_the_threshold():
+    series = np.array([0, 0.2, 0.5, 0.2, 0, 0.3, 0.3, 0.3, 0.1, 0.6])
+    assert find_peaks(series, 0.25).tolist() == [2, 6, 9]  # a flat top gives its middle frame
+    assert find_peaks(series, 0.4).tolist() == [2, 9]
+    assert find_peaks(np.array([0.1, 0.2, 0.2, 0.9]), 0.0).tolist() == [3]  # a step up is not a peak
+
+
+def test_hard_nms_removes_lower_candidates_within_the_window():
+    frames, scores = np.array([10, 15, 30, 60]), np.array([0.5, 0.9, 0.8, 0.4])
+    assert frames[hard_nms(frames, scores, 15)].tolist() == [15, 60]  # 30 is 15 frames away: removed
+    assert frames[hard_nms(frames, scores, 14)].tolist() == [15, 30, 60]
+    assert frames[hard_nms(frames, scores, 0)].tolist() == [10, 15, 30, 60]
+    assert hard_nms(np.array([0, 10]), np.array([0.5, 0.5]), 20).tolist() == [0]  # a tie keeps the earlier
+
+
+def test_soft_nms_decays_neighbours_quadratically():
+    frames, scores = np.array([100, 105, 150]), np.array([0.9, 0.8, 0.5])
+    keep, decayed = soft_nms(frames, scores, 10)
+    assert frames[keep].tolist() == [100, 105, 150]
+    np.testing.assert_allclose(decayed, [0.9, 0.8 * (5 / 10) ** 2, 0.5])
+    keep, _ = soft_nms(frames, scores, 10, threshold=0.3)
+    assert frames[keep].tolist() == [100, 150]
+
+
+def _bumps(length: int, peaks: dict[int, list[tuple[int, float]]], num_classes: int = 2) -> np.ndarray:
+    scores = np.zeros((length, num_classes + 1))
+    scores[:, 0] = 0.95  # a large background column is never an event
+    t = np.arange(length)
+    for c, items in peaks.items():
+        for frame, height in items:
+            scores[:, c + 1] = np.maximum(scores[:, c + 1], height * np.exp(-0.5 * ((t - frame) / 2.0) ** 2))
+    return scores
+
+
+def test_scores_to_events_peaks_nms_and_threshold():
+    scores = _bumps(200, {0: [(50, 0.9), (60, 0.4), (120, 0.005)], 1: [(150, 0.7)]})
+    events = scores_to_events(scores, ["PASS", "DRIVE"], 25.0, threshold=0.01, nms_window=25)
+    assert [(e["frame"], e["label"]) for e in events] == [(50, "PASS"), (150, "DRIVE")]
+    assert events[0]["score"] == pytest.approx(0.9)
+    no_nms = scores_to_events(scores, ["PASS", "DRIVE"], 25.0, threshold=0.01, nms_window=0)
+    assert [e["frame"] for e in no_nms] == [50, 60, 150]
+    every_frame = scores_to_events(scores, ["PASS", "DRIVE"], threshold=0.3, nms_window=0, peaks=False)
+    assert len(every_frame) > 10 and all(e["score"] >= 0.3 for e in every_frame)
+    with pytest.raises(ValueError, match="expected"):
+        scores_to_events(scores, ["PASS"], 25.0)
+
+
+def test_smoothing_keeps_the_peak_and_flattens_noise():
+    t = np.arange(101, dtype=float)
+    bump = np.exp(-0.5 * ((t - 50) / 3) ** 2)[:, None]
+    smoothed = smooth_scores(bump, 3.0)
+    assert int(smoothed.argmax()) == 50 and smoothed.max() < bump.max()
+    np.testing.assert_allclose(smooth_scores(np.full((40, 2), 0.3), 2.0), 0.3)
+    noisy = _bumps(100, {0: [(50, 0.8)]}, 1)
+    noisy[51, 1] += 0.3  # a spike beside the peak: smoothing merges them into one event
+    events = scores_to_events(noisy, ["PASS"], 25.0, 0.05, nms_window=0, sigma=3.0)
+    assert [e["frame"] for e in events] == [50] or [e["frame"] for e in events] == [51]
+
+
+def test_team_of_each_event():
+    scores = _bumps(100, {0: [(20, 0.9), (70, 0.8)]}, 1)
+    p_right = np.full(100, 0.5)
+    p_right[15:25], p_right[65:75] = 0.2, 0.9
+    events = scores_to_events(scores, ["PASS"], 25.0, team_scores=p_right)
+    assert [(e["team"], e["team_score"]) for e in events] == [("left", pytest.approx(0.8)), ("right", 0.9)]
+
+
+def test_nms_on_event_lists_is_per_label_and_keeps_fields():
+    events = [
+        {"frame": 10, "label": "PASS", "score": 0.9, "team": "left"},
+        {"frame": 12, "label": "PASS", "score": 0.5, "team": "right"},
+        {"frame": 12, "label": "DRIVE", "score": 0.4},
+    ]
+    kept = nms_events(events, 5)
+    assert kept == [events[0], events[2]]
+    assert nms_events(events, 0) == events
+
+
+def test_average_scores():
+    a = {"v": np.array([[0.2, 0.8]]), "v::team": np.array([0.1])}
+    assert average_scores([a, a])["v"].tolist() == [[0.2, 0.8]]
+    b = {"v": np.array([[0.6, 0.4]]), "v::team": np.array([0.5])}
+    np.testing.assert_allclose(average_scores([a, b])["v"], [[0.4, 0.6]])
+    with pytest.raises(ValueError, match="different videos"):
+        average_scores([a, {"w": a["v"]}])
+
+
+# ---- eval_soccernet_ball.py
+
+
+@pytest.fixture(scope="module")
+def toy(tmp_path_factory) -> Path:
+    """A parsed dataset (one-video game + a game in halves), its Labels-ball.json, and a model directory with
+    pred-test.3.json and pred-test.3.score.npz made from the same per-frame scores."""
+    root = tmp_path_factory.mktemp("toy")
+    rng = np.random.default_rng(0)
+    dataset = root / "data" / "toy"
+    dataset.mkdir(parents=True)
+    (dataset / "class.txt").write_text("".join(c + "\n" for c in CLASSES4))
+    videos, scores = [], {}
+    for video in ("lg/2024/game a", "lg/2024/game b/1", "lg/2024/game b/2"):
+        frames = np.sort(rng.choice(np.arange(20, 1480), 12, replace=False))
+        events = [
+            {
+                "frame": int(f),
+                "label": str(rng.choice(CLASSES4[:3])),
+                "team": str(rng.choice(["left", "right"])),
+            }
+            | {"visibility": "not shown" if rng.random() < 0.2 else "visible"}
+            for f in frames
+        ]
+        videos.append(
+            {"video": video, "num_frames": 1500, "fps": 25.0, "width": 398, "height": 224, "events": events}
+        )
+        array = rng.random((1500, 5)) * 0.03
+        p_right = np.full(1500, 0.5)
+        for e in events:
+            centre = e["frame"] + int(rng.integers(-8, 9))
+            t = np.arange(1500)
+            array[:, CLASSES4.index(e["label"]) + 1] += rng.uniform(0.3, 0.9) * np.exp(
+                -0.5 * ((t - centre) / 3) ** 2
+            )
+            p_right[max(0, centre - 4) : centre + 5] = 0.85 if e["team"] == "right" else 0.15
+        scores[video], scores[video + "::team"] = array, p_right
+    store_json(dataset / "test.json", videos)
+    write_labels(videos, root / "labels")
+    model = root / "model"
+    model.mkdir()
+    store_json(model / "config.json", {"classes": CLASSES4})
+    preds = [
+        {"video": v["video"], "fps": 25.0}
+        | {
+            "events": scores_to_events(
+                scores[v["video"]], CLASSES4, 25.0, team_scores=scores[v["video"] + "::team"]
+            )
+        }
+        for v in videos
+    ]
+    store_json(model / "pred-test.3.json", preds)
+    np.savez(model / "pred-test.3.score.npz", **scores)
+    return root
+
+
+def run_eval(*argv: str) -> tuple[int, str, str]:
+    from eval_soccernet_ball import get_args, main
+    from util.cli import run_main
+
+    out, err = io.StringIO(), io.StringIO()
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+        code = run_main(main, get_args([str(a) for a in argv]))
+    return code, out.getvalue(), err.getvalue()
+
+
+def test_every_input_gives_the_same_numbers(toy, tmp_path):
+    """Prediction file, model directory (per-frame scores), an ensemble of two identical models, and ground truth
+    from Labels-ball.json (-l) all agree; the team metrics are there since the predictions carry teams."""
+    dataset, model = toy / "data" / "toy", toy / "model"
+    runs = {
+        "file": [dataset, "frames", model / "pred-test.3.json"],
+        "model_dir": [dataset, "frames", model],
+        "ensemble": [dataset, "frames", model, model],
+        "label_dir": [dataset, "frames", model, "-l", toy / "labels"],
+    }
+    results = {}
+    for name, argv in runs.items():
+        code, out, _ = run_eval(*argv, "--results_json", tmp_path / f"{name}.json")
+        assert code == 0
+        results[name] = json.loads((tmp_path / f"{name}.json").read_text())
+    assert "PASS" in out and "Team mAP" in out and "tight" in out
+    first = results["file"]
+    assert set(first) == {"at1", "at2", "at3", "at4", "at5", "tight", "loose"} | {
+        f"team_{m}" for m in ("at1", "at2", "at3", "at4", "at5", "tight")
+    }
+    assert 0.2 < first["at1"]["mAP"] <= 1 and set(first["at1"]["per_class"]) == set(CLASSES4)
+    for name, result in results.items():
+        assert result == first, name
+
+
+def test_submission_files_score_the_same_with_the_official_evaluator(toy, tmp_path):
+    from SoccerNet.Evaluation.ActionSpotting import evaluate
+
+    code, out, _ = run_eval(
+        toy / "data" / "toy",
+        "frames",
+        toy / "model",
+        "--eval_dir",
+        tmp_path / "sub",
+        "--results_json",
+        tmp_path / "r.json",
+    )
+    assert code == 0
+    with zipfile.ZipFile(tmp_path / "sub" / "results_spotting.zip") as archive:
+        assert sorted(archive.namelist()) == [
+            "lg/2024/game a/results_spotting.json",
+            "lg/2024/game b/results_spotting.json",
+        ]
+    ours = json.loads((tmp_path / "r.json").read_text())
+    with contextlib.redirect_stderr(io.StringIO()):
+        theirs = evaluate(
+            str(toy / "labels"),
+            str(tmp_path / "sub"),
+            prediction_file="results_spotting.json",
+            label_files="Labels-ball.json",
+            version=2,
+            framerate=25,
+            metric="at1",
+            dataset=None,
+            EVENT_DICTIONARY={c: i for i, c in enumerate(CLASSES4)},
+        )
+    assert ours["at1"]["mAP"] == pytest.approx(theirs["a_mAP"], abs=1e-6)
+
+
+def test_nms_window_applies_to_prediction_files(toy, tmp_path):
+    pred_file = toy / "model" / "pred-test.3.json"
+    maps = []
+    for window in ("0", "25", "200"):
+        code, _, _ = run_eval(
+            toy / "data" / "toy",
+            "frames",
+            pred_file,
+            "--nms_window",
+            window,
+            "--results_json",
+            tmp_path / "r.json",
+        )
+        assert code == 0
+        maps.append(json.loads((tmp_path / "r.json").read_text())["at1"]["mAP"])
+    assert maps[0] == maps[1]  # the file's events already went through 25-frame NMS
+    assert maps[2] != maps[1]  # a 16 s window removes real events
+
+
+def test_clear_errors(toy, tmp_path):
+    empty = tmp_path / "empty_model"
+    empty.mkdir()
+    code, _, err = run_eval(toy / "data" / "toy", "frames", empty)
+    assert code == 2 and "empty_model" in err and "no pred-test" in err
+    code, _, err = run_eval("no_such_dataset", "frames", toy / "model")
+    assert code == 2 and "no_such_dataset" in err
+    code, _, err = run_eval(toy / "data" / "toy", "frames", toy / "model", "-l", tmp_path)
+    assert code == 2 and "Labels-ball.json" in err
+
+
+def test_default_epoch_is_the_best_validated_one(tmp_path):
+    from eval_soccernet_ball import default_epoch
+
+    history = [{"epoch": e, "val": 1.0, "val_mAP": m} for e, m in ((2, 0.5), (3, 0.7), (5, 0.6), (6, 0.9))]
+    assert default_epoch(tmp_path, [3, 5]) == (5, "the latest with predictions")
+    store_json(tmp_path / "loss.json", history)
+    assert default_epoch(tmp_path, [3, 5])[0] == 3  # epoch 6 is better but has no predictions

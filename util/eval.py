@@ -1,0 +1,226 @@
+"""Post-processing: per-frame scores -> events. One implementation for training, evaluation, inference and the app.
+
+``scores_to_events(scores, classes, fps, threshold, nms_window, ...)`` turns a (T, C + 1) array of per-frame
+class probabilities (column 0 = background) into events ``{"frame", "label", "score"[, "team", "team_score"]}``:
+
+1. optional Gaussian smoothing along time (``sigma`` frames; the 2023 SoccerNet-Ball winner's post-processing);
+2. per class, candidates: the local maxima (``peaks=True``; a plateau gives its middle frame) or every frame
+   (``peaks=False``) with score >= ``threshold``;
+3. per class, non-maximum suppression: hard (greedy by score, ties to the earlier frame; removes the candidates
+   within +-``nms_window`` frames of a kept one) or soft (``soft=True``: a kept event multiplies the scores of the
+   candidates within +-``nms_window`` frames by (distance / nms_window) ** 2; candidates that fall below
+   ``threshold`` are dropped); ``nms_window=0`` switches NMS off.
+
+With ``team_scores`` (T,) = P(right) per frame, each event also gets ``team`` ("left" / "right") and
+``team_score`` (the probability of that team at the event's frame).
+"""
+
+from __future__ import annotations
+
+import heapq
+import math
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import numpy as np
+
+from util.soccernet import TEAMS
+
+DEFAULT_THRESHOLD = 0.01
+DEFAULT_NMS_WINDOW = 25
+
+
+def smooth_scores(scores: np.ndarray, sigma: float) -> np.ndarray:
+    """Gaussian smoothing along axis 0 (time), ``sigma`` in frames; edges repeat the first/last frame."""
+    scores = np.asarray(scores, np.float64)
+    if sigma <= 0 or len(scores) == 0:
+        return scores
+    radius = max(1, math.ceil(4 * sigma))
+    offsets = np.arange(-radius, radius + 1)
+    weights = np.exp(-0.5 * (offsets / sigma) ** 2)
+    weights /= weights.sum()
+    pad = [(radius, radius)] + [(0, 0)] * (scores.ndim - 1)
+    padded = np.pad(scores, pad, mode="edge")
+    out = np.zeros_like(scores)
+    for k, w in enumerate(weights):
+        out += w * padded[k : k + len(scores)]
+    return out
+
+
+def find_peaks(values: np.ndarray, threshold: float) -> np.ndarray:
+    """Frames of the local maxima of a 1-D series with value >= threshold (a flat top gives its middle frame)."""
+    values = np.asarray(values, np.float64)
+    if len(values) == 0:
+        return np.zeros(0, np.int64)
+    starts = np.concatenate([[0], np.flatnonzero(np.diff(values) != 0) + 1])
+    ends = np.concatenate([starts[1:], [len(values)]])
+    level = values[starts]
+    left = np.concatenate([[-np.inf], level[:-1]])
+    right = np.concatenate([level[1:], [-np.inf]])
+    peak = (level > left) & (level > right) & (level >= threshold)
+    return ((starts + ends - 1) // 2)[peak].astype(np.int64)
+
+
+def _priority(frames: np.ndarray, scores: np.ndarray) -> np.ndarray:
+    return np.lexsort((frames, -scores))  # highest score first, ties to the earlier frame
+
+
+def hard_nms(frames: np.ndarray, scores: np.ndarray, window: int) -> np.ndarray:
+    """Indices (into ``frames``) kept by greedy NMS: each kept candidate removes the others within +-window."""
+    frames = np.asarray(frames, np.int64)
+    scores = np.asarray(scores, np.float64)
+    if window <= 0 or len(frames) < 2:
+        return np.arange(len(frames))
+    by_frame = np.argsort(frames, kind="stable")
+    sorted_frames = frames[by_frame]
+    rank_of = np.empty(len(frames), np.int64)
+    rank_of[by_frame] = np.arange(len(frames))
+    lo = np.searchsorted(sorted_frames, sorted_frames - window, "left").tolist()
+    hi = np.searchsorted(sorted_frames, sorted_frames + window, "right").tolist()
+    removed = bytearray(len(frames))
+    removed_np = np.frombuffer(removed, np.uint8)
+    keep = []
+    for i in _priority(frames, scores).tolist():
+        r = int(rank_of[i])
+        if removed[r]:
+            continue
+        keep.append(i)
+        removed_np[lo[r] : hi[r]] = 1
+    return np.sort(np.asarray(keep, np.int64))
+
+
+def soft_nms(
+    frames: np.ndarray, scores: np.ndarray, window: int, threshold: float = 0.0
+) -> tuple[np.ndarray, np.ndarray]:
+    """Soft NMS: (kept indices into ``frames``, their decayed scores), in frame order.
+
+    Repeatedly keeps the candidate with the highest current score (ties: the earlier frame) and multiplies the
+    current scores of the candidates within +-window frames by (distance / window) ** 2; stops when the best
+    remaining score is below ``threshold``.
+    """
+    frames = np.asarray(frames, np.int64)
+    current = np.asarray(scores, np.float64).copy()
+    if window <= 0:
+        keep = np.flatnonzero(current >= threshold)
+        return keep, current[keep]
+    by_frame = np.argsort(frames, kind="stable")
+    sorted_frames = frames[by_frame]
+    heap = [(-current[i], int(frames[i]), int(i)) for i in range(len(frames))]
+    heapq.heapify(heap)
+    done = np.zeros(len(frames), bool)
+    kept: list[int] = []
+    while heap:
+        neg, _, i = heapq.heappop(heap)
+        if done[i] or -neg != current[i]:
+            continue  # stale entry: its score was decayed since it was pushed
+        if current[i] < threshold:
+            break
+        done[i] = True
+        kept.append(i)
+        lo = np.searchsorted(sorted_frames, frames[i] - window, "left")
+        hi = np.searchsorted(sorted_frames, frames[i] + window, "right")
+        near = by_frame[lo:hi]
+        near = near[~done[near]]
+        current[near] *= (np.abs(frames[near] - frames[i]) / window) ** 2
+        for j in near.tolist():
+            heapq.heappush(heap, (-current[j], int(frames[j]), j))
+    keep = np.asarray(sorted(kept, key=lambda k: (frames[k], k)), np.int64)
+    return keep, current[keep]
+
+
+def _suppress(
+    frames: np.ndarray, scores: np.ndarray, window: int, soft: bool, threshold: float
+) -> tuple[np.ndarray, np.ndarray]:
+    if soft:
+        return soft_nms(frames, scores, window, threshold)
+    keep = hard_nms(frames, scores, window)
+    return keep, np.asarray(scores, np.float64)[keep]
+
+
+def _with_team(event: dict, p_right: float) -> dict:
+    right = p_right >= 0.5
+    event["team"] = TEAMS[1] if right else TEAMS[0]
+    event["team_score"] = float(p_right if right else 1.0 - p_right)
+    return event
+
+
+def scores_to_events(
+    scores: np.ndarray,
+    classes: Sequence[str],
+    fps: float | None = None,
+    threshold: float = DEFAULT_THRESHOLD,
+    nms_window: int = DEFAULT_NMS_WINDOW,
+    *,
+    soft: bool = False,
+    sigma: float = 0.0,
+    peaks: bool = True,
+    team_scores: np.ndarray | None = None,
+) -> list[dict[str, Any]]:
+    """Per-frame scores (T, C + 1), column 0 background -> events sorted by frame (module docstring).
+
+    ``fps`` is the frame rate of ``scores``; every window here is in frames, so it only has to be positive when
+    given. ``nms_window`` and ``sigma`` are in frames.
+    """
+    scores = np.asarray(scores)
+    if scores.ndim != 2 or scores.shape[1] != len(classes) + 1:
+        raise ValueError(f"scores of shape {scores.shape}: expected (frames, {len(classes) + 1})")
+    if fps is not None and not fps > 0:
+        raise ValueError(f"fps {fps} is not positive")
+    if team_scores is not None and len(team_scores) != len(scores):
+        raise ValueError(f"team scores of length {len(team_scores)} for {len(scores)} frames")
+    values = smooth_scores(scores[:, 1:], sigma)
+    events = []
+    for c, label in enumerate(classes):
+        column = values[:, c]
+        frames = find_peaks(column, threshold) if peaks else np.flatnonzero(column >= threshold)
+        keep, kept_scores = _suppress(frames, column[frames], nms_window, soft, threshold)
+        for frame, score in zip(frames[keep].tolist(), kept_scores.tolist(), strict=True):
+            event = {"frame": frame, "label": label, "score": score}
+            if team_scores is not None:
+                _with_team(event, float(team_scores[frame]))
+            events.append((frame, c, event))
+    events.sort(key=lambda e: e[:2])
+    return [e for _, _, e in events]
+
+
+def nms_events(
+    events: Sequence[Mapping[str, Any]], window: int, *, soft: bool = False, threshold: float = 0.0
+) -> list[dict[str, Any]]:
+    """The same NMS on an event list (``{frame, label, score, ...}``), per label; other fields are kept.
+
+    ``window=0`` returns the events unchanged (sorted by frame).
+    """
+    by_label: dict[str, list[Mapping[str, Any]]] = {}
+    for event in events:
+        by_label.setdefault(event["label"], []).append(event)
+    out = []
+    for label_events in by_label.values():
+        frames = np.array([int(e["frame"]) for e in label_events], np.int64)
+        scores = np.array([float(e["score"]) for e in label_events], np.float64)
+        if window <= 0:
+            keep, kept_scores = np.arange(len(frames)), scores
+        else:
+            keep, kept_scores = _suppress(frames, scores, window, soft, threshold)
+        for i, score in zip(keep.tolist(), kept_scores.tolist(), strict=True):
+            out.append(dict(label_events[i], score=score))
+    out.sort(key=lambda e: int(e["frame"]))
+    return out
+
+
+def average_scores(score_sets: Sequence[Mapping[str, np.ndarray]]) -> dict[str, np.ndarray]:
+    """Ensemble: the mean of several models' per-frame arrays (same keys, same shapes)."""
+    if not score_sets:
+        raise ValueError("no score arrays to average")
+    keys = set(score_sets[0])
+    for i, other in enumerate(score_sets[1:], 1):
+        if set(other) != keys:
+            missing = sorted(keys ^ set(other))[:3]
+            raise ValueError(f"score set {i} has different videos than set 0 (e.g. {missing})")
+    out = {}
+    for key in score_sets[0]:
+        arrays = [np.asarray(s[key], np.float64) for s in score_sets]
+        shapes = {a.shape for a in arrays}
+        if len(shapes) > 1:
+            raise ValueError(f"{key}: score arrays of different shapes {sorted(shapes)}")
+        out[key] = np.mean(arrays, axis=0)
+    return out
