@@ -55,3 +55,9 @@ def test_malformed_json_names_the_file(tmp_path):
 def test_load_text_lines(tmp_path):
     (tmp_path / "class.txt").write_text("PASS\n\nDRIVE \n")
     assert load_text_lines(tmp_path / "class.txt") == ["PASS", "DRIVE"]
+
+
+def test_atomic_write_gets_ordinary_permissions(tmp_path):
+    store_json(tmp_path / "a.json", {})
+    (tmp_path / "b.json").write_text("{}")
+    assert (tmp_path / "a.json").stat().st_mode & 0o777 == (tmp_path / "b.json").stat().st_mode & 0o777

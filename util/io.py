@@ -7,6 +7,7 @@ mid-write leaves the previous file intact and never a half-written one.
 from __future__ import annotations
 
 import contextlib
+import functools
 import gzip
 import json
 import os
@@ -18,6 +19,14 @@ from typing import IO, Any
 
 class DataError(Exception):
     """Bad user data (a file that is missing, malformed or inconsistent). The message names the file."""
+
+
+@functools.lru_cache(maxsize=1)
+def _umask() -> int:
+    # Read once: os.umask can only be read by setting it, which is not thread-safe.
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
 
 
 def _fsync_dir(folder: Path) -> None:
@@ -41,6 +50,8 @@ def atomic_open(path: str | os.PathLike, mode: str = "w", encoding: str | None =
     binary = "b" in mode
     fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
+        # mkstemp creates the file 0600; give it the permissions an ordinary open() would (0666 less the umask).
+        os.fchmod(fd, 0o666 & ~_umask())
         with os.fdopen(fd, mode, encoding=None if binary else encoding) as f:
             yield f
             f.flush()
