@@ -59,7 +59,11 @@ app: setup
 
 # System packages the tests need (Debian's Chromium for the browser tests), installed only when missing.
 system-deps:
-	@$(PY) -c "import sys" && true
+	@if [ ! -x /usr/bin/chromium ]; then \
+		echo "Installing Debian's chromium for the browser tests (apt-get)"; \
+		if [ "$$(id -u)" = 0 ]; then SUDO=; else SUDO=sudo; fi; \
+		$$SUDO apt-get update && $$SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y chromium; \
+	fi
 
 clean:
 	rm -rf $(DEMO_DIR) .pytest_cache .ruff_cache test-artifacts bench-out

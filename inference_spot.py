@@ -1,22 +1,144 @@
 #!/usr/bin/env python3
-"""inference_spot: not implemented yet; a later issue fills this entry point."""
+"""Step 5: spot the ball actions of one video and show them.
+
+Reads a frame folder of step 1 (--frame_dir FRAME_DIR --video_name VIDEO_ID) or any video file directly (--video
+FILE, decoded on the fly at the model's frame rate and size; no JPEGs written). Writes into --output_dir:
+predictions.json (events with their time), results_spotting.json (SoccerNet format, for a SoccerNet game),
+scores.npz (per-frame scores, to re-threshold without rerunning the model), timeline.png, and on request frames
+with overlays (--visualize, frames/) and a browser-playable H.264 video (--create_video, annotated.mp4) with the
+actions labelled, slowed down around each action, and a timeline bar.
+"""
 
 from __future__ import annotations
 
 import argparse
 import sys
+import time
+from pathlib import Path
 
-from util.cli import not_implemented
+from tqdm import tqdm
+from tqdm.contrib.logging import logging_redirect_tqdm
+
+from model.inference import DEFAULT_BATCH_SIZE, DEFAULT_SLOWMO_FACTOR, DEFAULT_SLOWMO_SPAN_S, run_inference
+from util.cli import run_main, setup_logging
 
 
-def get_args(argv=None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description=__doc__)
-    return parser.parse_args(argv)
+def get_args(argv: list[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--model_dir", type=Path, required=True, help="trained model directory (config.json)")
+    source = parser.add_argument_group("input (one of)")
+    source.add_argument("--video", type=Path, help="a video file, decoded on the fly")
+    source.add_argument("--frame_dir", type=Path, help="frame directory of step 1 (FRAME_DIR)")
+    parser.add_argument(
+        "--video_name",
+        help="video id under --frame_dir (e.g. league/season/game; omit when --frame_dir is the video's own "
+        "frame folder); with --video, the id to record (default: the SoccerNet id of a library file, or its name)",
+    )
+    parser.add_argument("--output_dir", type=Path, required=True, help="where the outputs go")
+    parser.add_argument("--visualize", action="store_true", help="write every frame with overlays (frames/)")
+    parser.add_argument(
+        "--create_video", action="store_true", help="write the annotated video (annotated.mp4)"
+    )
+    parser.add_argument(
+        "--score_threshold", type=float, default=0.3, help="keep events scoring at least this (default: 0.3)"
+    )
+    parser.add_argument("--max_frames", type=int, help="process only the first N frames (for testing)")
+    parser.add_argument("--nms_window", type=int, default=25, help="NMS window in frames (default: 25)")
+    parser.add_argument(
+        "--batch_size",
+        type=int,
+        default=DEFAULT_BATCH_SIZE,
+        help=f"clips per batch (default: {DEFAULT_BATCH_SIZE})",
+    )
+    parser.add_argument("--device", help="cpu, cuda, cuda:1, ... (default: cuda when available)")
+    parser.add_argument(
+        "--slowmo_factor",
+        type=int,
+        default=DEFAULT_SLOWMO_FACTOR,
+        help=f"slow motion around each action, N times slower; 1 turns it off (default: {DEFAULT_SLOWMO_FACTOR})",
+    )
+    parser.add_argument(
+        "--slowmo_span",
+        type=float,
+        default=DEFAULT_SLOWMO_SPAN_S,
+        help=f"seconds slowed down on each side of an action (default: {DEFAULT_SLOWMO_SPAN_S})",
+    )
+    parser.add_argument("--epoch", type=int, help="checkpoint epoch (default: the latest)")
+    parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    args = parser.parse_args(argv)
+    if (args.video is None) == (args.frame_dir is None):
+        parser.error("give either --video FILE or --frame_dir FRAME_DIR [--video_name VIDEO_ID]")
+    return args
+
+
+class _Bars:
+    """One tqdm bar per stage (frames, with frames/s), fed by run_inference's progress callback."""
+
+    LABELS = {"decoding": "decode", "detecting": "detect", "rendering": "render"}
+
+    def __init__(self) -> None:
+        self.bars: dict[str, tqdm] = {}
+
+    def __call__(self, stage: str, done: int, total: int) -> None:
+        if stage == "decoding":  # decoding runs alongside detecting; its count shows in detect's bar
+            return
+        bar = self.bars.get(stage)
+        if bar is None:
+            for earlier in self.bars.values():  # stages run one after the other
+                earlier.close()
+            bar = self.bars[stage] = tqdm(
+                total=total, desc=self.LABELS.get(stage, stage), unit="frame", dynamic_ncols=True
+            )
+        if total and bar.total != total:
+            bar.total = total
+        bar.update(done - bar.n)
+
+    def close(self) -> None:
+        for bar in self.bars.values():
+            bar.close()
 
 
 def main(args: argparse.Namespace) -> int:
-    return not_implemented("inference_spot.py")
+    setup_logging(args.verbose)
+    bars = _Bars()
+    started = time.perf_counter()
+    try:
+        with logging_redirect_tqdm():
+            result = run_inference(
+                args.model_dir,
+                args.output_dir,
+                video=args.video,
+                frame_dir=args.frame_dir,
+                video_name=args.video_name,
+                score_threshold=args.score_threshold,
+                nms_window=args.nms_window,
+                visualize=args.visualize,
+                create_video=args.create_video,
+                max_frames=args.max_frames,
+                batch_size=args.batch_size,
+                device=args.device,
+                slowmo_factor=args.slowmo_factor,
+                slowmo_span=args.slowmo_span,
+                epoch=args.epoch,
+                progress=bars,
+            )
+    finally:
+        bars.close()
+    seconds = time.perf_counter() - started
+    print(
+        f"\n{result['video_id']}: {result['num_frames']} frames at {result['fps']:g} fps, "
+        f"{len(result['events'])} events (epoch {result['epoch']}, {seconds:.1f} s; detection "
+        f"{result['num_frames'] / max(result['seconds']['detect'], 1e-9):.1f} frames/s)"
+    )
+    print(result["summary"])
+    print()
+    for key in ("predictions", "results_spotting", "scores", "timeline", "frames", "video"):
+        if result.get(key) is not None:
+            print(f"{key:>16}: {result[key]}")
+    return 0
 
 
 if __name__ == "__main__":
-    sys.exit(main(get_args()))
+    sys.exit(run_main(main, get_args()))

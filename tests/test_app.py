@@ -1,0 +1,487 @@
+"""The web app through Flask's test client: every route, every refusal, jobs that queue, fail, survive restarts.
+
+Jobs run the real inference (``model.inference.run_inference``) with a tiny untrained model on a short synthetic
+match video; only job folders for the restart and cleanup tests are written by hand.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import re
+import time
+import uuid
+from pathlib import Path
+
+import numpy as np
+import pytest
+from markupsafe import escape
+
+from app.app import create_app, get_args, human_size
+from app.jobs import STATUS_FILE, is_job_id
+from util.io import load_json, store_json
+from util.visualize import class_colors
+
+JOB_TIMEOUT_S = 120
+
+
+# ---- helpers shared with tests/test_app_browser.py
+def write_tiny_model(model_dir: Path) -> Path:
+    """A real (untrained) model directory: config.json + checkpoint_000.pt, small and fast on a CPU, with a
+    team head."""
+    import torch
+
+    from model.common import build_model, default_config, save_checkpoint, save_config
+
+    torch.manual_seed(0)
+    config = default_config(
+        pretrained=False,
+        clip_len=8,
+        frame_height=64,
+        frame_width=112,
+        source_width=114,
+        source_height=64,
+        fps=5.0,
+        team=True,
+    )
+    save_config(model_dir, config)
+    save_checkpoint(model_dir, 0, build_model(config))
+    return model_dir
+
+
+def render_match(root: Path, seconds: float = 4) -> Path:
+    """A short synthetic match (398x224, 25 fps, H.264 .mp4)."""
+    from util.synthetic import render_library
+
+    render_library(root, games=1, seconds=seconds)
+    (video,) = root.rglob("224p.mp4")
+    return video
+
+
+@pytest.fixture(scope="session")
+def tiny_model_dir(tmp_path_factory) -> Path:
+    return write_tiny_model(tmp_path_factory.mktemp("model"))
+
+
+@pytest.fixture(scope="session")
+def match_video(tmp_path_factory) -> Path:
+    return render_match(tmp_path_factory.mktemp("library"))
+
+
+def make_app(model_dir, jobs_dir, **config):
+    return create_app({"MODEL_DIR": model_dir, "JOBS_DIR": jobs_dir, "TESTING": True, **config})
+
+
+@pytest.fixture
+def app(tiny_model_dir, tmp_path):
+    flask_app = make_app(tiny_model_dir, tmp_path / "jobs")
+    yield flask_app
+    flask_app.extensions["spot_jobs"].shutdown()
+
+
+@pytest.fixture
+def client(app):
+    return app.test_client()
+
+
+def upload(client, data: bytes, name: str = "match.mp4", **form):
+    """POST /upload as the page's XHR does; returns the response."""
+    fields = {"video": (io.BytesIO(data), name), "threshold": "0.01", **form}
+    return client.post(
+        "/upload", data=fields, content_type="multipart/form-data", headers={"Accept": "application/json"}
+    )
+
+
+def wait_for(client, job_id: str, states=("done", "failed"), timeout_s: float = JOB_TIMEOUT_S) -> dict:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        status = client.get(f"/api/jobs/{job_id}").get_json()
+        if status["state"] in states:
+            return status
+        time.sleep(0.2)
+    raise AssertionError(f"job {job_id} still {status['state']} after {timeout_s} s")
+
+
+@pytest.fixture(scope="module")
+def finished_job(tiny_model_dir, match_video, tmp_path_factory):
+    """One real job run to completion: (app, job id), shared by the result-page tests."""
+    flask_app = make_app(tiny_model_dir, tmp_path_factory.mktemp("jobs"))
+    client = flask_app.test_client()
+    response = upload(client, match_video.read_bytes(), name="Wigan - Birmingham.mp4")
+    assert response.status_code == 202, response.data
+    job_id = response.get_json()["job_id"]
+    status = wait_for(client, job_id)
+    assert status["state"] == "done", status.get("error")
+    yield flask_app, job_id
+    flask_app.extensions["spot_jobs"].shutdown()
+
+
+# ---- the upload page
+def test_upload_page_offers_picker_options_and_limit(client):
+    page = client.get("/").get_data(as_text=True)
+    assert 'type="file"' in page and 'name="video"' in page
+    for ext in (".mp4", ".mkv", ".avi", ".mov"):
+        assert ext in page
+    assert 'name="threshold"' in page and 'name="slowmo"' in page
+    assert "4 GiB" in page
+    assert "No trained model" not in page
+
+
+def test_without_a_model_the_page_says_how_to_get_one(tmp_path, match_video):
+    flask_app = make_app(tmp_path / "no-model", tmp_path / "jobs")
+    client = flask_app.test_client()
+    page = client.get("/").get_data(as_text=True)
+    assert "No trained model" in page and "make demo" in page and "--model_dir" in page
+    response = upload(client, match_video.read_bytes())
+    assert response.status_code == 503
+    assert "make demo" in response.get_json()["error"]
+    flask_app.extensions["spot_jobs"].shutdown()
+
+
+def test_model_dir_comes_from_the_environment_then_the_demo(monkeypatch, tmp_path):
+    monkeypatch.setenv("SPOT_MODEL_DIR", str(tmp_path / "m"))
+    flask_app = create_app({"JOBS_DIR": tmp_path / "jobs"})
+    assert flask_app.config["MODEL_DIR"] == tmp_path / "m"
+    flask_app.extensions["spot_jobs"].shutdown()
+    monkeypatch.delenv("SPOT_MODEL_DIR")
+    flask_app = create_app({"JOBS_DIR": tmp_path / "jobs"})
+    assert flask_app.config["MODEL_DIR"].parts[-2:] == ("demo", "model")
+    flask_app.extensions["spot_jobs"].shutdown()
+
+
+def test_the_script_serves_from_the_app_folder(tiny_model_dir, tmp_path):
+    """`cd app && python app.py --model_dir M --port P` (the README's way) starts the real server."""
+    import socket
+    import subprocess
+    import sys
+    import urllib.request
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    app_dir = Path(__file__).resolve().parent.parent / "app"
+    argv = [sys.executable, "app.py", "--model_dir", str(tiny_model_dir), "--port", str(port)]
+    argv += ["--jobs_dir", str(tmp_path / "jobs")]
+    server = subprocess.Popen(argv, cwd=app_dir, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=2) as r:
+                    assert json.load(r) == {"ok": True, "model_ready": True}
+                    break
+            except OSError:
+                assert server.poll() is None, server.stdout.read().decode()
+                assert time.monotonic() < deadline, "the server did not start"
+                time.sleep(0.2)
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/", timeout=5) as r:
+            assert r.status == 200 and b'id="upload-form"' in r.read()
+    finally:
+        server.terminate()
+        server.wait(timeout=10)
+
+
+def test_cli_defaults_and_debug_off(app):
+    args = get_args([])
+    assert (args.host, args.port, args.model_dir, args.debug) == ("127.0.0.1", 5000, None, False)
+    assert get_args(["--model_dir", "m", "--port", "8080"]).port == 8080
+    assert not app.debug
+
+
+# ---- refusals
+def test_wrong_extension_is_refused(client, match_video):
+    response = upload(client, b"hello", name="notes.txt")
+    assert response.status_code == 400
+    assert ".mp4" in response.get_json()["error"]
+    page = client.post(
+        "/upload", data={"video": (io.BytesIO(b"x"), "clip.exe")}, content_type="multipart/form-data"
+    )
+    assert page.status_code == 400 and "not a supported video" in page.get_data(as_text=True)
+
+
+def test_missing_file_and_bad_options_are_refused(client, match_video):
+    no_file = client.post("/upload", data={}, headers={"Accept": "application/json"})
+    assert no_file.status_code == 400 and "Choose a video" in no_file.get_json()["error"]
+    for form in ({"threshold": "2"}, {"threshold": "nan"}, {"threshold": "abc"}, {"slowmo": "9"}):
+        response = upload(client, match_video.read_bytes(), **form)
+        assert response.status_code == 400, form
+    assert not any((Path(client.application.config["JOBS_DIR"])).iterdir())
+
+
+def test_file_over_the_limit_gets_a_413_page_with_the_limit(tiny_model_dir, tmp_path):
+    flask_app = make_app(tiny_model_dir, tmp_path / "jobs", MAX_CONTENT_LENGTH=2048)
+    client = flask_app.test_client()
+    page = client.post(
+        "/upload", data={"video": (io.BytesIO(b"0" * 4096), "big.mp4")}, content_type="multipart/form-data"
+    )
+    assert page.status_code == 413
+    assert "2 KiB" in page.get_data(as_text=True)
+    response = upload(client, b"0" * 4096, name="big.mp4")
+    assert response.status_code == 413 and "2 KiB" in response.get_json()["error"]
+    flask_app.extensions["spot_jobs"].shutdown()
+
+
+@pytest.mark.parametrize(
+    "data",
+    [b"", b"this is not a video\n" * 50, "truncated"],
+    ids=["zero-bytes", "text", "truncated"],
+)
+def test_undecodable_video_fails_with_a_reason_and_the_server_keeps_serving(client, match_video, data):
+    if data == "truncated":
+        data = match_video.read_bytes()[:3000]
+    response = upload(client, data, name="broken.mp4")
+    assert response.status_code == 202
+    job_id = response.get_json()["job_id"]
+    status = wait_for(client, job_id)
+    assert status["state"] == "failed"
+    assert status["error"].startswith("broken.mp4: ")  # the user's file name, not a server path
+    assert (
+        str(client.application.config["JOBS_DIR"]) not in status["error"]
+        and "Traceback" not in status["error"]
+    )
+    page = client.get(f"/jobs/{job_id}").get_data(as_text=True)
+    assert "could not be processed" in page and str(escape(status["error"])) in page
+    assert 'href="/"' in page
+    assert client.get(f"/jobs/{job_id}/result").status_code == 302
+    assert client.get("/").status_code == 200
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "/jobs/not-a-job",
+        f"/jobs/{uuid.uuid4()}",
+        f"/jobs/{uuid.uuid4()}/result",
+        f"/api/jobs/{uuid.uuid4()}",
+        "/api/jobs/..%2F..%2Fetc%2Fpasswd",
+        "/jobs/../../etc/passwd",
+        "/jobs/..%2F..%2Fapp/files/video",
+        "/jobs/%2e%2e%2f%2e%2e%2fapp/files/video",
+        f"/jobs/{str(uuid.uuid4()).upper()}",
+        "/static/..%2Fapp.py",
+        "/static/../app.py",
+    ],
+)
+def test_unknown_malformed_and_traversal_urls_are_404(client, url):
+    response = client.get(url)
+    assert response.status_code == 404, url
+
+
+# ---- a real job, start to finish
+def test_job_status_reports_stages_and_finishes(finished_job):
+    flask_app, job_id = finished_job
+    client = flask_app.test_client()
+    assert is_job_id(job_id) and uuid.UUID(job_id).version == 4
+    status = client.get(f"/api/jobs/{job_id}").get_json()
+    assert status["state"] == "done" and status["percent"] == 100
+    assert status["result_url"] == f"/jobs/{job_id}/result"
+    assert {"decoding", "detecting", "rendering"} <= set(status["stages"])
+    assert "upload" not in status and "files" not in status  # no server paths in the public status
+    response = client.get(f"/jobs/{job_id}")
+    assert response.status_code == 302 and response.headers["Location"].endswith("/result")
+
+
+def test_upload_is_stored_under_a_generated_name(finished_job):
+    flask_app, job_id = finished_job
+    folder = Path(flask_app.config["JOBS_DIR"]) / job_id
+    assert (folder / "input.mp4").is_file()
+    assert not list(folder.rglob("Wigan*"))
+    assert load_json(folder / STATUS_FILE)["original_name"] == "Wigan - Birmingham.mp4"
+
+
+def test_a_plain_form_post_redirects_to_the_processing_page(client):
+    response = client.post(
+        "/upload", data={"video": (io.BytesIO(b""), "a.mov")}, content_type="multipart/form-data"
+    )
+    assert response.status_code == 303
+    job_id = response.headers["Location"].rsplit("/", 1)[-1]
+    assert is_job_id(job_id)
+    page = client.get(f"/jobs/{job_id}").get_data(as_text=True)
+    assert 'http-equiv="refresh"' in page  # without JavaScript the page reloads itself
+    wait_for(client, job_id)
+
+
+def test_a_client_file_name_never_becomes_a_path(client):
+    jobs = Path(client.application.config["JOBS_DIR"])
+    job_id = upload(client, b"", name="../../evil.mp4").get_json()["job_id"]
+    wait_for(client, job_id)
+    assert {p.name for p in (jobs / job_id).iterdir()} <= {"input.mp4", STATUS_FILE, "output"}
+    assert not list(jobs.parent.rglob("evil*"))
+    assert client.get(f"/api/jobs/{job_id}").get_json()["original_name"] == "evil.mp4"
+
+
+def test_result_page_lists_the_actions_found(finished_job):
+    flask_app, job_id = finished_job
+    client = flask_app.test_client()
+    predictions = json.loads(client.get(f"/jobs/{job_id}/files/predictions").data)
+    events = predictions["events"]
+    assert events, "threshold 0.01 on an untrained model should still give some events"
+    page = client.get(f"/jobs/{job_id}/result").get_data(as_text=True)
+    assert page.count('class="event"') == len(events)
+    assert f"{len(events)}</span> action" in page
+    assert "<video" in page and f"/jobs/{job_id}/files/video" in page
+    labels = {e["label"] for e in events}
+    for label in labels:
+        assert f'<option value="{label}">' in page  # per-class counts feed the class filter
+    assert 'id="class-counts"' in page
+    assert any(e.get("team") for e in events)  # the tiny model has a team head
+    assert 'id="team-filter"' in page and "team-badge team-" in page
+    for name in ("video", "predictions", "results_spotting", "timeline"):
+        assert f"/jobs/{job_id}/files/{name}?download=1" in page
+
+
+def test_clicking_an_action_seeks_to_its_frame_in_the_slowed_down_video(finished_job):
+    """Slow motion (3x by default) stretches the annotated video: each action's time is where its frame is."""
+    import av
+
+    flask_app, job_id = finished_job
+    client = flask_app.test_client()
+    events = json.loads(client.get(f"/jobs/{job_id}/files/predictions").data)["events"]
+    page = client.get(f"/jobs/{job_id}/result").get_data(as_text=True)
+    times = [float(t) for t in re.findall(r'data-time="([0-9.]+)"', page)]
+    assert len(times) == len(events) and times == sorted(times)
+    path = Path(flask_app.config["JOBS_DIR"]) / job_id / "output" / "annotated.mp4"
+    with av.open(str(path)) as container:
+        stream = container.streams.video[0]
+        frames = [
+            (float(f.pts * stream.time_base), f.to_ndarray(format="rgb24")) for f in container.decode(stream)
+        ]
+    predictions = json.loads(client.get(f"/jobs/{job_id}/files/predictions").data)
+    assert len(frames) > predictions["num_frames"]  # slow motion on
+    colors = class_colors(predictions.get("classes") or sorted({e["label"] for e in events}))
+    for event, t in zip(events, times, strict=True):
+        assert t >= event["frame"] / predictions["fps"] - 1e-6
+        # The frame shown at that time is the event's own: only there is the frame edged in the class colour.
+        shown = min(frames, key=lambda f: abs(f[0] - t))[1]
+        edge = shown[0, shown.shape[1] // 4 : -shown.shape[1] // 4].mean(axis=0)
+        same_frame = [e["label"] for e in events if e["frame"] == event["frame"]]
+        assert min(np.abs(edge - colors[label]).max() for label in same_frame) < 40, (event, edge)
+
+
+def test_video_answers_range_requests_with_206(finished_job):
+    flask_app, job_id = finished_job
+    client = flask_app.test_client()
+    full = client.get(f"/jobs/{job_id}/files/video")
+    assert full.status_code == 200 and full.mimetype == "video/mp4"
+    assert full.headers.get("Accept-Ranges") == "bytes"
+    size = len(full.data)
+    part = client.get(f"/jobs/{job_id}/files/video", headers={"Range": "bytes=100-199"})
+    assert part.status_code == 206
+    assert part.headers["Content-Range"] == f"bytes 100-199/{size}"
+    assert part.data == full.data[100:200]
+    assert (
+        client.get(f"/jobs/{job_id}/files/video", headers={"Range": f"bytes={size + 10}-"}).status_code == 416
+    )
+
+
+def test_downloads_are_the_job_files(finished_job):
+    flask_app, job_id = finished_job
+    client = flask_app.test_client()
+    spotting = client.get(f"/jobs/{job_id}/files/results_spotting?download=1")
+    assert spotting.status_code == 200
+    assert "attachment" in spotting.headers["Content-Disposition"]
+    assert "predictions" in json.loads(spotting.data)
+    timeline = client.get(f"/jobs/{job_id}/files/timeline")
+    assert timeline.mimetype == "image/png" and timeline.data[:4] == b"\x89PNG"
+
+
+@pytest.mark.parametrize(
+    "name", ["status.json", "input.mp4", "..%2Fstatus.json", "output", "scores.npz", "etc"]
+)
+def test_only_named_result_files_are_served(finished_job, name):
+    flask_app, job_id = finished_job
+    assert flask_app.test_client().get(f"/jobs/{job_id}/files/{name}").status_code == 404
+
+
+def test_a_result_path_outside_the_job_folder_is_never_served(tiny_model_dir, tmp_path):
+    jobs = tmp_path / "jobs"
+    secret = tmp_path / "secret.json"
+    secret.write_text('{"secret": 1}')
+    job_id = str(uuid.uuid4())
+    status = _hand_made_status(job_id, "done", time.time())
+    status["files"] = {"predictions": "../../secret.json", "video": str(secret)}
+    store_json(jobs / job_id / STATUS_FILE, status)
+    flask_app = make_app(tiny_model_dir, jobs)
+    client = flask_app.test_client()
+    assert client.get(f"/jobs/{job_id}/files/predictions").status_code == 404
+    assert client.get(f"/jobs/{job_id}/files/video").status_code == 404
+    flask_app.extensions["spot_jobs"].shutdown()
+
+
+def test_security_headers(client):
+    headers = client.get("/").headers
+    assert headers["X-Content-Type-Options"] == "nosniff"
+    assert "default-src 'self'" in headers["Content-Security-Policy"]
+    assert client.get("/classes.css").mimetype == "text/css"
+
+
+# ---- queueing, restarts, cleanup
+def test_concurrent_uploads_queue_and_all_finish(client, match_video):
+    data = match_video.read_bytes()
+    ids = [upload(client, data, name=f"m{i}.mp4").get_json()["job_id"] for i in range(3)]
+    assert len(set(ids)) == 3
+    states = [client.get(f"/api/jobs/{i}").get_json() for i in ids]
+    assert states[-1]["state"] == "queued" and states[-1]["queue_position"] >= 1
+    assert client.get("/").status_code == 200  # the server answers while a job runs
+    for job_id in ids:
+        assert wait_for(client, job_id)["state"] == "done"
+
+
+def _hand_made_status(job_id: str, state: str, when: float) -> dict:
+    return {
+        "id": job_id,
+        "state": state,
+        "original_name": "old.mp4",
+        "upload": "input.mp4",
+        "upload_bytes": 0,
+        "options": {"threshold": 0.5, "slowmo_factor": 1},
+        "created": when,
+        "finished": when if state in ("done", "failed") else None,
+        "stages": {},
+        "percent": 0.0,
+        "error": None,
+    }
+
+
+def test_restart_marks_running_jobs_failed_and_requeues_queued_ones(tiny_model_dir, match_video, tmp_path):
+    jobs = tmp_path / "jobs"
+    running, queued = str(uuid.uuid4()), str(uuid.uuid4())
+    store_json(
+        jobs / running / STATUS_FILE, {**_hand_made_status(running, "running", time.time()), "percent": 40}
+    )
+    store_json(jobs / queued / STATUS_FILE, _hand_made_status(queued, "queued", time.time()))
+    (jobs / queued / "input.mp4").write_bytes(match_video.read_bytes())
+    flask_app = make_app(tiny_model_dir, jobs)
+    client = flask_app.test_client()
+    status = client.get(f"/api/jobs/{running}").get_json()
+    assert status["state"] == "failed" and "server stopped" in status["error"]
+    assert "server stopped" in client.get(f"/jobs/{running}").get_data(as_text=True)
+    assert wait_for(client, queued)["state"] == "done"
+    flask_app.extensions["spot_jobs"].shutdown()
+
+
+def test_cleanup_removes_jobs_by_age_and_by_count(tiny_model_dir, tmp_path):
+    jobs = tmp_path / "jobs"
+    now = time.time()
+    ages_h = [0.1, 1, 2, 3, 500]
+    ids = [str(uuid.uuid4()) for _ in ages_h]
+    for job_id, age in zip(ids, ages_h, strict=True):
+        store_json(jobs / job_id / STATUS_FILE, _hand_made_status(job_id, "done", now - age * 3600))
+    (jobs / "not-a-job").mkdir()
+    # Folders of uploads that never became jobs (the server died while saving): removed after a day.
+    stale, fresh = str(uuid.uuid4()), str(uuid.uuid4())
+    (jobs / stale).mkdir()
+    (jobs / fresh).mkdir()
+    os.utime(jobs / stale, (now - 25 * 3600, now - 25 * 3600))
+    flask_app = make_app(tiny_model_dir, jobs, MAX_JOBS=3, MAX_JOB_AGE_S=100 * 3600)
+    left = sorted(p.name for p in jobs.iterdir())
+    assert left == sorted([*ids[:3], "not-a-job", fresh])
+    flask_app.extensions["spot_jobs"].shutdown()
+
+
+def test_human_size():
+    assert human_size(0) == "0 bytes"
+    assert human_size(2048) == "2 KiB"
+    assert human_size(4 * 1024**3) == "4 GiB"
+    assert human_size(1536 * 1024) == "1.5 MiB"

@@ -1,0 +1,527 @@
+"""Drawing the results of step 5: class colours, frame overlays, slow motion, the timeline plot, the H.264 writer.
+
+One colour per class (``class_colors``) is shared by the annotated video, its timeline bar and ``timeline.png``, so
+a colour means the same action everywhere. A team is shown as a side marker: a triangle pointing to the team's side
+(left / right) beside the label, and in the timeline bar the left team's ticks fill the upper half, the right
+team's the lower half.
+
+``H264Writer`` writes an MP4 that browsers play (H.264 High, yuv420p, moov atom in front) through PyAV's libx264,
+and can carry the audio of a source video over, kept in step with slowed-down stretches by silence.
+"""
+
+from __future__ import annotations
+
+import bisect
+import colorsys
+import io
+import logging
+import os
+from collections.abc import Iterator, Sequence
+from fractions import Fraction
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from util.io import DataError, atomic_write_bytes
+
+log = logging.getLogger(__name__)
+
+Color = tuple[int, int, int]  # RGB, 0-255
+
+# SoccerNet-Ball's 12 classes (util.soccernet.CLASSES) get fixed, well separated colours; other class names get
+# evenly spaced hues after them.
+_CLASS_PALETTE: dict[str, Color] = {
+    "PASS": (31, 119, 180),
+    "DRIVE": (44, 160, 44),
+    "HEADER": (255, 187, 30),
+    "HIGH PASS": (23, 190, 207),
+    "OUT": (150, 150, 150),
+    "CROSS": (255, 127, 14),
+    "THROW IN": (148, 103, 189),
+    "SHOT": (214, 39, 40),
+    "BALL PLAYER BLOCK": (140, 86, 75),
+    "PLAYER SUCCESSFUL TACKLE": (227, 119, 194),
+    "FREE KICK": (188, 189, 34),
+    "GOAL": (120, 255, 80),
+}
+TEAM_SIDES = ("left", "right")
+# How long (each side of its frame) a detected action's label stays on screen in the annotated video.
+LABEL_SPAN_S = 0.75
+# Output videos are never smaller than this many rows, so the labels stay legible (224p SoccerNet stays as it is).
+MIN_VIDEO_HEIGHT = 224
+FONT = cv2.FONT_HERSHEY_SIMPLEX
+
+
+def class_colors(classes: Sequence[str]) -> dict[str, Color]:
+    """RGB colour of each class: SoccerNet classes keep theirs; other names get distinct hues in list order."""
+    others = [c for c in classes if c not in _CLASS_PALETTE]
+    colors = {c: _CLASS_PALETTE[c] for c in classes if c in _CLASS_PALETTE}
+    for i, name in enumerate(others):
+        r, g, b = colorsys.hsv_to_rgb((0.08 + i / max(1, len(others))) % 1.0, 0.75, 0.95)
+        colors[name] = (int(r * 255), int(g * 255), int(b * 255))
+    return colors
+
+
+def text_color(background: Color) -> Color:
+    """Black or white, whichever reads better on ``background``."""
+    r, g, b = background
+    return (0, 0, 0) if 0.299 * r + 0.587 * g + 0.114 * b > 150 else (255, 255, 255)
+
+
+def format_clock(seconds: float) -> str:
+    """``83.456`` -> ``"01:23.45"`` (minutes:seconds.hundredths; minutes are not wrapped at 60)."""
+    hundredths = int(round(max(0.0, seconds) * 100))
+    minutes, rest = divmod(hundredths, 6000)
+    return f"{minutes:02d}:{rest // 100:02d}.{rest % 100:02d}"
+
+
+def output_size(width: int, height: int, min_height: int = MIN_VIDEO_HEIGHT) -> tuple[int, int]:
+    """Size of the annotated video for frames of ``width`` x ``height``: even (yuv420p needs it), scaled up to
+    ``min_height`` rows when smaller."""
+    if height < min_height:
+        width, height = round(width * min_height / height), min_height
+    return width - width % 2, height - height % 2
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Which frames show which event, and which are slowed down
+
+
+class EventSpans:
+    """Events sorted by frame, to ask which are within ``span_frames`` of a frame (bisection, no scan)."""
+
+    def __init__(self, events: Sequence[dict], span_frames: int):
+        self.events = sorted(events, key=lambda e: (e["frame"], -e["score"]))
+        self.frames = [int(e["frame"]) for e in self.events]
+        self.span = max(0, int(span_frames))
+
+    def at(self, frame: int) -> list[dict]:
+        lo = bisect.bisect_left(self.frames, frame - self.span)
+        hi = bisect.bisect_right(self.frames, frame + self.span)
+        return self.events[lo:hi]
+
+
+def slowmo_repeats(num_frames: int, event_frames: Sequence[int], factor: int, span_frames: int) -> np.ndarray:
+    """How many times each frame is written: ``factor`` within ``span_frames`` of an event, else 1.
+
+    The output has ``num_frames + (factor - 1) * (number of slowed frames)`` frames; overlapping spans merge.
+    """
+    repeats = np.ones(num_frames, np.int64)
+    if factor <= 1 or num_frames == 0:
+        return repeats
+    slowed = np.zeros(num_frames + 1, np.int64)
+    for frame in event_frames:
+        lo, hi = max(0, int(frame) - span_frames), min(num_frames, int(frame) + span_frames + 1)
+        if lo < hi:
+            slowed[lo] += 1
+            slowed[hi] -= 1
+    repeats[np.cumsum(slowed[:-1]) > 0] = int(factor)
+    return repeats
+
+
+def repeat_segments(repeats: np.ndarray) -> list[tuple[int, int, int]]:
+    """Runs of equal repeat count: ``[(first frame, end frame (exclusive), repeats), ...]``."""
+    if len(repeats) == 0:
+        return []
+    edges = np.flatnonzero(np.diff(repeats)) + 1
+    starts = [0, *edges.tolist()]
+    ends = [*edges.tolist(), len(repeats)]
+    return [(s, e, int(repeats[s])) for s, e in zip(starts, ends, strict=True)]
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Frame overlays
+
+
+def _font(height: int) -> tuple[float, int]:
+    """Font scale and stroke thickness for a frame ``height`` rows high."""
+    return max(0.4, height / 560), max(1, round(height / 300))
+
+
+def _side_marker(img: np.ndarray, x: int, y: int, size: int, side: str, color: Color) -> None:
+    """A filled triangle pointing to ``side`` with its base centred at (x, y)."""
+    d = -1 if side == "left" else 1
+    points = np.array([[x, y - size], [x, y + size], [x + d * int(size * 1.4), y]], np.int32)
+    cv2.fillConvexPoly(img, points, color, lineType=cv2.LINE_AA)
+
+
+def draw_event_label(img: np.ndarray, x: int, y: int, event: dict, color: Color, emphasis: float) -> int:
+    """Draw one event's label box (class, score, team marker) with its top-left at (x, y); returns its height.
+
+    ``emphasis`` in [0, 1] (1 at the event's own frame) sets how opaque the box is.
+    """
+    scale, thick = _font(img.shape[0])
+    text = f"{event['label']} {event['score']:.2f}"
+    (tw, th), base = cv2.getTextSize(text, FONT, scale, thick)
+    pad = max(3, th // 3)
+    team = event.get("team")
+    marker = int(th * 0.55) if team in TEAM_SIDES else 0
+    box_w = tw + 2 * pad + (int(marker * 2.6) if marker else 0)
+    box_h = th + base + 2 * pad
+    x1, y1 = min(img.shape[1], x + box_w), min(img.shape[0], y + box_h)
+    region = img[y:y1, x:x1]
+    alpha = 0.55 + 0.45 * float(np.clip(emphasis, 0.0, 1.0))
+    region[:] = (region * (1 - alpha) + np.array(color, np.float32) * alpha).astype(np.uint8)
+    ink = text_color(color)
+    text_x = x + pad
+    if marker:
+        cy = y + box_h // 2
+        if team == "left":
+            _side_marker(img, x + pad + int(marker * 1.4), cy, marker, "left", ink)
+            text_x += int(marker * 2.6)
+        else:
+            _side_marker(img, x + pad + tw + int(marker * 0.9), cy, marker, "right", ink)
+    cv2.putText(img, text, (text_x, y + pad + th), FONT, scale, ink, thick, cv2.LINE_AA)
+    return box_h
+
+
+def draw_overlay(
+    img: np.ndarray,
+    frame: int,
+    fps: float,
+    events: Sequence[dict],
+    colors: dict[str, Color],
+    span_frames: int,
+    slowmo: int = 1,
+    bar: np.ndarray | None = None,
+    num_frames: int | None = None,
+) -> np.ndarray:
+    """Draw the overlays of ``frame`` on ``img`` (RGB, modified in place and returned).
+
+    ``events`` are those within ``span_frames`` of the frame (``EventSpans.at``): one label each, stacked under
+    the clock (nearest first), most opaque at the event's own frame, and a coloured border at that frame. ``slowmo`` > 1 shows a
+    slow-motion badge; ``bar`` (from ``timeline_bar``) is pasted at the bottom with a cursor at this frame.
+    """
+    height, width = img.shape[:2]
+    scale, thick = _font(height)
+    margin = max(4, height // 60)
+    clock = f"{format_clock(frame / fps)}  #{frame}"
+    (cw, ch), base = cv2.getTextSize(clock, FONT, scale, thick)
+    cv2.rectangle(img, (margin - 3, margin - 3), (margin + cw + 3, margin + ch + base + 3), (0, 0, 0), -1)
+    cv2.putText(img, clock, (margin, margin + ch), FONT, scale, (255, 255, 255), thick, cv2.LINE_AA)
+    if slowmo > 1:
+        badge = f"SLOW x{slowmo}"
+        (bw, bh), bbase = cv2.getTextSize(badge, FONT, scale, thick)
+        bx = width - margin - bw
+        cv2.rectangle(img, (bx - 3, margin - 3), (bx + bw + 3, margin + bh + bbase + 3), (200, 30, 30), -1)
+        cv2.putText(img, badge, (bx, margin + bh), FONT, scale, (255, 255, 255), thick, cv2.LINE_AA)
+    y = margin + ch + base + 2 * margin
+    # Nearest (then best) first: when labels do not all fit, the ones that matter now are shown.
+    for event in sorted(events, key=lambda e: (abs(int(e["frame"]) - frame), -e["score"])):
+        distance = abs(int(event["frame"]) - frame)
+        color = colors.get(event["label"], (255, 255, 255))
+        if distance == 0:
+            cv2.rectangle(img, (0, 0), (width - 1, height - 1), color, max(2, height // 90))
+        emphasis = 1.0 - distance / max(1, span_frames)
+        y += draw_event_label(img, margin, y, event, color, emphasis) + max(2, margin // 2)
+        if y > height * 0.7:
+            break
+    if bar is not None and num_frames:
+        paste_bar(img, bar, frame, num_frames)
+    return img
+
+
+def bar_height(frame_height: int) -> int:
+    return max(8, frame_height // 24)
+
+
+def timeline_bar(
+    width: int, num_frames: int, events: Sequence[dict], colors: dict[str, Color], height: int
+) -> np.ndarray:
+    """A ``height`` x ``width`` strip: the whole video left to right, one tick per event in its class colour
+    (upper half for the left team, lower half for the right, full height without a team)."""
+    bar = np.full((height, width, 3), 24, np.uint8)
+    bar[0, :] = 90  # a thin rule separates the bar from the picture
+    half = height // 2
+    for event in sorted(events, key=lambda e: e["score"]):
+        x = min(width - 1, int(int(event["frame"]) * width / max(1, num_frames)))
+        color = colors.get(event["label"], (255, 255, 255))
+        team = event.get("team")
+        top, bottom = (1, half) if team == "left" else (half, height) if team == "right" else (1, height)
+        bar[top:bottom, x : x + max(1, width // 400)] = color
+    return bar
+
+
+def paste_bar(img: np.ndarray, bar: np.ndarray, frame: int, num_frames: int) -> None:
+    """Paste ``bar`` at the bottom of ``img`` and mark ``frame`` on it with a white cursor."""
+    height, width = img.shape[:2]
+    bh = bar.shape[0]
+    img[height - bh :] = bar[:, :width]
+    x = min(width - 1, int(frame * width / max(1, num_frames)))
+    img[height - bh :, max(0, x - 1) : x + 2] = 255
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Timeline plot
+
+
+def _peak_bins(values: np.ndarray, max_points: int) -> tuple[np.ndarray, np.ndarray]:
+    """Down-sample a long curve to at most ``max_points`` bins keeping each bin's maximum (peaks survive)."""
+    n = len(values)
+    if n <= max_points:
+        return np.arange(n), values
+    edges = np.linspace(0, n, max_points + 1).astype(np.int64)
+    return edges[:-1], np.maximum.reduceat(values, edges[:-1])
+
+
+def plot_timeline(
+    path: str | os.PathLike,
+    scores: np.ndarray,
+    classes: Sequence[str],
+    fps: float,
+    events: Sequence[dict],
+    colors: dict[str, Color],
+    threshold: float | None = None,
+    title: str = "",
+    max_points: int = 4000,
+) -> Path:
+    """Write ``timeline.png``: one row per class with its score curve over time (``scores`` is (T, C+1), column 0
+    background) and its detected events marked (a triangle pointing to the team's side, or a dot)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    from matplotlib import pyplot as plt
+    from matplotlib.ticker import FuncFormatter
+
+    num_frames = len(scores)
+    fig, axes = plt.subplots(
+        len(classes), 1, figsize=(14, 0.9 + 0.55 * len(classes)), sharex=True, squeeze=False
+    )
+    axes = axes[:, 0]
+    duration_s = max(num_frames / fps, 1e-6)
+    for k, (ax, name) in enumerate(zip(axes, classes, strict=True)):
+        color = np.array(colors.get(name, (0, 0, 0))) / 255
+        x, y = _peak_bins(scores[:, k + 1].astype(np.float32), max_points)
+        ax.fill_between(x / fps, y, color=color, alpha=0.35, linewidth=0)
+        ax.plot(x / fps, y, color=color, linewidth=0.8)
+        if threshold is not None:
+            ax.axhline(threshold, color="0.5", linewidth=0.6, linestyle="--")
+        mine = [e for e in events if e["label"] == name]
+        for side, marker in (("left", "<"), ("right", ">"), (None, "o")):
+            group = [e for e in mine if (e.get("team") if e.get("team") in TEAM_SIDES else None) == side]
+            if group:
+                ax.scatter(
+                    [e["frame"] / fps for e in group],
+                    [e["score"] for e in group],
+                    marker=marker,
+                    s=22,
+                    color=color,
+                    edgecolors="black",
+                    linewidths=0.5,
+                    zorder=3,
+                )
+        ax.set_ylim(0, 1.05)
+        ax.set_yticks([0.5], [""])
+        ax.grid(axis="y", color="0.9", linewidth=0.5)
+        ax.set_xlim(0, duration_s)
+        ax.set_ylabel(f"{name} ({len(mine)})", rotation=0, ha="right", va="center", fontsize=8)
+        for spine in ("top", "right"):
+            ax.spines[spine].set_visible(False)
+    digits = 5 if duration_s >= 120 else 8  # mm:ss, or mm:ss.ff for a short clip
+    axes[-1].xaxis.set_major_formatter(FuncFormatter(lambda s, _: format_clock(s)[:digits]))
+    axes[-1].set_xlabel("time (mm:ss);  markers: detected events (< left team, > right team)")
+    fig.suptitle(title or f"{len(events)} detected events", fontsize=10)
+    fig.tight_layout()
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png", dpi=100)
+    plt.close(fig)
+    atomic_write_bytes(path, buffer.getvalue())
+    return Path(path)
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# H.264 writer (and the source's audio)
+
+
+def _fraction(fps: float) -> Fraction:
+    """The exact rate behind a float fps (29.97 -> 30000/1001)."""
+    for base in (24, 30, 60):
+        if abs(fps - base * 1000 / 1001) < 1e-3:
+            return Fraction(base * 1000, 1001)
+    return Fraction(fps).limit_denominator(1001)
+
+
+class H264Writer:
+    """Write RGB frames to a browser-playable MP4: libx264, yuv420p, ``+faststart``; atomically on ``close``.
+
+    ``audio`` = ``(source video, segments)`` copies the source's audio (if it has any) with ``segments`` from
+    ``repeat_segments``: a stretch slowed ``r`` times plays its audio once, then ``r - 1`` times as long in silence,
+    so sound and picture meet again after each slowed stretch. The video is encoded to a temporary file first and
+    the audio muxed in afterwards (so a long video is never held in memory to interleave the streams).
+    """
+
+    def __init__(
+        self,
+        path: str | os.PathLike,
+        fps: float,
+        width: int,
+        height: int,
+        crf: int = 23,
+        preset: str = "veryfast",
+        audio: tuple[Path, list[tuple[int, int, int]]] | None = None,
+    ):
+        import av
+
+        if width % 2 or height % 2:
+            raise ValueError(f"H.264 yuv420p needs an even frame size, not {width}x{height}")
+        self.path = Path(path)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self.fps = float(fps)
+        # A source without an audio stream needs no second pass.
+        self.audio = audio if audio is not None and _audio_stream_info(audio[0]) is not None else None
+        self.frames_written = 0
+        self._tmp = self.path.with_name(f".{self.path.stem}.video.tmp.mp4")
+        options = {} if self.audio else {"movflags": "+faststart"}
+        self._container = av.open(str(self._tmp), "w", format="mp4", options=options)
+        self._stream = self._container.add_stream("libx264", rate=_fraction(self.fps))
+        self._stream.width, self._stream.height = width, height
+        self._stream.pix_fmt = "yuv420p"
+        self._stream.options = {"crf": str(crf), "preset": preset, "profile": "high"}
+
+    def write(self, image: np.ndarray) -> None:
+        """Append one (H, W, 3) RGB uint8 frame."""
+        import av
+
+        frame = av.VideoFrame.from_ndarray(np.ascontiguousarray(image), format="rgb24")
+        self._container.mux(self._stream.encode(frame))
+        self.frames_written += 1
+
+    def close(self) -> Path:
+        """Flush and finish the file; returns its path."""
+        self._container.mux(self._stream.encode())
+        self._container.close()
+        if self.audio is None:
+            os.replace(self._tmp, self.path)
+            return self.path
+        import av
+
+        final_tmp = self.path.with_name(f".{self.path.stem}.av.tmp.mp4")
+        try:
+            _mux_audio(self._tmp, self.audio[0], self.audio[1], self.fps, final_tmp)
+        except (av.FFmpegError, DataError) as e:  # the picture matters more than the sound
+            log.warning("%s: the audio could not be copied (%s); the video has no sound", self.audio[0], e)
+            _mux_audio(self._tmp, None, [], self.fps, final_tmp)
+        finally:
+            self._tmp.unlink(missing_ok=True)
+        os.replace(final_tmp, self.path)
+        return self.path
+
+    def abort(self) -> None:
+        """Drop a half-written file (on an error)."""
+        try:
+            self._container.close()
+        except Exception:  # noqa: BLE001 - the container may already be broken; the file goes anyway
+            log.debug("closing a broken video writer", exc_info=True)
+        self._tmp.unlink(missing_ok=True)
+
+
+def _audio_stream_info(source: Path) -> tuple[int, str] | None:
+    """``(sample rate, channel layout)`` of the source's first audio stream, or None when it has none."""
+    import av
+
+    try:
+        with av.open(str(source)) as container:
+            if not container.streams.audio:
+                return None
+            stream = container.streams.audio[0]
+            layout = stream.layout.name if stream.layout.nb_channels <= 2 else "stereo"
+            return stream.rate or 48000, layout
+    except av.FFmpegError as e:
+        raise DataError(f"{source}: cannot read the audio ({e})") from None
+
+
+def _source_audio(source: Path, rate: int, layout: str) -> Iterator[np.ndarray]:
+    """The source's audio from the video stream's start, as float32 (channels, n) chunks at ``rate``."""
+    import av
+
+    resampler = av.AudioResampler(format="fltp", layout=layout, rate=rate)
+    with av.open(str(source)) as container:
+        audio = container.streams.audio[0]
+        video = container.streams.video[0] if container.streams.video else None
+        start_s = float(video.start_time * video.time_base) if video and video.start_time else 0.0
+        skip = None
+        for frame in container.decode(audio):
+            if skip is None:  # samples before the first video frame are cut; a late start is padded
+                t0 = float(frame.pts * frame.time_base) if frame.pts is not None else 0.0
+                skip = int(round((start_s - t0) * rate))
+                if skip < 0:
+                    yield np.zeros((len(resampler.layout.channels), -skip), np.float32)
+                    skip = 0
+            for out in resampler.resample(frame):
+                chunk = out.to_ndarray().astype(np.float32, copy=False)
+                if skip:
+                    cut = min(skip, chunk.shape[1])
+                    chunk, skip = chunk[:, cut:], skip - cut
+                if chunk.shape[1]:
+                    yield chunk
+
+
+def _audio_track(
+    source: Path, segments: list[tuple[int, int, int]], fps: float, rate: int, layout: str
+) -> Iterator[np.ndarray]:
+    """The output's audio, chunk by chunk: each segment's source audio, then silence for its slowed extra time."""
+    chunks = _source_audio(source, rate, layout)
+    pending = np.zeros((2 if layout == "stereo" else 1, 0), np.float32)
+    for first, end, repeats in segments:
+        need = int(round(end * rate / fps)) - int(round(first * rate / fps))
+        parts, have = [], 0
+        while have < need:
+            if pending.shape[1] == 0:
+                pending = next(chunks, None)
+                if pending is None:  # the audio ended before the picture: silence
+                    pending = np.zeros((parts[0].shape[0] if parts else 1, need - have), np.float32)
+            take = pending[:, : need - have]
+            pending = pending[:, take.shape[1] :]
+            parts.append(take)
+            have += take.shape[1]
+        if parts:
+            yield from parts
+        silence = need * (repeats - 1)
+        if silence:
+            yield np.zeros((parts[0].shape[0] if parts else 1, silence), np.float32)
+
+
+def _mux_audio(
+    video_file: Path, source: Path | None, segments: list[tuple[int, int, int]], fps: float, out_path: Path
+) -> None:
+    """Copy ``video_file``'s H.264 stream and add the source's audio (AAC) into ``out_path`` with faststart
+    (``source=None``: no audio, just the copy)."""
+    import av
+
+    rate, layout = _audio_stream_info(source) if source is not None else (48000, "mono")
+    channels = 2 if layout == "stereo" else 1
+    if out_path.exists():
+        out_path.unlink()
+    with (
+        av.open(str(video_file)) as vin,
+        av.open(str(out_path), "w", format="mp4", options={"movflags": "+faststart"}) as out,
+    ):
+        v_in = vin.streams.video[0]
+        v_out = out.add_stream_from_template(v_in)
+        a_out = out.add_stream("aac", rate=rate, layout=layout) if source is not None else None
+        track = _audio_track(source, segments, fps, rate, layout) if source is not None else iter(())
+        written = 0  # audio samples sent to the encoder
+
+        def feed(until_s: float | None) -> None:
+            nonlocal written
+            while a_out is not None and (until_s is None or written < until_s * rate):
+                chunk = next(track, None)
+                if chunk is None:
+                    break
+                if chunk.shape[0] != channels:
+                    chunk = np.repeat(chunk[:1], channels, axis=0)
+                frame = av.AudioFrame.from_ndarray(np.ascontiguousarray(chunk), format="fltp", layout=layout)
+                frame.sample_rate, frame.pts = rate, written
+                written += chunk.shape[1]
+                out.mux(a_out.encode(frame))
+
+        for packet in vin.demux(v_in):
+            if packet.dts is None:
+                continue
+            feed(float(packet.pts * v_in.time_base) + 0.5)
+            packet.stream = v_out
+            out.mux(packet)
+        feed(None)
+        if a_out is not None:
+            out.mux(a_out.encode(None))
