@@ -111,10 +111,17 @@ def score_file(pred_file: Path) -> Path:
 
 def run_model(model_dir: Path, split: str, args: argparse.Namespace) -> Path:
     """Predict ``split`` with the model in ``model_dir``; returns the prediction file written."""
-    raise DataError(
-        f"{model_dir}: no pred-{split}.*.json predictions; running the model from here is not available yet: "
-        f"predict the split with train_e2e.py (or pass a prediction file)"
-    )
+    from model.common import list_epochs, load_model
+    from model.predict import predict_split, resolve_device
+
+    epochs = list_epochs(model_dir)
+    if not epochs:
+        raise DataError(f"{model_dir}: no pred-{split}.*.json predictions and no checkpoint to predict with")
+    epoch, why = default_epoch(model_dir, epochs)
+    log.info("%s: predicting %s with epoch %d (%s)", model_dir, split, epoch, why)
+    videos = load_split(resolve_dataset(args.dataset), split)
+    model, config, epoch = load_model(model_dir, epoch, device=resolve_device(None))
+    return predict_split(model, config, args.frame_dir, videos, split, model_dir, epoch)[1]
 
 
 def pick_prediction_file(model_dir: Path, split: str, args: argparse.Namespace) -> Path:

@@ -1,0 +1,200 @@
+"""Batched clip augmentation and mixup, on whatever device the batch is on (the GPU when there is one).
+
+DataLoader workers only decode JPEGs; a batch of uint8 clips ``(B, T, H, W, 3)`` then goes to the device, where
+``to_clips`` makes it ``(B, T, 3, H, W)`` float in [0, 1] and ``ClipAugment`` applies, per clip (every frame of a
+clip gets the same draw): random crop, horizontal flip, colour jitter (hue, saturation, brightness, contrast) and
+Gaussian blur. All random draws come from a CPU ``torch.Generator``, so a seeded run is the same on any device.
+``mixup_clips`` mixes each clip with its neighbour in the batch and mixes the targets into soft targets.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+
+# Luma weights (ITU-R BT.601), as torchvision's grayscale uses.
+_LUMA = (0.299, 0.587, 0.114)
+MIXUP_ALPHA = 0.2
+
+
+def to_clips(frames: torch.Tensor, device: torch.device | str | None = None) -> torch.Tensor:
+    """uint8 ``(B, T, H, W, 3)`` -> float ``(B, T, 3, H, W)`` in [0, 1] on ``device``."""
+    if device is not None:
+        frames = frames.to(device, non_blocking=True)
+    return frames.permute(0, 1, 4, 2, 3).float().div_(255.0)
+
+
+def center_crop(clips: torch.Tensor, crop_hw: tuple[int, int] | None) -> torch.Tensor:
+    """Deterministic centre crop of ``(..., H, W)`` to ``crop_hw`` (None: unchanged)."""
+    if crop_hw is None:
+        return clips
+    height, width = clips.shape[-2:]
+    crop_h, crop_w = min(crop_hw[0], height), min(crop_hw[1], width)
+    top, left = (height - crop_h) // 2, (width - crop_w) // 2
+    return clips[..., top : top + crop_h, left : left + crop_w]
+
+
+def _gray(clips: torch.Tensor) -> torch.Tensor:
+    r, g, b = clips.unbind(dim=-3)
+    return (_LUMA[0] * r + _LUMA[1] * g + _LUMA[2] * b).unsqueeze(-3)
+
+
+def _rotate_hue(clips: torch.Tensor, angle: torch.Tensor) -> torch.Tensor:
+    """Rotate hue by ``angle`` radians per clip: a rotation of the chroma plane in YIQ space."""
+    to_yiq = clips.new_tensor([[0.299, 0.587, 0.114], [0.596, -0.274, -0.322], [0.211, -0.523, 0.312]])
+    cos, sin = torch.cos(angle), torch.sin(angle)
+    rot = torch.zeros(len(angle), 3, 3, device=clips.device, dtype=clips.dtype)
+    rot[:, 0, 0] = 1
+    rot[:, 1, 1], rot[:, 1, 2], rot[:, 2, 1], rot[:, 2, 2] = cos, -sin, sin, cos
+    matrix = torch.linalg.inv(to_yiq) @ rot @ to_yiq  # (n, 3, 3)
+    out = torch.einsum("nij,ntjhw->ntihw", matrix, clips)
+    return out.clamp_(0, 1)
+
+
+def _blur(clips: torch.Tensor, sigma: torch.Tensor, kernel_size: int = 5) -> torch.Tensor:
+    """Separable Gaussian blur, one sigma per clip, reflect padding."""
+    n, t, c, h, w = clips.shape
+    half = kernel_size // 2
+    x = torch.arange(kernel_size, device=clips.device, dtype=clips.dtype) - half
+    kernel = torch.exp(-(x[None] ** 2) / (2 * sigma[:, None] ** 2))
+    kernel = kernel / kernel.sum(dim=1, keepdim=True)  # (n, k)
+    weight = kernel.repeat_interleave(t * c, dim=0)  # (n*t*c, k)
+    flat = clips.reshape(1, n * t * c, h, w)
+    flat = F.pad(flat, (half, half, half, half), mode="reflect")
+    flat = F.conv2d(flat, weight[:, None, None, :], groups=n * t * c)
+    flat = F.conv2d(flat, weight[:, None, :, None], groups=n * t * c)
+    return flat.reshape(n, t, c, h, w)
+
+
+@dataclass
+class ClipAugment:
+    """Training augmentation of float clips ``(B, T, 3, H, W)``; each transform applies to a clip with its
+    probability, with the same parameters on every frame of the clip (E2E-Spot's choice of ranges)."""
+
+    crop_hw: tuple[int, int] | None = None
+    flip_p: float = 0.5
+    jitter_p: float = 0.25
+    hue: float = 0.2  # fraction of a full turn, either way
+    saturation: tuple[float, float] = (0.7, 1.2)
+    brightness: tuple[float, float] = (0.7, 1.2)
+    contrast: tuple[float, float] = (0.7, 1.2)
+    blur_p: float = 0.25
+    blur_sigma: tuple[float, float] = (0.1, 2.0)
+
+    def __call__(self, clips: torch.Tensor, generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
+        """Augment; returns the clips and a (B,) bool tensor of which clips were flipped horizontally
+        (their left/right team targets must be swapped)."""
+        original = clips
+        clips = self._crop(clips, generator)
+        n = clips.shape[0]
+        flipped = (torch.rand(n, generator=generator) < self.flip_p).to(clips.device)
+        if flipped.any():
+            clips = torch.where(flipped[:, None, None, None, None], clips.flip(-1), clips)
+
+        def pick(p: float) -> torch.Tensor:
+            return torch.rand(n, generator=generator) < p
+
+        def uniform(lo: float, hi: float) -> torch.Tensor:
+            return lo + (hi - lo) * torch.rand(n, generator=generator)
+
+        # Draw every parameter whether used or not, so the stream of draws does not depend on the data.
+        draws = [(pick(self.jitter_p), uniform(-self.hue, self.hue))]
+        draws += [
+            (pick(self.jitter_p), uniform(*r)) for r in (self.saturation, self.brightness, self.contrast)
+        ]
+        blur = (pick(self.blur_p), uniform(*self.blur_sigma))
+        device = clips.device
+        if clips is original:  # the jitter below writes in place; leave the caller's tensor alone
+            clips = clips.clone()
+        (hue_on, hue), (sat_on, sat), (bri_on, bri), (con_on, con) = draws
+        if hue_on.any():
+            idx = hue_on.nonzero().squeeze(1).to(device)
+            clips[idx] = _rotate_hue(clips[idx], (hue[hue_on] * 2 * math.pi).to(device, clips.dtype))
+        for on, factor, op in ((sat_on, sat, "sat"), (bri_on, bri, "bri"), (con_on, con, "con")):
+            if on.any():
+                idx = on.nonzero().squeeze(1).to(device)
+                f = factor[on].to(device, clips.dtype)[:, None, None, None, None]
+                clips[idx] = _adjust(clips[idx], f, op)
+        if blur[0].any():
+            idx = blur[0].nonzero().squeeze(1).to(device)
+            clips[idx] = _blur(clips[idx], blur[1][blur[0]].to(device, clips.dtype))
+        return clips, flipped
+
+    def _crop(self, clips: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+        if self.crop_hw is None:
+            return clips
+        height, width = clips.shape[-2:]
+        crop_h, crop_w = min(self.crop_hw[0], height), min(self.crop_hw[1], width)
+        tops = torch.randint(0, height - crop_h + 1, (clips.shape[0],), generator=generator).tolist()
+        lefts = torch.randint(0, width - crop_w + 1, (clips.shape[0],), generator=generator).tolist()
+        return torch.stack(
+            [
+                c[..., t : t + crop_h, left : left + crop_w]
+                for c, t, left in zip(clips, tops, lefts, strict=True)
+            ]
+        )
+
+
+def _adjust(clips: torch.Tensor, factor: torch.Tensor, op: str) -> torch.Tensor:
+    """Saturation / brightness / contrast as torchvision defines them (blend with gray, black, mean gray)."""
+    if op == "bri":
+        return (clips * factor).clamp_(0, 1)
+    gray = _gray(clips)
+    if op == "sat":
+        return (gray + factor * (clips - gray)).clamp_(0, 1)
+    mean = gray.mean(dim=(-3, -2, -1), keepdim=True)  # per frame
+    return (mean + factor * (clips - mean)).clamp_(0, 1)
+
+
+def swap_team(team: torch.Tensor, flipped: torch.Tensor) -> torch.Tensor:
+    """Left/right team targets of horizontally flipped clips swap (right = 1 becomes left = 0)."""
+    return torch.where(flipped[:, None], 1.0 - team, team)
+
+
+def mixup_clips(
+    clips: torch.Tensor,
+    targets: torch.Tensor,
+    team: torch.Tensor,
+    team_mask: torch.Tensor,
+    generator: torch.Generator,
+    alpha: float = MIXUP_ALPHA,
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Mix clip i with clip i+1 of the batch (cyclically) with weight lambda ~ Beta(alpha, alpha).
+
+    ``targets`` (B, T, C+1) are probabilities (one-hot or already soft) and are mixed with the same weights, so
+    each frame's target still sums to 1. The team target becomes the weighted mean of the two clips' known teams
+    and its mask the total weight of the clips that know it.
+    """
+    n = clips.shape[0]
+    if n < 2:
+        return clips, targets, team, team_mask
+    lam = _beta(alpha, n, generator).to(clips.device, clips.dtype)
+    other = torch.roll(torch.arange(n, device=clips.device), -1)
+    lam_c = lam[:, None, None, None, None]
+    clips = lam_c * clips + (1 - lam_c) * clips[other]
+    lam_t = lam[:, None, None].to(targets.dtype)
+    targets = lam_t * targets + (1 - lam_t) * targets[other]
+    weight_a = lam[:, None].to(team.dtype) * team_mask
+    weight_b = (1 - lam[:, None].to(team.dtype)) * team_mask[other]
+    mask = weight_a + weight_b
+    team = torch.where(mask > 0, (weight_a * team + weight_b * team[other]) / mask.clamp_min(1e-12), 0.0)
+    return clips, targets, team, mask
+
+
+def _beta(alpha: float, n: int, generator: torch.Generator) -> torch.Tensor:
+    """Beta(alpha, alpha) samples from a seeded generator (torch.distributions takes no generator)."""
+    # Johnk's method: with X = U^(1/alpha), Y = V^(1/alpha), X / (X + Y) given X + Y <= 1 is Beta(alpha, alpha).
+    out = torch.empty(n, dtype=torch.float64)
+    filled = 0
+    while filled < n:
+        u = torch.rand(4 * n, generator=generator, dtype=torch.float64)
+        v = torch.rand(4 * n, generator=generator, dtype=torch.float64)
+        x, y = u.pow(1 / alpha), v.pow(1 / alpha)
+        ok = (x + y <= 1) & (x + y > 0)
+        take = (x[ok] / (x[ok] + y[ok]))[: n - filled]
+        out[filled : filled + len(take)] = take
+        filled += len(take)
+    return out.float()

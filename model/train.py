@@ -1,0 +1,742 @@
+"""Training of the E2E-Spot model: the epoch, validation, checkpoints, exact resume, DDP (``train_e2e.py``).
+
+- Data: random clips of ``clip_len`` frames (``dataset.frame``), an epoch = ``epoch_num_frames`` frames; workers
+  only decode JPEGs, augmentation and mixup run batched on the training device (``dataset.transform``).
+- Loss: cross-entropy on every stage's logits with foreground classes weighted ``fg_weight`` (5, as E2E-Spot),
+  MS-TCN's smoothing loss for multi-stage heads, and for ``--team`` a binary left/right loss at event frames.
+- Optimiser: AdamW; learning rate linear warm-up (from 1%) then cosine to 0, stepped per optimiser step;
+  gradient accumulation; CUDA AMP (bf16 where supported, else fp16 with a GradScaler); optional EMA weights.
+- Each epoch: train loss, val loss (fixed val clips), from ``start_val_epoch`` val mAP (E2E-Spot's frame-tolerance
+  mAP, ``util.score``) over whole val videos through the one predict path; the best epoch by ``criterion``; at
+  the end, predictions of val / test / challenge with the best epoch's weights.
+- Exact resume: every random draw is a function of (seed, epoch, index / step, rank) and the torch RNG is reseeded
+  at each epoch, so a run stopped after epoch k and resumed matches an uninterrupted one bit for bit (CPU).
+- Scale: ``torchrun`` (or ``-mgpu``: one process per local GPU) runs DistributedDataParallel, NCCL on GPUs and
+  gloo on CPU; clips are sharded by rank; only rank 0 writes files and shows the progress bar.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import copy
+import logging
+import math
+import os
+import random
+import socket
+import subprocess
+import time
+from argparse import Namespace
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.distributed as torch_dist
+import torch.nn.functional as F
+from torch import nn
+from torch.nn.parallel import DistributedDataParallel
+from torch.utils.data import DataLoader
+from tqdm import tqdm
+
+from dataset.frame import VAL_STREAM, EpochSampler, FrameClipDataset
+from dataset.transform import ClipAugment, center_crop, mixup_clips, swap_team, to_clips
+from model.common import (
+    SMOOTHING_WEIGHT,
+    build_model,
+    default_config,
+    list_epochs,
+    load_checkpoint,
+    load_config,
+    save_checkpoint,
+    save_config,
+    smoothing_loss,
+    unwrap_model,
+)
+from model.predict import autocast, predict_videos, resolve_device, scores_to_predictions, write_predictions
+from util.io import DataError, atomic_write_text, load_json, store_json
+from util.video import read_fps
+
+log = logging.getLogger(__name__)
+
+EPOCH_NUM_FRAMES = 500_000
+FG_WEIGHT = 5.0
+NUM_VAL_EPOCHS = 20  # default: val mAP over the last 20 epochs, as E2E-Spot
+VAL_FRACTION = 4  # val-loss clips = a quarter of an epoch's clips, as E2E-Spot
+PREDICT_BATCH_SIZE = 4
+PREDICT_SPLITS = ("val", "test", "challenge")
+# Events of val mAP and of the prediction files: every score peak, no NMS (as E2E-Spot); evaluation applies its
+# own --nms_window to them.
+EVENT_OPTIONS = {"nms_window": 0}
+# Independent random streams (with the seed, epoch and rank) of everything that draws numbers.
+AUG_STREAM, TORCH_STREAM = 2, 3
+# Flags that only say how to run, not what is trained: they may change on --resume.
+RUNTIME_KEYS = (
+    "resume",
+    "num_workers",
+    "device",
+    "gpu_parallel",
+    "git_commit",
+    "stop_after_epoch",
+    "save_dir",
+)
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Processes and devices
+
+
+@dataclass
+class Dist:
+    rank: int = 0
+    world_size: int = 1
+    local_rank: int = 0
+    device: torch.device = field(default_factory=lambda: torch.device("cpu"))
+
+    @property
+    def is_main(self) -> bool:
+        return self.rank == 0
+
+    @property
+    def active(self) -> bool:
+        return self.world_size > 1
+
+
+def init_distributed(device: str | None) -> Dist:
+    """One process of a torchrun / -mgpu job (WORLD_SIZE > 1 in the environment), or a lone process."""
+    world_size = int(os.environ.get("WORLD_SIZE", "1"))
+    rank, local_rank = int(os.environ.get("RANK", "0")), int(os.environ.get("LOCAL_RANK", "0"))
+    resolved = resolve_device(device)
+    if resolved.type == "cuda" and world_size > 1:
+        resolved = torch.device("cuda", local_rank)
+    if resolved.type == "cuda":
+        torch.cuda.set_device(resolved)
+        torch.backends.cudnn.benchmark = True
+    if world_size > 1 and not torch_dist.is_initialized():
+        backend = "nccl" if resolved.type == "cuda" else "gloo"
+        kwargs = {"device_id": resolved} if resolved.type == "cuda" else {}
+        torch_dist.init_process_group(backend, **kwargs)
+    return Dist(rank, world_size, local_rank, resolved)
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _spawned(local_rank: int, args: Namespace, world_size: int, port: int) -> None:
+    from util.cli import setup_logging
+
+    os.environ.update(
+        RANK=str(local_rank),
+        LOCAL_RANK=str(local_rank),
+        WORLD_SIZE=str(world_size),
+        MASTER_ADDR="127.0.0.1",
+        MASTER_PORT=str(port),
+    )
+    setup_logging()
+    train(args)
+
+
+def launch(args: Namespace) -> dict | None:
+    """The entry of ``train_e2e.py``: ``-mgpu`` outside torchrun spawns one process per local GPU."""
+    under_torchrun = "WORLD_SIZE" in os.environ
+    gpus = torch.cuda.device_count()
+    if args.gpu_parallel and not under_torchrun and gpus > 1 and resolve_device(args.device).type == "cuda":
+        log.info("-mgpu: training on %d local GPUs (DistributedDataParallel)", gpus)
+        torch.multiprocessing.start_processes(
+            _spawned, args=(args, gpus, _free_port()), nprocs=gpus, start_method="spawn"
+        )
+        return None
+    if args.gpu_parallel and not under_torchrun:
+        log.info("-mgpu: %d GPU(s) visible, training in one process", gpus)
+    return train(args)
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Configuration and data
+
+
+def _seed(*parts: int) -> int:
+    return int(np.random.SeedSequence([int(p) for p in parts]).generate_state(1)[0])
+
+
+def _git_commit() -> str | None:
+    try:
+        out = subprocess.run(
+            ["git", "rev-parse", "HEAD"], capture_output=True, text=True, timeout=5, cwd=Path(__file__).parent
+        )
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return out.stdout.strip() or None if out.returncode == 0 else None
+
+
+def train_settings(args: Namespace) -> dict:
+    """Every flag of the run, as plain JSON values (recorded in config.json under "train")."""
+    settings = {k: (str(v) if isinstance(v, Path) else v) for k, v in sorted(vars(args).items())}
+    settings["git_commit"] = _git_commit()
+    return settings
+
+
+def build_config(args: Namespace, classes: Sequence[str], fps: float, frame_size: tuple[int, int]) -> dict:
+    """The model config: what rebuilds the network, the frame geometry, and every training flag."""
+    width, height = frame_size
+    crop = args.crop_dim if args.crop_dim and args.crop_dim > 0 else None
+    input_h, input_w = (min(crop, height), min(crop, width)) if crop else (height, width)
+    return default_config(
+        feature_arch=args.feature_arch,
+        temporal_arch=args.temporal_arch,
+        clip_len=args.clip_len,
+        classes=list(classes),
+        frame_height=input_h,
+        frame_width=input_w,
+        fps=fps,
+        team=bool(args.team),
+        pretrained=bool(args.pretrained),
+        source_width=width,
+        source_height=height,
+        crop_dim=crop,
+        dataset=str(args.dataset),
+        train=train_settings(args),
+    )
+
+
+def check_resume_config(saved: dict, config: dict, model_dir: Path) -> None:
+    """A resumed run must train the same thing: refuse differing model keys or training flags."""
+    diffs = []
+    for key in sorted(set(saved) | set(config)):
+        if key == "train":
+            continue
+        if key not in ("pretrained",) and saved.get(key) != config.get(key):
+            diffs.append(f"{key}: {saved.get(key)!r} (saved) != {config.get(key)!r}")
+    old, new = saved.get("train", {}), config.get("train", {})
+    for key in sorted(set(old) | set(new)):
+        if key not in RUNTIME_KEYS and old.get(key) != new.get(key):
+            diffs.append(f"--{key}: {old.get(key)!r} (saved) != {new.get(key)!r}")
+    if diffs:
+        raise DataError(f"{model_dir}/config.json: --resume with different settings: {'; '.join(diffs)}")
+
+
+def load_dataset(dataset: str) -> tuple[Path, list[str], dict[str, list[dict]]]:
+    """(dataset folder, classes, {split: videos}) of a dataset name or folder (splits that exist)."""
+    from util.dataset import load_classes, load_split, resolve_dataset
+
+    dataset_dir = resolve_dataset(dataset)
+    classes = load_classes(dataset_dir)
+    splits = {}
+    for split in ("train", "val", "test", "challenge"):
+        if (Path(dataset_dir) / f"{split}.json").is_file():
+            splits[split] = load_split(dataset_dir, split)
+    for split in ("train", "val"):
+        if not splits.get(split):
+            raise DataError(
+                f"{dataset_dir}/{split}.json: missing or empty; training needs train and val videos"
+            )
+    return Path(dataset_dir), classes, splits
+
+
+def check_frame_rate(frame_dir: Path, videos: Sequence[dict]) -> float:
+    """The frame rate of the parsed labels, which must agree with the frame folders' fps.txt."""
+    rates = {float(v["fps"]) for v in videos}
+    if len(rates) != 1:
+        raise DataError(
+            f"parsed labels mix frame rates {sorted(rates)}; extract every video at one --sample_fps"
+        )
+    fps = rates.pop()
+    folder = frame_dir / videos[0]["video"]
+    on_disk = read_fps(folder)
+    if abs(on_disk - fps) > 1e-3 * fps:
+        raise DataError(
+            f"{folder}/fps.txt says {on_disk:g} fps but the parsed labels say {fps:g}; parse the labels again "
+            f"against this frame folder"
+        )
+    return fps
+
+
+@dataclass
+class Loaders:
+    train: DataLoader
+    val: DataLoader
+    train_sampler: EpochSampler
+    micro_batch: int
+    frame_size: tuple[int, int]
+
+
+def _loader(
+    dataset, sampler, batch_size: int, num_workers: int, device: torch.device, seed: int
+) -> DataLoader:
+    return DataLoader(
+        dataset,
+        batch_size=batch_size,
+        sampler=sampler,
+        drop_last=True,
+        num_workers=num_workers,
+        pin_memory=device.type == "cuda",
+        persistent_workers=num_workers > 0,
+        prefetch_factor=2 if num_workers > 0 else None,
+        generator=torch.Generator().manual_seed(seed),
+    )
+
+
+def build_loaders(args: Namespace, classes: list[str], splits: dict, dist: Dist) -> Loaders:
+    per_step = args.acc_grad_iter * dist.world_size
+    if args.batch_size % per_step:
+        raise DataError(
+            f"--batch_size {args.batch_size} must be a multiple of -ag ({args.acc_grad_iter}) x processes "
+            f"({dist.world_size})"
+        )
+    micro_batch = args.batch_size // per_step
+    num_clips = args.epoch_num_frames // args.clip_len
+    if num_clips < args.batch_size:
+        raise DataError(
+            f"--epoch_num_frames {args.epoch_num_frames} gives {num_clips} clips of {args.clip_len} frames, "
+            f"fewer than one batch ({args.batch_size})"
+        )
+    common = dict(classes=classes, clip_len=args.clip_len, dilate_len=args.dilate_len, seed=args.seed)
+    train_data = FrameClipDataset(
+        args.frame_dir, splits["train"], num_clips=num_clips, fg_upsample=args.fg_upsample or 0.0, **common
+    )
+    val_clips = max(micro_batch * dist.world_size, num_clips // VAL_FRACTION)
+    val_data = FrameClipDataset(
+        args.frame_dir, splits["val"], num_clips=val_clips, stream=VAL_STREAM, **common
+    )
+    train_sampler = EpochSampler(num_clips, dist.rank, dist.world_size)
+    val_sampler = EpochSampler(val_clips, dist.rank, dist.world_size)
+    workers = args.num_workers
+    return Loaders(
+        train=_loader(train_data, train_sampler, micro_batch, workers, dist.device, args.seed),
+        val=_loader(val_data, val_sampler, micro_batch, workers, dist.device, args.seed),
+        train_sampler=train_sampler,
+        micro_batch=micro_batch,
+        frame_size=train_data.frame_size,
+    )
+
+
+def worker_error(error: DataError) -> DataError:
+    """A DataError raised in a DataLoader worker comes back wrapped in a traceback; keep its one-line message."""
+    text = str(error)
+    marker = "DataError: "
+    return DataError(text[text.rindex(marker) + len(marker) :].strip()) if marker in text else error
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Loss, schedule, EMA
+
+
+def spot_loss(
+    output: dict,
+    targets: torch.Tensor,
+    class_weights: torch.Tensor,
+    team: torch.Tensor | None = None,
+    team_mask: torch.Tensor | None = None,
+) -> torch.Tensor:
+    """Weighted cross-entropy on every stage against per-frame target distributions (B, T, C+1), MS-TCN
+    smoothing for multi-stage heads, and the team loss at frames with a known team (``team_mask``)."""
+    stages = output.get("stage_logits") or [output["logits"]]
+    num_outputs = targets.shape[-1]
+    flat_targets = targets.reshape(-1, num_outputs)
+    loss = targets.new_zeros(())
+    for logits in stages:
+        loss = loss + F.cross_entropy(
+            logits.float().reshape(-1, num_outputs), flat_targets, weight=class_weights
+        )
+        if len(stages) > 1:
+            loss = loss + SMOOTHING_WEIGHT * smoothing_loss(logits)
+    if team is not None and "team" in output:
+        bce = F.binary_cross_entropy_with_logits(output["team"].float(), team, reduction="none")
+        loss = loss + (bce * team_mask).sum() / team_mask.sum().clamp_min(1.0)
+    return loss
+
+
+def lr_factor(step: int, warmup_steps: int, total_steps: int) -> float:
+    """Linear warm-up from 1% to 100% over ``warmup_steps``, then cosine decay to 0 at ``total_steps``."""
+    if step < warmup_steps:
+        return 0.01 + 0.99 * step / warmup_steps
+    progress = (step - warmup_steps) / max(1, total_steps - warmup_steps)
+    return 0.5 * (1.0 + math.cos(math.pi * min(progress, 1.0)))
+
+
+class Ema:
+    """Exponential moving average of a model's weights (buffers are copied as they are).
+
+    The decay ramps up as ``min(decay, (1 + n) / (10 + n))`` after n updates, so the average does not stay
+    anchored to the random initial weights in a short run.
+    """
+
+    def __init__(self, model: nn.Module, decay: float):
+        self.decay = decay
+        self.updates = 0
+        self.model = copy.deepcopy(unwrap_model(model)).eval()
+        for p in self.model.parameters():
+            p.requires_grad_(False)
+
+    @torch.no_grad()
+    def update(self, model: nn.Module) -> None:
+        decay = min(self.decay, (1 + self.updates) / (10 + self.updates))
+        self.updates += 1
+        source = unwrap_model(model)
+        for ema_p, p in zip(self.model.parameters(), source.parameters(), strict=True):
+            ema_p.lerp_(p.detach(), 1.0 - decay)
+        for ema_b, b in zip(self.model.buffers(), source.buffers(), strict=True):
+            ema_b.copy_(b)
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# The epoch
+
+
+@dataclass
+class Trainer:
+    args: Namespace
+    config: dict
+    dist: Dist
+    model: nn.Module  # the module trained (DDP-wrapped when distributed)
+    net: nn.Module  # the unwrapped network
+    optimizer: torch.optim.Optimizer
+    scheduler: torch.optim.lr_scheduler.LRScheduler
+    scaler: torch.amp.GradScaler
+    loaders: Loaders
+    augment: ClipAugment
+    class_weights: torch.Tensor
+    ema: Ema | None = None
+    amp: bool = True
+
+    @property
+    def eval_net(self) -> nn.Module:
+        """The weights that are validated, saved as checkpoints and used for predictions."""
+        return self.ema.model if self.ema is not None else self.net
+
+    def _autocast(self):
+        return autocast(self.dist.device) if self.amp else contextlib.nullcontext()
+
+    def _batch(self, batch: dict, generator: torch.Generator | None) -> tuple:
+        device = self.dist.device
+        clips = to_clips(batch["frames"], device)
+        team = batch["team"].to(device, non_blocking=True)
+        team_mask = batch["team_mask"].to(device, non_blocking=True)
+        if generator is not None:
+            clips, flipped = self.augment(clips, generator)
+            team = swap_team(team, flipped)
+        else:
+            clips = center_crop(clips, (self.config["frame_height"], self.config["frame_width"]))
+        num_outputs = len(self.config["classes"]) + 1
+        targets = F.one_hot(batch["labels"].to(device), num_outputs).float()
+        if generator is not None and self.args.mixup:
+            clips, targets, team, team_mask = mixup_clips(clips, targets, team, team_mask, generator)
+        if not self.config["team"]:
+            team = team_mask = None
+        return clips, targets, team, team_mask
+
+    def train_epoch(self, epoch: int) -> dict:
+        args, dist = self.args, self.dist
+        self.model.train()
+        self.loaders.train_sampler.set_epoch(epoch)
+        torch.manual_seed(_seed(args.seed, TORCH_STREAM, epoch, dist.rank))
+        generator = torch.Generator().manual_seed(_seed(args.seed, AUG_STREAM, epoch, dist.rank))
+        acc = args.acc_grad_iter
+        num_micro = (len(self.loaders.train) // acc) * acc
+        frames_per_micro = self.loaders.micro_batch * args.clip_len * dist.world_size
+        total_loss, start = 0.0, time.perf_counter()
+        bar = tqdm(total=num_micro // acc, desc=f"epoch {epoch}", disable=not dist.is_main, leave=False)
+        self.optimizer.zero_grad(set_to_none=True)
+        try:
+            for i, batch in enumerate(self.loaders.train):
+                if i >= num_micro:
+                    break
+                clips, targets, team, team_mask = self._batch(batch, generator)
+                step_now = (i + 1) % acc == 0
+                sync = contextlib.nullcontext() if step_now or not dist.active else self.model.no_sync()
+                with sync:
+                    with self._autocast():
+                        output = self.model(clips)
+                    loss = spot_loss(output, targets, self.class_weights, team, team_mask)
+                    self.scaler.scale(loss / acc).backward()
+                total_loss += loss.item()
+                if step_now:
+                    self._step()
+                    rate = (i + 1) * frames_per_micro / (time.perf_counter() - start)
+                    lr = self.optimizer.param_groups[0]["lr"]
+                    bar.set_postfix(loss=f"{total_loss / (i + 1):.4f}", lr=f"{lr:.2e}", fps=f"{rate:.0f}")
+                    bar.update()
+        except DataError as e:
+            raise worker_error(e) from None
+        finally:
+            bar.close()
+        seconds = time.perf_counter() - start
+        loss = _mean_over_ranks(total_loss, max(num_micro, 1), dist)
+        return {"train": loss, "frames_per_s": num_micro * frames_per_micro / seconds, "train_s": seconds}
+
+    def _step(self) -> None:
+        self.scaler.step(self.optimizer)
+        self.scaler.update()
+        self.optimizer.zero_grad(set_to_none=True)
+        self.scheduler.step()
+        if self.ema is not None:
+            self.ema.update(self.net)
+
+    def val_loss(self) -> float:
+        net = self.eval_net
+        net.eval()
+        total, count = 0.0, 0
+        try:
+            with torch.inference_mode():
+                for batch in self.loaders.val:
+                    clips, targets, team, team_mask = self._batch(batch, None)
+                    with self._autocast():
+                        output = net(clips)
+                    total += spot_loss(output, targets, self.class_weights, team, team_mask).item()
+                    count += 1
+        except DataError as e:
+            raise worker_error(e) from None
+        return _mean_over_ranks(total, max(count, 1), self.dist)
+
+
+def _mean_over_ranks(total: float, count: int, dist: Dist) -> float:
+    if not dist.active:
+        return total / count
+    t = torch.tensor([total, float(count)], dtype=torch.float64, device=_comm_device(dist))
+    torch_dist.all_reduce(t)
+    return float(t[0] / t[1])
+
+
+def _comm_device(dist: Dist) -> torch.device:
+    return dist.device if torch_dist.get_backend() == "nccl" else torch.device("cpu")
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Validation mAP and predictions over whole videos (sharded by rank, gathered on rank 0)
+
+
+def predict_sharded(trainer: Trainer, videos: Sequence[dict]) -> dict | None:
+    """Per-frame scores of ``videos`` (rank r predicts every world_size-th video); the union on rank 0, None
+    elsewhere."""
+    dist = trainer.dist
+    shard = list(videos)[dist.rank :: dist.world_size]
+    results = predict_videos(
+        trainer.eval_net, trainer.config, trainer.args.frame_dir, shard, PREDICT_BATCH_SIZE, dist.device
+    )
+    if not dist.active:
+        return results
+    gathered = [None] * dist.world_size if dist.is_main else None
+    torch_dist.gather_object(results, gathered, dst=0)
+    if not dist.is_main:
+        return None
+    merged = {}
+    for part in gathered:
+        merged.update(part)
+    return {v["video"]: merged[v["video"]] for v in videos}
+
+
+def frame_map(results: dict, videos: Sequence[dict], config: dict) -> float:
+    """E2E-Spot's frame-tolerance mAP (``util.score.frame_map``) of the events that the one post-processing
+    (``util.eval.scores_to_events``: score peaks, without NMS) finds in per-frame scores."""
+    from util.score import frame_map as score_frame_map
+
+    predictions = scores_to_predictions(results, config, **EVENT_OPTIONS)
+    return float(score_frame_map(videos, predictions, config["classes"])["mAP"])
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# The run
+
+
+def best_epoch(history: list[dict], criterion: str) -> int | None:
+    """Best epoch of the history: highest val mAP (criterion "map", among epochs that have one; the lowest val
+    loss when none has) or lowest val loss."""
+    with_map = [h for h in history if h.get("val_mAP") is not None]
+    if criterion == "map" and with_map:
+        return max(with_map, key=lambda h: h["val_mAP"])["epoch"]
+    return min(history, key=lambda h: h["val"])["epoch"] if history else None
+
+
+def write_history(model_dir: Path, history: list[dict]) -> None:
+    store_json(model_dir / "loss.json", history)
+    keys = ["epoch", "train", "val", "val_mAP", "lr", "frames_per_s", "train_s"]
+    rows = [",".join(keys)]
+    rows += [",".join("" if h.get(k) is None else f"{h[k]:.6g}" for k in keys) for h in history]
+    atomic_write_text(model_dir / "loss.csv", "\n".join(rows) + "\n")
+
+
+def _prune_optim_files(model_dir: Path, keep_epoch: int) -> None:
+    # Only the last epoch's optimizer state is needed to resume; older ones are large.
+    for path in model_dir.glob("optim_*.pt"):
+        with contextlib.suppress(ValueError, FileNotFoundError):
+            if int(path.stem.split("_")[1]) < keep_epoch:
+                path.unlink()
+
+
+def _barrier(dist: Dist) -> None:
+    if dist.active:
+        torch_dist.barrier()
+
+
+def make_trainer(args: Namespace, config: dict, dist: Dist, loaders: Loaders) -> Trainer:
+    torch.manual_seed(args.seed)
+    random.seed(args.seed)
+    np.random.seed(args.seed)
+    net = build_model(config).to(dist.device)
+    model = net
+    if dist.active:
+        device_ids = [dist.device.index] if dist.device.type == "cuda" else None
+        model = DistributedDataParallel(net, device_ids=device_ids)
+    optimizer = torch.optim.AdamW(net.parameters(), lr=args.learning_rate)
+    steps_per_epoch = max(1, len(loaders.train) // args.acc_grad_iter)
+    warmup, total = args.warm_up_epochs * steps_per_epoch, args.num_epochs * steps_per_epoch
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: lr_factor(step, warmup, total))
+    amp = bool(args.amp) and dist.device.type == "cuda"
+    fp16 = amp and not torch.cuda.is_bf16_supported()
+    scaler = torch.amp.GradScaler(dist.device.type, enabled=fp16)
+    num_outputs = len(config["classes"]) + 1
+    class_weights = torch.tensor([1.0] + [args.fg_weight] * (num_outputs - 1), device=dist.device)
+    crop = config.get("crop_dim")
+    augment = ClipAugment(crop_hw=(config["frame_height"], config["frame_width"]) if crop else None)
+    ema = Ema(net, args.ema) if args.ema else None
+    return Trainer(
+        args,
+        config,
+        dist,
+        model,
+        net,
+        optimizer,
+        scheduler,
+        scaler,
+        loaders,
+        augment,
+        class_weights,
+        ema,
+        amp,
+    )
+
+
+def resume(trainer: Trainer, model_dir: Path) -> tuple[int, list[dict]]:
+    """Load the last complete epoch; returns (next epoch, history up to it)."""
+    if not list_epochs(model_dir):
+        log.info("--resume: no checkpoint in %s yet, starting from epoch 0", model_dir)
+        return 0, []
+    info = load_checkpoint(
+        model_dir, trainer.eval_net, None, trainer.optimizer, trainer.scaler, trainer.scheduler
+    )
+    if trainer.ema is not None:
+        trainer.net.load_state_dict(info["extra"]["train_weights"])
+        trainer.ema.updates = int(info["extra"]["ema_updates"])
+    history_path = model_dir / "loss.json"
+    history = load_json(history_path) if history_path.exists() else []
+    history = [h for h in history if h["epoch"] <= info["epoch"]]
+    log.info("resuming after epoch %d", info["epoch"])
+    return info["epoch"] + 1, history
+
+
+def _save_epoch(trainer: Trainer, model_dir: Path, epoch: int, history: list[dict]) -> None:
+    extra = None
+    if trainer.ema is not None:
+        extra = {"train_weights": trainer.net.state_dict(), "ema_updates": trainer.ema.updates}
+    save_checkpoint(
+        model_dir, epoch, trainer.eval_net, trainer.optimizer, trainer.scaler, trainer.scheduler, extra=extra
+    )
+    write_history(model_dir, history)
+    _prune_optim_files(model_dir, epoch)
+
+
+def run_epochs(trainer: Trainer, model_dir: Path, start: int, history: list[dict], val_videos: list) -> list:
+    args, dist = trainer.args, trainer.dist
+    last = (
+        args.num_epochs - 1
+        if args.stop_after_epoch is None
+        else min(args.stop_after_epoch, args.num_epochs - 1)
+    )
+    for epoch in range(start, last + 1):
+        stats = trainer.train_epoch(epoch)
+        stats["val"] = trainer.val_loss()
+        stats["val_mAP"] = None
+        if args.criterion == "map" and epoch >= args.start_val_epoch:
+            results = predict_sharded(trainer, val_videos)
+            if dist.is_main:
+                stats["val_mAP"] = frame_map(results, val_videos, trainer.config)
+        history.append({"epoch": epoch, **stats, "lr": trainer.optimizer.param_groups[0]["lr"]})
+        if dist.is_main:
+            _save_epoch(trainer, model_dir, epoch, history)
+            best = best_epoch(history, args.criterion)
+            mAP = "" if stats["val_mAP"] is None else f", val mAP {stats['val_mAP']:.4f}"
+            log.info(
+                "epoch %d: train loss %.4f, val loss %.4f%s (best epoch %s), %.0f frames/s",
+                epoch, stats["train"], stats["val"], mAP, best, stats["frames_per_s"],
+            )  # fmt: skip
+        _barrier(dist)
+    return history
+
+
+def predict_best(trainer: Trainer, model_dir: Path, splits: dict, epoch: int) -> dict[str, Path]:
+    """Predictions of each split with frames on disk, with the weights of ``epoch``."""
+    load_checkpoint(model_dir, trainer.eval_net, epoch)
+    written = {}
+    for split in PREDICT_SPLITS:
+        videos = splits.get(split) or []
+        if not videos:
+            continue
+        if not all((Path(trainer.args.frame_dir) / v["video"]).is_dir() for v in videos):
+            log.warning("skipping predictions on %s: some of its frame folders are missing", split)
+            continue
+        results = predict_sharded(trainer, videos)
+        if trainer.dist.is_main:
+            _, path = write_predictions(model_dir, split, epoch, results, trainer.config, **EVENT_OPTIONS)
+            written[split] = path
+            log.info("wrote %s", path)
+    return written
+
+
+def train(args: Namespace) -> dict | None:
+    """Train as ``args`` (train_e2e.py's flags) say; returns a summary on rank 0 (None on other ranks)."""
+    dist = init_distributed(args.device)
+    if not dist.is_main:
+        logging.getLogger().setLevel(logging.WARNING)
+    try:
+        return _train(args, dist)
+    finally:
+        if dist.active and torch_dist.is_initialized():
+            torch_dist.destroy_process_group()
+
+
+def _train(args: Namespace, dist: Dist) -> dict | None:
+    model_dir = Path(args.save_dir)
+    if args.start_val_epoch is None:
+        args.start_val_epoch = max(0, args.num_epochs - NUM_VAL_EPOCHS)
+    _, classes, splits = load_dataset(args.dataset)
+    fps = check_frame_rate(Path(args.frame_dir), splits["train"])
+    loaders = build_loaders(args, classes, splits, dist)
+    config = build_config(args, classes, fps, loaders.frame_size)
+    check_model_dir(args, config, model_dir)
+    if dist.is_main:
+        model_dir.mkdir(parents=True, exist_ok=True)
+        save_config(model_dir, config)
+    _barrier(dist)
+    trainer = make_trainer(args, config, dist, loaders)
+    start, history = resume(trainer, model_dir) if args.resume else (0, [])
+    log.info(
+        "training %s + %s on %d train videos, %d clips of %d frames per epoch, %d process(es) on %s",
+        config["feature_arch"], config["temporal_arch"], len(splits["train"]),
+        len(loaders.train_sampler) * dist.world_size, args.clip_len, dist.world_size, dist.device,
+    )  # fmt: skip
+    history = run_epochs(trainer, model_dir, start, history, splits["val"])
+    if args.stop_after_epoch is not None and args.stop_after_epoch < args.num_epochs - 1:
+        return {"stopped_after": args.stop_after_epoch, "history": history} if dist.is_main else None
+    best = best_epoch(history, args.criterion)
+    if best is None:
+        return None
+    written = predict_best(trainer, model_dir, splits, best)
+    if not dist.is_main:
+        return None
+    log.info("best epoch: %d", best)
+    return {"best_epoch": best, "history": history, "predictions": {k: str(v) for k, v in written.items()}}
+
+
+def check_model_dir(args: Namespace, config: dict, model_dir: Path) -> None:
+    """Refuse to overwrite a trained model, and a --resume that would train something else (every rank checks,
+    so all fail together)."""
+    if list_epochs(model_dir) and not args.resume:
+        raise DataError(
+            f"{model_dir}: already holds checkpoints; pass --resume to continue, or choose another -s"
+        )
+    if args.resume and (model_dir / "config.json").exists():
+        check_resume_config(load_config(model_dir), config, model_dir)

@@ -1,0 +1,314 @@
+"""Training (model/train.py, train_e2e.py) and the one predict path (model/predict.py)."""
+
+from __future__ import annotations
+
+import math
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+import train_e2e
+from dataset.frame import JpegDirSource, window_starts
+from model.predict import load_scores, predict_scores, predict_split, prediction_paths
+from model.train import best_epoch, lr_factor
+from tests.test_dataset import CLASSES, event, frame_value, make_library, write_video_frames
+from util.cli import run_main
+from util.io import DataError, load_json
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def tiny_library(root: Path) -> tuple[Path, Path]:
+    def video(name, n, events):
+        return {"video": name, "num_frames": n, "events": events}
+
+    return make_library(
+        root,
+        {
+            "train": [
+                video("lg/s/a", 40, [event(10), event(25, "DRIVE", "right")]),
+                video("lg/s/b", 24, [event(5, "DRIVE")]),
+            ],
+            "val": [video("lg/s/c", 24, [event(12, "PASS", "right")])],
+            "test": [video("lg/s/d", 20, [event(7, "DRIVE")])],
+        },
+    )
+
+
+def train_argv(root: Path, frame_dir: Path, data_dir: Path, *extra: str) -> list[str]:
+    return [
+        str(data_dir),
+        str(frame_dir),
+        "-m",
+        "rny002_gsm",
+        "-t",
+        "gru",
+        "-s",
+        str(root / "model"),
+        "--clip_len",
+        "8",
+        "--batch_size",
+        "2",
+        "--num_epochs",
+        "3",
+        "--warm_up_epochs",
+        "1",
+        "--epoch_num_frames",
+        "32",
+        "--start_val_epoch",
+        "2",
+        "--no_pretrained",
+        "--device",
+        "cpu",
+        "-j",
+        "0",
+        *extra,
+    ]
+
+
+def run(argv: list[str]) -> int:
+    return run_main(train_e2e.main, train_e2e.get_args(argv))
+
+
+# ---- schedule and bookkeeping
+
+
+def test_lr_warm_up_then_cosine():
+    assert lr_factor(0, 10, 110) == pytest.approx(0.01)
+    assert lr_factor(5, 10, 110) == pytest.approx(0.01 + 0.99 * 0.5)
+    assert lr_factor(10, 10, 110) == pytest.approx(1.0)
+    assert lr_factor(60, 10, 110) == pytest.approx(0.5)
+    assert lr_factor(110, 10, 110) == pytest.approx(0.0, abs=1e-12)
+    assert lr_factor(0, 0, 10) == pytest.approx(1.0)
+
+
+def test_best_epoch_by_criterion():
+    history = [
+        {"epoch": 0, "val": 0.5, "val_mAP": None},
+        {"epoch": 1, "val": 0.3, "val_mAP": 0.2},
+        {"epoch": 2, "val": 0.4, "val_mAP": 0.6},
+    ]
+    assert best_epoch(history, "map") == 2
+    assert best_epoch(history, "loss") == 1
+    assert best_epoch(history[:1], "map") == 0  # no mAP yet: the lowest val loss
+
+
+# ---- the predict path
+
+
+class PositionModel(nn.Module):
+    """Logit of class 1 = position of the frame in its window; team logit from the frame's brightness."""
+
+    def forward(self, frames: torch.Tensor) -> dict:
+        batch, length = frames.shape[:2]
+        logits = torch.zeros(batch, length, 3)
+        logits[..., 1] = torch.arange(length, dtype=torch.float32)
+        brightness = frames.float().mean(dim=(2, 3, 4))
+        return {"logits": logits, "team": (brightness - 0.5) * 10}
+
+
+def test_predict_scores_averages_overlapping_windows(tmp_path):
+    num_frames, clip_len = 21, 8
+    write_video_frames(tmp_path / "v", num_frames)
+    config = {"clip_len": clip_len, "classes": CLASSES, "fps": 25.0, "team": True}
+    scores, team = predict_scores(PositionModel(), config, JpegDirSource(tmp_path / "v"), batch_size=3)
+    assert scores.shape == (num_frames, 3) and scores.dtype == np.float32
+    assert np.allclose(scores.sum(axis=1), 1, atol=1e-6)
+    expected = np.zeros((num_frames, 3))
+    count = np.zeros(num_frames)
+    for start in window_starts(num_frames, clip_len, clip_len // 2):
+        for t in range(clip_len):
+            if start + t < num_frames:
+                logits = np.array([0.0, t, 0.0])
+                expected[start + t] += np.exp(logits) / np.exp(logits).sum()
+                count[start + t] += 1
+    assert np.allclose(scores, expected / count[:, None], atol=1e-5)
+    # Team scores are aligned with the frames they come from.
+    brightness = np.array([frame_value(i) / 255 for i in range(num_frames)])
+    assert np.allclose(team, 1 / (1 + np.exp(-(brightness - 0.5) * 10)), atol=0.05)
+
+
+def test_predict_scores_on_a_video_shorter_than_a_clip(tmp_path):
+    write_video_frames(tmp_path / "v", 5)
+    config = {"clip_len": 8, "classes": CLASSES, "fps": 25.0, "team": False}
+    progress = []
+    scores, team = predict_scores(
+        PositionModel(),
+        config,
+        JpegDirSource(tmp_path / "v"),
+        progress=lambda done, total: progress.append(done),
+    )
+    assert scores.shape == (5, 3) and team is None and progress[-1] == 5
+
+
+def test_predict_split_writes_events_and_scores(tmp_path):
+    frame_dir, data_dir = tiny_library(tmp_path)
+    videos = load_json(data_dir / "test.json")
+    config = {"clip_len": 8, "classes": CLASSES, "fps": 25.0, "team": True}
+    predictions, path = predict_split(PositionModel(), config, frame_dir, videos, "test", tmp_path / "m", 7)
+    json_path, npz_path = prediction_paths(tmp_path / "m", "test", 7)
+    assert path == json_path and json_path.name == "pred-test.7.json" and npz_path.is_file()
+    assert load_json(json_path) == predictions
+    (video,) = predictions
+    assert video["video"] == "lg/s/d" and video["fps"] == 25.0 and video["events"]
+    assert {"frame", "label", "score", "team", "team_score"} <= set(video["events"][0])
+    scores, team = load_scores(npz_path)["lg/s/d"]
+    assert scores.shape == (20, 3) and team.shape == (20,)
+
+
+# ---- training runs
+
+
+def _weights(path: Path) -> dict:
+    return torch.load(path, map_location="cpu", weights_only=True)
+
+
+@pytest.mark.slow
+def test_resume_after_a_stop_matches_an_uninterrupted_run(tmp_path):
+    frame_dir, data_dir = tiny_library(tmp_path)
+    extra = ("--team", "--ema", "0.9", "--dilate_len", "1", "--fg_upsample", "0.5")
+    whole, parts = tmp_path / "whole", tmp_path / "parts"
+    assert run(train_argv(whole, frame_dir, data_dir, *extra)) == 0
+    assert run(train_argv(parts, frame_dir, data_dir, *extra, "--stop_after_epoch", "0")) == 0
+    assert sorted(p.name for p in (parts / "model").glob("*.pt")) == ["checkpoint_000.pt", "optim_000.pt"]
+    # A resumed run may not change what is trained.
+    changed = train_argv(parts, frame_dir, data_dir, *extra, "--resume", "-lr", "0.01")
+    with pytest.raises(DataError, match="learning_rate"):
+        train_e2e.main(train_e2e.get_args(changed))
+    # Nor may a fresh run overwrite a model directory.
+    assert run(train_argv(parts, frame_dir, data_dir, *extra)) == 2
+    assert run(train_argv(parts, frame_dir, data_dir, *extra, "--resume")) == 0
+
+    final_whole, final_parts = (
+        _weights(whole / "model/checkpoint_002.pt"),
+        _weights(parts / "model/checkpoint_002.pt"),
+    )
+    assert final_whole.keys() == final_parts.keys()
+    for key in final_whole:
+        assert torch.equal(final_whole[key], final_parts[key]), key
+    history_whole, history_parts = load_json(whole / "model/loss.json"), load_json(parts / "model/loss.json")
+    for a, b in zip(history_whole, history_parts, strict=True):
+        assert (a["epoch"], a["train"], a["val"], a["val_mAP"]) == (
+            b["epoch"],
+            b["train"],
+            b["val"],
+            b["val_mAP"],
+        )
+    assert history_whole[2]["val_mAP"] is not None and history_whole[1]["val_mAP"] is None
+    # The end of training: predictions of val and test with the best epoch, and a complete config.
+    best = best_epoch(history_whole, "map")
+    for split in ("val", "test"):
+        assert (whole / f"model/pred-{split}.{best}.json").is_file()
+        assert (whole / f"model/pred-{split}.{best}.score.npz").is_file()
+    config = load_json(whole / "model/config.json")
+    assert config["team"] is True and config["clip_len"] == 8 and config["train"]["ema"] == 0.9
+    assert (config["frame_height"], config["frame_width"], config["fps"]) == (64, 112, 25.0)
+
+
+@pytest.mark.parametrize("workers", ["0", "1"])
+def test_missing_frame_is_one_clear_error(tmp_path, capsys, workers):
+    frame_dir, data_dir = tiny_library(tmp_path)
+    for name, length in (("lg/s/a", 40), ("lg/s/b", 24)):
+        for i in range(1, length):
+            (frame_dir / name / f"{i:06d}.jpg").unlink()
+    argv = train_argv(tmp_path, frame_dir, data_dir, "-j", workers, "--fg_upsample", "0", "--num_epochs", "1")
+    assert run(argv) == 2
+    err = capsys.readouterr().err.split("\r")[-1].strip()  # after the progress bar
+    assert err.startswith("error: ") and "frame missing" in err and "Traceback" not in err
+    assert str(frame_dir / "lg/s") in err and err.split()[1].endswith(".jpg:")
+    assert len(err.splitlines()) == 1
+
+
+def test_unknown_dataset_and_bad_batch_size(tmp_path, capsys):
+    frame_dir, data_dir = tiny_library(tmp_path)
+    assert run(train_argv(tmp_path, frame_dir, tmp_path / "nowhere")) == 2
+    assert "nowhere" in capsys.readouterr().err
+    assert run(train_argv(tmp_path, frame_dir, data_dir, "--batch_size", "3", "-ag", "2")) == 2
+    assert "multiple of -ag" in capsys.readouterr().err
+
+
+def test_flags_of_the_seed_readme():
+    args = train_e2e.get_args(["ds", "frames", "-m", "rny002_gsm", "-s", "out", "--no-mixup", "-mgpu"])
+    assert (args.clip_len, args.batch_size, args.num_epochs, args.learning_rate) == (100, 8, 50, 0.001)
+    assert args.mixup is False and args.gpu_parallel and args.temporal_arch == "gru" and args.dilate_len == 0
+    assert args.epoch_num_frames == 500_000 and args.pretrained and not args.resume
+    assert train_e2e.get_args(["ds", "frames", "-m", "rn18", "-s", "out", "--mixup"]).mixup is True
+
+
+@pytest.mark.slow
+def test_two_process_gloo_run_only_rank_0_writes(tmp_path):
+    frame_dir, data_dir = tiny_library(tmp_path)
+    logs = tmp_path / "logs"
+    argv = train_argv(tmp_path, frame_dir, data_dir, "--num_epochs", "2", "--start_val_epoch", "1")
+    command = [
+        sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--log_dir", str(logs),
+        "--redirects", "3", str(REPO / "train_e2e.py"), *argv,
+    ]  # fmt: skip
+    env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONPATH=str(REPO))
+    result = subprocess.run(command, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stderr[-3000:]
+    outputs = {}
+    for rank in ("0", "1"):
+        (folder,) = [p for p in logs.rglob(rank) if p.is_dir()]
+        outputs[rank] = (folder / "stdout.log").read_text() + (folder / "stderr.log").read_text()
+    assert "best epoch" in outputs["0"] and "epoch 1: train loss" in outputs["0"]
+    assert "best epoch" not in outputs["1"] and "train loss" not in outputs["1"]
+    model = tmp_path / "model"
+    assert {"checkpoint_000.pt", "checkpoint_001.pt", "config.json", "loss.json"} <= {
+        p.name for p in model.iterdir()
+    }
+    history = load_json(model / "loss.json")
+    assert [h["epoch"] for h in history] == [0, 1] and all(math.isfinite(h["train"]) for h in history)
+    assert not list(model.glob(".*.tmp"))
+    assert (model / "pred-test.{}.json".format(best_epoch(history, "map"))).is_file()
+
+
+def learnable_library(root: Path) -> tuple[Path, Path]:
+    """Frames of 56x32 where each event shows its class on its frame and the next and previous ones (as dilation 1
+    labels them): PASS a red square at the top left, DRIVE a blue one at the bottom right."""
+    rng = np.random.default_rng(0)
+
+    def video(name: str, num_frames: int) -> dict:
+        frames = sorted(rng.choice(np.arange(2, num_frames - 2), num_frames // 10, replace=False).tolist())
+        events = [event(f, CLASSES[j % 2], "left" if j % 3 else "right") for j, f in enumerate(frames)]
+        return {"video": name, "num_frames": num_frames, "events": events}
+
+    def draw(image: np.ndarray, frame: int, video: dict) -> None:
+        for e in video["events"]:
+            if abs(e["frame"] - frame) <= 1:
+                if e["label"] == "PASS":
+                    image[2:14, 2:14] = (0, 0, 255)
+                else:
+                    image[18:30, 42:54] = (255, 0, 0)
+
+    splits = {"train": [video("lg/s/a", 160), video("lg/s/b", 160)], "val": [video("lg/s/c", 120)]}
+    return make_library(root, splits, draw=draw, size=(56, 32))
+
+
+@pytest.mark.slow
+def test_training_learns_a_visible_cue(tmp_path):
+    frame_dir, data_dir = learnable_library(tmp_path)
+    argv = train_argv(tmp_path, frame_dir, data_dir, "--num_epochs", "8", "--epoch_num_frames", "512")
+    argv += [
+        "--start_val_epoch",
+        "0",
+        "--no-mixup",
+        "--fg_upsample",
+        "0.5",
+        "--dilate_len",
+        "1",
+        "-lr",
+        "0.002",
+    ]
+    assert run(argv) == 0
+    history = load_json(tmp_path / "model/loss.json")
+
+    assert history[-1]["train"] < 0.5 * history[0]["train"]
+    assert history[-1]["val"] < 0.5 * history[0]["val"]
+    assert max(h["val_mAP"] for h in history) > 0.6 > history[0]["val_mAP"]
