@@ -15,6 +15,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from model.impl.tsm import memory_format_of, shift_frames
+
 
 class GatedShift(nn.Module):
     """Gated temporal shift of ``channels // channel_div`` channels; input and output (batch * clip_len, C, H, W)."""
@@ -31,25 +33,29 @@ class GatedShift(nn.Module):
         nn.init.zeros_(self.gate.bias)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        frames = x.shape[0]
+        frames, channels = x.shape[:2]
         if frames % self.clip_len:
             raise ValueError(f"GatedShift: {frames} frames is not a whole number of clips of {self.clip_len}")
-        clips = x.reshape(frames // self.clip_len, self.clip_len, *x.shape[1:])  # (N, T, C, H, W)
-        moved = clips[:, :, : self.gated]
-        # (N, C, T, H, W) for the 3D convolution; a channels_last input gives channels_last_3d here.
-        gate = torch.tanh(self.gate(self.act(self.norm(moved.transpose(1, 2)))))  # (N, 2, T, H, W)
+        layout = memory_format_of(x)
+        moved, rest = x.split([self.gated, channels - self.gated], dim=1)
+        # (N, C, T, H, W) for the 3D convolution over the gated channels.
+        clips = moved.reshape(frames // self.clip_len, self.clip_len, *moved.shape[1:]).transpose(1, 2)
+        gate = torch.tanh(self.gate(self.act(self.norm(clips))))  # (N, 2, T, H, W)
+        gate = gate.transpose(1, 2).reshape(frames, 2, *x.shape[2:])  # (N * T, 2, H, W)
         half = self.gated // 2
-        back, fwd = slice(0, half), slice(half, self.gated)
-        gated_back = gate[:, 0].unsqueeze(2) * moved[:, :, back]  # one gate per (t, y, x) for the whole group
-        gated_fwd = gate[:, 1].unsqueeze(2) * moved[:, :, fwd]
-        # Written into a tensor laid out like x, so a channels_last input stays channels_last.
-        out = torch.empty_like(clips)
-        out[:, :, back] = moved[:, :, back] - gated_back
-        out[:, :-1, back] += gated_back[:, 1:]  # frame t gets frame t + 1's gated part
-        out[:, :, fwd] = moved[:, :, fwd] - gated_fwd
-        out[:, 1:, fwd] += gated_fwd[:, :-1]  # frame t gets frame t - 1's
-        out[:, :, self.gated :] = clips[:, :, self.gated :]
-        return out.flatten(0, 1)
+        back, fwd = moved.split([half, half], dim=1)
+        gated_back = gate[:, :1] * back  # one gate per (t, y, x) for the whole group
+        gated_fwd = gate[:, 1:] * fwd
+        # Frame t gets frame t + 1's gated part of the first group, frame t - 1's of the second; the residual
+        # stays. split + cat keep the backward pass free of full-size zero fills.
+        return torch.cat(
+            [
+                back - gated_back + shift_frames(gated_back, self.clip_len, 1, layout),
+                fwd - gated_fwd + shift_frames(gated_fwd, self.clip_len, -1, layout),
+                rest,
+            ],
+            dim=1,
+        )
 
     def extra_repr(self) -> str:
         return f"gated_channels={self.gated}, clip_len={self.clip_len}"

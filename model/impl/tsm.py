@@ -12,21 +12,37 @@ import torch
 from torch import nn
 
 
+def memory_format_of(x: torch.Tensor) -> torch.memory_format:
+    """channels_last when a 4D ``x`` is laid out so (and not also plainly contiguous), else contiguous."""
+    if x.dim() == 4 and not x.is_contiguous() and x.is_contiguous(memory_format=torch.channels_last):
+        return torch.channels_last
+    return torch.contiguous_format
+
+
+def shift_frames(
+    y: torch.Tensor, clip_len: int, step: int, memory_format=torch.contiguous_format
+) -> torch.Tensor:
+    """Frame t of each clip takes frame t + ``step`` (``step`` = +1 or -1) of ``y`` (batch * clip_len, c, H, W);
+    frames from outside the clip are zeros."""
+    clips = y.reshape(y.shape[0] // clip_len, clip_len, *y.shape[1:])
+    zeros = clips.new_zeros((clips.shape[0], 1, *clips.shape[2:]))
+    parts = [clips[:, 1:], zeros] if step > 0 else [zeros, clips[:, :-1]]
+    return torch.cat(parts, dim=1).reshape(y.shape).contiguous(memory_format=memory_format)
+
+
 def temporal_shift(x: torch.Tensor, clip_len: int, fold_div: int = 8) -> torch.Tensor:
     """Shift ``C // fold_div`` channels back and as many forward by one frame, zero-filled at the clip edges."""
     frames, channels = x.shape[:2]
     if frames % clip_len:
         raise ValueError(f"temporal_shift: {frames} frames is not a whole number of clips of {clip_len}")
     fold = channels // fold_div
-    x = x.reshape(frames // clip_len, clip_len, *x.shape[1:])
-    # Written into a tensor laid out like x, so a channels_last input stays channels_last.
-    out = torch.empty_like(x)
-    out[:, :-1, :fold] = x[:, 1:, :fold]  # frame t gets frame t + 1
-    out[:, -1, :fold] = 0
-    out[:, 1:, fold : 2 * fold] = x[:, :-1, fold : 2 * fold]  # frame t gets frame t - 1
-    out[:, 0, fold : 2 * fold] = 0
-    out[:, :, 2 * fold :] = x[:, :, 2 * fold :]
-    return out.flatten(0, 1)
+    layout = memory_format_of(x)
+    # split + one cat: the backward pass is one cat of gradient views, not full-size zero fills per slice
+    # (several times faster on CPU than writing slices into an empty tensor).
+    back, fwd, rest = x.split([fold, fold, channels - 2 * fold], dim=1)
+    return torch.cat(
+        [shift_frames(back, clip_len, 1, layout), shift_frames(fwd, clip_len, -1, layout), rest], dim=1
+    )
 
 
 class TemporalShift(nn.Module):
