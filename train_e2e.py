@@ -76,9 +76,23 @@ def get_args(argv=None) -> argparse.Namespace:
         default=True,
         help="mixup of clip pairs (on by default)",
     )
+    p.add_argument(
+        "--augment",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="random crop, flip, colour jitter and blur of training clips (on by default; --no-augment "
+        "where colours carry the classes, as in the synthetic library)",
+    )
     p.add_argument("--dilate_len", type=int, default=0, help="label each event's +-N neighbouring frames too")
     p.add_argument(
         "--fg_upsample", type=_fraction, default=0.0, help="probability of a clip drawn around an event"
+    )
+    p.add_argument(
+        "--fg_balance",
+        action=argparse.BooleanOptionalAction,
+        default=False,
+        help="clips drawn around an event (--fg_upsample) pick its class uniformly first, so rare classes are "
+        "seen as often as PASS",
     )
     p.add_argument(
         "--fg_weight", type=_positive(float), default=FG_WEIGHT, help="loss weight of event classes"

@@ -289,7 +289,9 @@ class ClipSampler:
 
     A clip is uniform over all frames (a video is picked in proportion to its length) and may reach ``pad_len``
     frames past either end of its video; with probability ``fg_upsample`` it is instead drawn around a random
-    event, which it is guaranteed to contain. Draws depend only on ``(seed, stream, epoch, index)``.
+    event, which it is guaranteed to contain: any event alike, or with ``fg_balance`` an event of a class drawn
+    uniformly first (so a rare class is seen as often as PASS). Draws depend only on ``(seed, stream, epoch,
+    index)``.
     """
 
     def __init__(
@@ -300,6 +302,7 @@ class ClipSampler:
         fg_upsample: float = 0.0,
         seed: int = 0,
         stream: int = TRAIN_STREAM,
+        fg_balance: bool = False,
     ):
         if not videos or sum(v.num_frames for v in videos) <= 0:
             raise DataError("no frames to sample training clips from (the split has no videos)")
@@ -311,11 +314,16 @@ class ClipSampler:
         self.stream = stream
         self._cum_frames = np.cumsum([v.num_frames for v in self.videos])
         self._events = [
-            (v, int(f))
+            (v, int(f), int(label))
             for v, video in enumerate(self.videos)
-            for f in video.frames
+            for f, label in zip(video.frames, video.labels, strict=True)
             if 0 <= f < video.num_frames
         ]
+        # Event indices grouped by class (for fg_balance): one group per class that has events.
+        by_class: dict[int, list[int]] = {}
+        for i, (_, _, label) in enumerate(self._events):
+            by_class.setdefault(label, []).append(i)
+        self._class_groups = [np.asarray(by_class[c]) for c in sorted(by_class)] if fg_balance else []
 
     def start_range(self, video_index: int) -> tuple[int, int]:
         """Inclusive range of clip starts in a video."""
@@ -326,7 +334,12 @@ class ClipSampler:
     def sample(self, epoch: int, index: int) -> tuple[int, int]:
         rng = np.random.default_rng([self.seed, self.stream, epoch, index])
         if self._events and rng.random() < self.fg_upsample:
-            video_index, frame = self._events[int(rng.integers(len(self._events)))]
+            if self._class_groups:
+                group = self._class_groups[int(rng.integers(len(self._class_groups)))]
+                event = int(group[int(rng.integers(len(group)))])
+            else:
+                event = int(rng.integers(len(self._events)))
+            video_index, frame, _ = self._events[event]
             lo, hi = self.start_range(video_index)
             lo, hi = max(lo, frame - self.clip_len + 1), min(hi, frame)
             return video_index, int(rng.integers(lo, hi + 1)) if hi >= lo else min(frame, hi)
@@ -352,6 +365,7 @@ class ClipDataset(Dataset):
         seed: int = 0,
         stream: int = TRAIN_STREAM,
         source: str = "labels",
+        fg_balance: bool = False,
     ):
         self.videos = list(videos)
         self.video_ids = [v["video"] for v in self.videos]
@@ -359,7 +373,7 @@ class ClipDataset(Dataset):
         self.clip_len = clip_len
         self.num_clips = num_clips
         self.dilate_len = dilate_len
-        self.sampler = ClipSampler(self.events, clip_len, pad_len, fg_upsample, seed, stream)
+        self.sampler = ClipSampler(self.events, clip_len, pad_len, fg_upsample, seed, stream, fg_balance)
 
     def __len__(self) -> int:
         return self.num_clips

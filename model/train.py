@@ -296,7 +296,12 @@ def build_loaders(args: Namespace, classes: list[str], splits: dict, dist: Dist)
         )
     common = dict(classes=classes, clip_len=args.clip_len, dilate_len=args.dilate_len, seed=args.seed)
     train_data = FrameClipDataset(
-        args.frame_dir, splits["train"], num_clips=num_clips, fg_upsample=args.fg_upsample or 0.0, **common
+        args.frame_dir,
+        splits["train"],
+        num_clips=num_clips,
+        fg_upsample=args.fg_upsample or 0.0,
+        fg_balance=bool(getattr(args, "fg_balance", False)),
+        **common,
     )
     val_clips = max(micro_batch * dist.world_size, num_clips // VAL_FRACTION)
     val_data = FrameClipDataset(
@@ -416,7 +421,7 @@ class Trainer:
         clips = to_clips(batch["frames"], device)
         team = batch["team"].to(device, non_blocking=True)
         team_mask = batch["team_mask"].to(device, non_blocking=True)
-        if generator is not None:
+        if generator is not None and self.args.augment:
             clips, flipped = self.augment(clips, generator)
             team = swap_team(team, flipped)
         else:

@@ -150,6 +150,21 @@ def test_foreground_upsampling_always_contains_an_event():
     assert hits < 30  # without up-sampling, clips around the event are rare
 
 
+def test_class_balanced_foreground_sampling():
+    """With fg_balance, clips drawn around events pick the class first: a class with 1 event in 20 is drawn as
+    often as the class with the other 19."""
+    frames = np.arange(10, 2000, 100)
+    labels = np.array([2] + [1] * (len(frames) - 1))
+    video = VideoEvents(2100, frames, labels, np.zeros(len(frames)))
+
+    def share_of_rare(balance: bool) -> float:
+        sampler = ClipSampler([video], clip_len=20, fg_upsample=1.0, fg_balance=balance)
+        return np.mean([sampler.sample(0, i)[1] <= 10 for i in range(1000)])  # clips that hold frame 10
+
+    assert share_of_rare(True) == pytest.approx(0.5, abs=0.06)
+    assert share_of_rare(False) == pytest.approx(1 / 20, abs=0.03)
+
+
 def test_epoch_sampler_shards_are_disjoint_and_equal():
     shards = [list(EpochSampler(10, rank=r, world_size=3, epoch=2)) for r in range(3)]
     assert all(len(s) == 3 for s in shards)

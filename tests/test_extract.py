@@ -114,6 +114,23 @@ def test_extract_resamples_by_timestamp(tmp_path, source_fps, sample_fps, ext):
     assert cv2.imread(str(tmp_path / "frames" / "000000.jpg")).shape == (90, 160, 3)
 
 
+def _jpeg_sampling(path: Path) -> list[int]:
+    """The (horizontal << 4 | vertical) sampling factor of each component, from the JPEG's SOF0 header."""
+    data = path.read_bytes()
+    sof = data.index(b"\xff\xc0")
+    components = data[sof + 9]
+    return [data[sof + 10 + 3 * i + 1] for i in range(components)]
+
+
+@pytest.mark.parametrize(("chroma", "factors"), [("420", [0x22, 0x11, 0x11]), ("444", [0x11, 0x11, 0x11])])
+def test_chroma_subsampling_of_the_jpegs(tmp_path, chroma, factors):
+    video = tmp_path / "v.mp4"
+    write_index_video(video, fps=25, seconds=1)
+    assert run_script([str(video), "-o", str(tmp_path / "f"), "--sample_fps", "5", "--chroma", chroma]) == 0
+    (first,) = sorted((tmp_path / "f").rglob("000000.jpg"))
+    assert _jpeg_sampling(first) == factors
+
+
 def test_extract_variable_frame_rate(tmp_path, make_index_video):
     rng = np.random.default_rng(1)
     times = np.round(np.cumsum(rng.uniform(0.01, 0.08, 120)), 3)

@@ -173,6 +173,29 @@ def test_gsm_fully_open_gate_shifts_like_tsm():
     assert torch.equal(y[:, :, 8:], clips[:, :, 8:])
 
 
+def test_gsm_gate_statistics_are_batchnorm3d_over_clips():
+    """The gate's batch norm runs on the 4D layout, but its statistics are BatchNorm3d's over (clip, time, y, x)
+    (training mode), and a BatchNorm3d state dict loads into it."""
+    torch.manual_seed(2)
+    gsm = GatedShift(channels=12, clip_len=3, channel_div=2)
+    with torch.no_grad():
+        gsm.gate.weight.normal_()
+    reference = torch.nn.BatchNorm3d(gsm.gated)
+    reference.load_state_dict(gsm.norm.state_dict())
+    x = torch.randn(2 * 3, 12, 4, 5)
+    moved = x[:, : gsm.gated].reshape(2, 3, gsm.gated, 4, 5).transpose(1, 2)  # (N, C, T, H, W)
+    gate = torch.tanh(gsm.gate(torch.relu(reference(moved))))
+    back = (
+        gate[:, 0].unsqueeze(1) * moved[:, : gsm.gated // 2]
+    )  # gated part of the first group, (N, C, T, H, W)
+    expected = x.reshape(2, 3, 12, 4, 5).clone()
+    expected[:, :, : gsm.gated // 2] -= back.transpose(1, 2)
+    expected[:, :-1, : gsm.gated // 2] += back.transpose(1, 2)[:, 1:]
+    got = gsm(x).reshape(2, 3, 12, 4, 5)
+    assert torch.allclose(got[:, :, : gsm.gated // 2], expected[:, :, : gsm.gated // 2], atol=1e-6)
+    assert torch.allclose(gsm.norm.running_mean, reference.running_mean, atol=1e-6)
+
+
 def test_short_and_long_clips_are_padded_transparently():
     model = build_model(tiny_config(feature_arch="rny002_tsm", temporal_arch="fc")).eval()
     frames = torch.rand(2, 5, 3, 64, 112)

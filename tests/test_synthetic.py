@@ -12,7 +12,16 @@ import numpy as np
 import pytest
 
 from util.soccernet import CLASSES, LABEL_FILE
-from util.synthetic import LEAGUE, MARKERS, SEASON, parse_fps, render_library, split_counts
+from util.synthetic import (
+    LEAGUE,
+    MARKERS,
+    SEASON,
+    TEAM_COLOURS,
+    library_splits,
+    parse_fps,
+    render_library,
+    split_counts,
+)
 
 
 def _videos(root: Path) -> list[Path]:
@@ -121,13 +130,18 @@ def _marker_pixels(frame_rgb: np.ndarray, colour) -> int:
     return int((diff < 90).sum())
 
 
-def test_position_matches_the_drawn_frame(game_library):
-    """The marker of each event first appears at frame int(fps * position_ms / 1000), not one frame earlier."""
-    root, splits = game_library
+def _first_train_game(library) -> tuple[list[np.ndarray], list[dict]]:
+    """Decoded RGB frames and annotations of the first train game of a library fixture."""
+    root, splits = library
     game = splits["train"][0]
     with av.open(str(root / game / "224p.mp4")) as container:
         frames = [f.to_ndarray(format="rgb24") for f in container.decode(video=0)]
-    labels = json.loads((root / game / LABEL_FILE).read_text())["annotations"]
+    return frames, json.loads((root / game / LABEL_FILE).read_text())["annotations"]
+
+
+def test_position_matches_the_drawn_frame(game_library):
+    """The marker of each event first appears at frame int(fps * position_ms / 1000), not one frame earlier."""
+    frames, labels = _first_train_game(game_library)
     hits = 0
     for a in labels:
         f = int(25 * (int(a["position"]) / 1000))
@@ -178,8 +192,50 @@ def test_split_counts():
         assert sum(split_counts(n).values()) == n and split_counts(n)["train"] >= 1
 
 
+def test_every_video_has_each_class_and_split_counts_are_configurable(tmp_path):
+    counts = {"train": 2, "val": 0, "test": 1, "challenge": 0}
+    splits = render_library(tmp_path, games=3, seconds=60, seed=4, fps=5, counts=counts, num_workers=2)
+    assert {k: len(v) for k, v in splits.items()} == counts
+    assert splits == library_splits(3, seed=4, counts=counts)  # known before rendering
+    for game in splits["train"] + splits["test"]:
+        labels = json.loads((tmp_path / game / LABEL_FILE).read_text())["annotations"]
+        assert {a["label"] for a in labels} == set(MARKERS), game  # ~24 events: every class gets its share
+    with pytest.raises(ValueError, match="do not add up"):
+        library_splits(4, counts=counts)
+
+
+def test_parallel_rendering_writes_the_same_library(tmp_path):
+    render_library(tmp_path / "one", games=2, seconds=3, seed=6, num_workers=1)
+    render_library(tmp_path / "two", games=2, seconds=3, seed=6, num_workers=2)
+    for path in sorted((tmp_path / "one").rglob("*")):
+        if path.is_file():
+            assert path.read_bytes() == (tmp_path / "two" / path.relative_to(tmp_path / "one")).read_bytes()
+
+
+def test_marker_is_outlined_in_the_acting_team_colour(game_library):
+    """The class marker carries a border in the acting club's colour (red defends the left goal here)."""
+    frames, labels = _first_train_game(game_library)
+    agree = 0
+    for a in labels:
+        f = int(25 * (int(a["position"]) / 1000))
+        if f + 1 >= len(frames):
+            continue
+        grew = {
+            club: _marker_pixels(frames[f + 1], TEAM_COLOURS[club])
+            - _marker_pixels(frames[f - 1], TEAM_COLOURS[club])
+            for club in ("red", "blue")
+        }
+        agree += max(grew, key=grew.get) == ("red" if a["team"] == "left" else "blue")
+    assert agree >= 0.8 * len(labels)
+
+
 def test_cli(tmp_path):
     from util.synthetic import get_args, main
 
     assert main(get_args([str(tmp_path), "--games", "1", "--seconds", "1", "--layout", "halves"])) == 0
     assert len(_videos(tmp_path)) == 2
+    args = get_args([str(tmp_path / "b"), "--split_counts", "1,0,1,0", "--seconds", "1", "-j", "2"])
+    assert args.games == 2 and main(args) == 0
+    assert json.loads((tmp_path / "b/splits.json").read_text())["test"]
+    with pytest.raises(SystemExit):
+        get_args([str(tmp_path), "--split_counts", "1,2"])

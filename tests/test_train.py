@@ -269,6 +269,11 @@ def test_two_process_gloo_run_only_rank_0_writes(tmp_path):
     assert (model / "pred-test.{}.json".format(best_epoch(history, "map"))).is_file()
 
 
+# A short schedule that learns the cues of the libraries below in seconds.
+LEARN_FLAGS = ("--num_epochs", "8", "--epoch_num_frames", "512", "--start_val_epoch", "0", "--no-mixup",
+               "--fg_upsample", "0.5", "--dilate_len", "1", "-lr", "0.002")  # fmt: skip
+
+
 def learnable_library(root: Path) -> tuple[Path, Path]:
     """Frames of 56x32 where each event shows its class on its frame and the next and previous ones (as dilation 1
     labels them): PASS a red square at the top left, DRIVE a blue one at the bottom right."""
@@ -294,21 +299,50 @@ def learnable_library(root: Path) -> tuple[Path, Path]:
 @pytest.mark.slow
 def test_training_learns_a_visible_cue(tmp_path):
     frame_dir, data_dir = learnable_library(tmp_path)
-    argv = train_argv(tmp_path, frame_dir, data_dir, "--num_epochs", "8", "--epoch_num_frames", "512")
-    argv += [
-        "--start_val_epoch",
-        "0",
-        "--no-mixup",
-        "--fg_upsample",
-        "0.5",
-        "--dilate_len",
-        "1",
-        "-lr",
-        "0.002",
-    ]
-    assert run(argv) == 0
+    assert run(train_argv(tmp_path, frame_dir, data_dir, *LEARN_FLAGS)) == 0
     history = load_json(tmp_path / "model/loss.json")
 
     assert history[-1]["train"] < 0.5 * history[0]["train"]
     assert history[-1]["val"] < 0.5 * history[0]["val"]
     assert max(h["val_mAP"] for h in history) > 0.6 > history[0]["val_mAP"]
+
+
+def team_library(root: Path) -> tuple[Path, Path]:
+    """Like ``learnable_library``, plus the acting team as a green bar at the image's left or right edge (a
+    horizontal flip moves the bar and swaps the label together, so the cue survives augmentation)."""
+    rng = np.random.default_rng(1)
+
+    def video(name: str, num_frames: int) -> dict:
+        # Events at least 4 frames apart, so each one's cue (its frame +-1) is its own.
+        frames = sorted(rng.choice(np.arange(2, num_frames - 2, 4), num_frames // 10, replace=False).tolist())
+        teams = rng.choice(["left", "right"], len(frames))
+        return {"video": name, "num_frames": num_frames,
+                "events": [event(f, CLASSES[j % 2], str(teams[j])) for j, f in enumerate(frames)]}  # fmt: skip
+
+    def draw(image: np.ndarray, frame: int, video: dict) -> None:
+        for e in video["events"]:
+            if abs(e["frame"] - frame) <= 1:
+                image[2:14, 2:14] = (0, 0, 255) if e["label"] == "PASS" else (255, 0, 0)
+                x = slice(0, 6) if e["team"] == "left" else slice(50, 56)
+                image[:, x] = (0, 255, 0)
+
+    splits = {"train": [video("lg/s/a", 200), video("lg/s/b", 200)], "val": [video("lg/s/c", 160)]}
+    return make_library(root, splits, draw=draw, size=(56, 32))
+
+
+@pytest.mark.slow
+def test_team_head_learns_which_team_acted(tmp_path):
+    frame_dir, data_dir = team_library(tmp_path)
+    assert run(train_argv(tmp_path, frame_dir, data_dir, *LEARN_FLAGS, "--team")) == 0
+    model = tmp_path / "model"
+    config = load_json(model / "config.json")
+    assert config["team"] is True
+    (npz,) = model.glob("pred-val.*.score.npz")
+    ((video, (_, team)),) = load_scores(npz).items()
+    truth = load_json(data_dir / "val.json")[0]["events"]
+    correct = [(team[e["frame"]] > 0.5) == (e["team"] == "right") for e in truth]
+    assert np.mean(correct) > 0.8, np.mean(correct)  # chance is 0.5
+    predictions = load_json(model / npz.name.replace(".score.npz", ".json"))
+    assert all(
+        e["team"] in ("left", "right") and 0.5 <= e["team_score"] <= 1 for e in predictions[0]["events"]
+    )

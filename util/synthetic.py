@@ -43,6 +43,10 @@ SEASON = "2024-2025"
 PITCH_W_M, PITCH_H_M = 105.0, 68.0
 PLAYERS_PER_TEAM = 7
 MARKER_S = 0.4  # how long an event's marker stays on screen
+# Marker radius and outline width, relative to the acting player's height and the radius: large enough that a
+# small CNN trained from scratch on 112-pixel-high frames learns the classes and teams in minutes on a CPU.
+MARKER_SCALE = 1.6
+MARKER_BORDER = 0.15
 MIN_GAP_S = 1.2  # minimum time between two events (real data: about 1-3 s between ball actions)
 MEAN_EXTRA_GAP_S = 1.3
 FRAME_SIZES = {"224p": (398, 224), "720p": (1280, 720)}
@@ -198,22 +202,35 @@ class Match:
         return np.clip(pos, [1.0, 1.0], [PITCH_W_M - 1.0, PITCH_H_M - 1.0])
 
 
-def _sample_events(rng: np.random.Generator, num_frames: int, fps: float) -> list[Event]:
+def _class_quota(num_events: int, rng: np.random.Generator) -> list[str]:
+    """``num_events`` labels in the proportions of ``MARKERS`` (largest remainders), shuffled: every video gets
+    its share of each class, so a short library still has examples of the rare ones in every split."""
     labels = list(MARKERS)
     weights = np.array([MARKERS[c][0] for c in labels])
-    weights /= weights.sum()
+    share = weights / weights.sum() * num_events
+    counts = np.floor(share).astype(int)
+    for i in np.argsort(-(share - counts), kind="stable")[: num_events - counts.sum()]:
+        counts[i] += 1
+    sequence = [label for label, n in zip(labels, counts, strict=True) for _ in range(n)]
+    rng.shuffle(sequence)
+    return sequence
+
+
+def _sample_events(rng: np.random.Generator, num_frames: int, fps: float) -> list[Event]:
     t = 1.0 + rng.uniform(0, 1.0)
     end_s = num_frames / fps - 1.0
+    times = []
+    while t < end_s:
+        times.append(t)
+        t += MIN_GAP_S + rng.exponential(MEAN_EXTRA_GAP_S)
     team = str(rng.choice(["left", "right"]))
     events = []
-    while t < end_s:
+    for t, label in zip(times, _class_quota(len(times), rng), strict=True):
         if rng.random() > 0.7:  # possession changes now and then
             team = "right" if team == "left" else "left"
-        label = str(rng.choice(labels, p=weights))
         visibility = "not shown" if rng.random() < 0.03 else "visible"
         frame = int(round(t * fps))
         events.append(Event(frame, label, team, int(rng.integers(PLAYERS_PER_TEAM)), visibility))
-        t += MIN_GAP_S + rng.exponential(MEAN_EXTRA_GAP_S)
     return events
 
 
@@ -276,12 +293,23 @@ def _draw_player(img, x: float, y: float, h: float, shirt, team: str) -> None:
     )
 
 
-def _draw_marker(img, label: str, x: float, y: float, h: float) -> None:
-    """The class cue of an event, centred on the acting player (feet at x, y; h pixels tall)."""
+def _draw_marker(img, label: str, x: float, y: float, h: float, team_colour) -> None:
+    """The cue of an event on the acting player (feet at x, y; h pixels tall): the class's shape in the class's
+    colour, outlined in the acting team's colour."""
     _, colour, shape = MARKERS[label]
-    r = max(3.0, h * 0.55)
+    mask = np.zeros(img.shape[:2], np.uint8)
+    r = _marker_shape(mask, shape, x, y, h)
+    border = max(1, int(round(r * MARKER_BORDER)))
+    outline = cv2.dilate(mask, cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * border + 1, 2 * border + 1)))
+    img[outline > 0] = team_colour
+    img[mask > 0] = colour
+
+
+def _marker_shape(img, shape: str, x: float, y: float, h: float, colour: int = 255) -> float:
+    """Draw a class's shape (``MARKERS``) into ``img``; returns its radius in pixels."""
+    r = max(3.0, h * MARKER_SCALE)
     cx, cy = int(round(x)), int(round(y - h * 0.5))
-    t = max(1, int(round(r / 4)))
+    t = max(1, int(round(r / 3)))
     ri = int(round(r))
     if shape == "bar":
         cv2.rectangle(img, (cx - ri, int(y) - t), (cx + ri, int(y) + t), colour, -1)
@@ -314,6 +342,7 @@ def _draw_marker(img, label: str, x: float, y: float, h: float) -> None:
         cv2.ellipse(img, (cx, int(y)), (ri + ri // 2, max(2, ri // 2)), 0, 0, 360, colour, -1)
     else:  # pragma: no cover - MARKERS is a closed table
         raise ValueError(shape)
+    return r
 
 
 def _render_frames(spec: VideoSpec, match: Match, events: list[Event], rng: np.random.Generator):
@@ -352,9 +381,10 @@ def _render_frames(spec: VideoSpec, match: Match, events: list[Event], rng: np.r
         event = active.get(i)
         for py, px, team, j, y_m in people:
             h = player_h * cam.scale(y_m) / cam.s_near
-            _draw_player(img, px, py, h, _shirt_colours(match, team), team)
             if event is not None and event.team == team and event.player == j:
-                _draw_marker(img, event.label, px, py, h)
+                # Behind the player, so the acting player's shirt (its team) stays visible.
+                _draw_marker(img, event.label, px, py, h, _shirt_colours(match, team))
+            _draw_player(img, px, py, h, _shirt_colours(match, team), team)
         bx, by = ball_px[i] - off, ball_py[i]
         br = max(2, int(round(spec.height * 0.013 * cam.scale(ball[i, 1]) / cam.s_near)))
         cv2.ellipse(img, (int(bx), int(by)), (br, max(1, br // 2)), 0, 0, 360, (20, 60, 20), -1)
@@ -428,6 +458,28 @@ def annotations(events: list[Event], fps: Fraction, half: int) -> list[dict]:
     return out
 
 
+SPLITS = ("train", "val", "test", "challenge")
+
+
+def library_splits(games: int, seed: int = 0, counts: dict[str, int] | None = None) -> dict[str, list[str]]:
+    """The games of a library of ``games`` games and ``seed``, by split (what ``splits.json`` will hold);
+    ``counts`` ({split: games}, summing to ``games``) replaces SoccerNet's proportions."""
+    names = game_names(games, seed)
+    counts = split_counts(games) if counts is None else {s: int(counts.get(s, 0)) for s in SPLITS}
+    if sum(counts.values()) != games:
+        raise ValueError(f"split counts {counts} do not add up to {games} games")
+    splits, k = {}, 0
+    for split in SPLITS:
+        splits[split] = [f"{LEAGUE}/{SEASON}/{n}" for n in names[k : k + counts[split]]]
+        k += counts[split]
+    return splits
+
+
+def _render_job(job: tuple[Path, VideoSpec, int, str]) -> list[Event]:
+    path, spec, seed, left_club = job
+    return render_video(path, spec, seed=seed, left_club=left_club)
+
+
 def render_library(
     out_dir: str | Path,
     games: int = 2,
@@ -437,10 +489,14 @@ def render_library(
     resolution: str = "224p",
     fps: float | str = 25,
     progress=None,
+    num_workers: int = 1,
+    counts: dict[str, int] | None = None,
 ) -> dict:
     """Render a whole library into ``out_dir``; returns its splits ({split: [game, ...]}).
 
-    ``progress``, if given, is called with (done_videos, total_videos) after each video.
+    ``progress``, if given, is called with (done_videos, total_videos) after each video; ``num_workers`` > 1
+    renders that many videos at once in separate processes (the same library, only sooner); ``counts``
+    ({split: games}) replaces SoccerNet-Ball's proportions of train, val, test and challenge games.
     """
     if layout not in ("game", "halves"):
         raise ValueError(f"layout must be 'game' or 'halves', not {layout!r}")
@@ -450,29 +506,24 @@ def render_library(
     fps_q = parse_fps(fps)
     width, height = FRAME_SIZES[resolution]
     spec = VideoSpec(width, height, fps_q, int(round(seconds * float(fps_q))))
+    splits = library_splits(games, seed, counts)
     names = game_names(games, seed)
-    counts = split_counts(games)
-    splits, k = {}, 0
-    for split in ("train", "val", "test", "challenge"):
-        splits[split] = [f"{LEAGUE}/{SEASON}/{n}" for n in names[k : k + counts[split]]]
-        k += counts[split]
     halves = (1, 2) if layout == "halves" else (1,)
-    total, done = games * len(halves), 0
+    jobs = []
     for g, name in enumerate(names):
-        game_dir = out_dir / LEAGUE / SEASON / name
-        labels = []
         for half in halves:
             file = half_video_name(half, resolution) if layout == "halves" else one_video_name(resolution)
             left_club = "red" if half == 1 else "blue"  # the clubs swap ends at half time
-            events = render_video(
-                game_dir / file, spec, seed=seed * 100003 + g * 101 + half, left_club=left_club
+            jobs.append(
+                (out_dir / LEAGUE / SEASON / name / file, spec, seed * 100003 + g * 101 + half, left_club)
             )
-            labels += annotations(events, fps_q, half)
-            done += 1
-            if progress is not None:
-                progress(done, total)
+    events = _run_jobs(jobs, num_workers, progress)
+    for g, name in enumerate(names):
+        labels = []
+        for i, half in enumerate(halves):
+            labels += annotations(events[g * len(halves) + i], fps_q, half)
         labels_doc = {"UrlLocal": f"{LEAGUE}/{SEASON}/{name}/", "UrlYoutube": "", "annotations": labels}
-        store_json(game_dir / LABEL_FILE, labels_doc, indent=4)
+        store_json(out_dir / LEAGUE / SEASON / name / LABEL_FILE, labels_doc, indent=4)
     store_json(out_dir / "splits.json", splits)
     info = {
         "generator": "util.synthetic",
@@ -486,6 +537,27 @@ def render_library(
     }
     store_json(out_dir / "synthetic.json", info)
     return splits
+
+
+def _run_jobs(jobs: list, num_workers: int, progress) -> list[list[Event]]:
+    """Events of each rendering job, in the order of ``jobs``."""
+    if num_workers <= 1 or len(jobs) <= 1:
+        results = []
+        for job in jobs:
+            results.append(_render_job(job))
+            if progress is not None:
+                progress(len(results), len(jobs))
+        return results
+    from concurrent.futures import ProcessPoolExecutor, as_completed
+
+    results: list = [None] * len(jobs)
+    with ProcessPoolExecutor(min(num_workers, len(jobs))) as pool:
+        futures = {pool.submit(_render_job, job): i for i, job in enumerate(jobs)}
+        for done, future in enumerate(as_completed(futures), 1):
+            results[futures[future]] = future.result()
+            if progress is not None:
+                progress(done, len(jobs))
+    return results
 
 
 def get_args(argv=None) -> argparse.Namespace:
@@ -506,7 +578,31 @@ def get_args(argv=None) -> argparse.Namespace:
     )
     p.add_argument("--resolution", choices=tuple(FRAME_SIZES), default="224p", help="398x224 or 1280x720")
     p.add_argument("--fps", default="25", help="frame rate of the videos, e.g. 25, 29.97, 50 (default 25)")
-    return p.parse_args(argv)
+    p.add_argument(
+        "-j",
+        "--num_workers",
+        type=int,
+        default=1,
+        help="videos rendered at once, one process each (default 1)",
+    )
+    p.add_argument(
+        "--split_counts",
+        metavar="T,V,E,C",
+        help="games in train, val, test and challenge (e.g. 8,1,2,0; default: SoccerNet-Ball's proportions "
+        "4:1:2:2 of --games); sets --games to their sum",
+    )
+    args = p.parse_args(argv)
+    args.counts = None
+    if args.split_counts:
+        try:
+            values = [int(x) for x in args.split_counts.split(",")]
+        except ValueError:
+            values = []
+        if len(values) != len(SPLITS) or min(values) < 0 or sum(values) < 1:
+            p.error(f"--split_counts: four non-negative counts T,V,E,C, not {args.split_counts!r}")
+        args.counts = dict(zip(SPLITS, values, strict=True))
+        args.games = sum(values)
+    return args
 
 
 def main(args: argparse.Namespace) -> int:
@@ -526,6 +622,8 @@ def main(args: argparse.Namespace) -> int:
             resolution=args.resolution,
             fps=args.fps,
             progress=lambda done, total: bar.update(done - bar.n),
+            num_workers=args.num_workers,
+            counts=args.counts,
         )
     print(
         f"wrote {args.games} games to {args.out_dir}: " + json.dumps({k: len(v) for k, v in splits.items()})

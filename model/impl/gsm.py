@@ -26,7 +26,10 @@ class GatedShift(nn.Module):
         self.clip_len = clip_len
         # An even number of gated channels, split into two groups (one gate each).
         self.gated = max(2, (channels // channel_div) // 2 * 2)
-        self.norm = nn.BatchNorm3d(self.gated)
+        # Batch norm per channel over (clip, time, y, x): BatchNorm2d over the flattened frames computes exactly
+        # BatchNorm3d's statistics, on the 4D layout the backbone already has (several times faster on CPU than
+        # on a transposed 5D view); its parameters and state-dict keys are BatchNorm3d's.
+        self.norm = nn.BatchNorm2d(self.gated)
         self.act = nn.ReLU()
         self.gate = nn.Conv3d(self.gated, 2, kernel_size=3, padding=1, groups=2)
         nn.init.zeros_(self.gate.weight)
@@ -38,9 +41,10 @@ class GatedShift(nn.Module):
             raise ValueError(f"GatedShift: {frames} frames is not a whole number of clips of {self.clip_len}")
         layout = memory_format_of(x)
         moved, rest = x.split([self.gated, channels - self.gated], dim=1)
+        features = self.act(self.norm(moved))
         # (N, C, T, H, W) for the 3D convolution over the gated channels.
-        clips = moved.reshape(frames // self.clip_len, self.clip_len, *moved.shape[1:]).transpose(1, 2)
-        gate = torch.tanh(self.gate(self.act(self.norm(clips))))  # (N, 2, T, H, W)
+        clips = features.reshape(frames // self.clip_len, self.clip_len, *moved.shape[1:]).transpose(1, 2)
+        gate = torch.tanh(self.gate(clips))  # (N, 2, T, H, W)
         gate = gate.transpose(1, 2).reshape(frames, 2, *x.shape[2:])  # (N * T, 2, H, W)
         half = self.gated // 2
         back, fwd = moved.split([half, half], dim=1)

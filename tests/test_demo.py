@@ -1,0 +1,98 @@
+"""The embedded default (util/demo.py): a shrunken demo runs every step and its model beats trivial baselines."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import eval_soccernet_ball
+from util import demo
+from util.cli import run_main
+from util.eval import scores_to_events
+from util.io import load_json, store_json
+
+# About three minutes of CPU: 5 games of a minute, 6 short epochs (14,400 training frames; the demo trains 78,000).
+SMALL = {"split_counts": "3,1,1,0", "seconds": 60, "num_epochs": 6, "epoch_num_frames": 2400}
+
+
+def test_demo_commands_are_the_real_scripts_in_order(tmp_path):
+    steps = demo.demo_steps(tmp_path, python="python")
+    scripts = [s.argv[1] if s.argv[1] != "-m" else s.argv[2] for s in steps]
+    assert scripts == [
+        "util.synthetic",
+        "frames_as_jpg_soccernet_ball.py",
+        "parse_soccernet_ball.py",
+        "train_e2e.py",
+        "eval_soccernet_ball.py",
+        "inference_spot.py",
+        "inference_spot.py",
+    ]
+    train = steps[3].argv
+    assert "--team" in train and train[train.index("-s") + 1] == str(tmp_path / "model")
+    game = demo.first_test_game(demo.DEMO)
+    assert steps[5].argv[steps[5].argv.index("--video_name") + 1] == game
+    assert steps[6].argv[steps[6].argv.index("--video") + 1] == str(tmp_path / "videos" / game / "224p.mp4")
+
+
+def _baseline_predictions(
+    test_videos: list[dict], classes: list[str], kind: str, seed: int = 0
+) -> list[dict]:
+    """Predictions of a model that knows nothing: random per-frame scores, or the most frequent class everywhere
+    (post-processed like the demo's)."""
+    rng = np.random.default_rng(seed)
+    out = []
+    for video in test_videos:
+        n = video["num_frames"]
+        scores = np.zeros((n, len(classes) + 1), np.float32)
+        if kind == "random":
+            scores[:, 1:] = rng.random((n, len(classes)))
+        else:
+            counts = [sum(e["label"] == c for v in test_videos for e in v["events"]) for c in classes]
+            scores[:, 1 + int(np.argmax(counts))] = 1.0
+        events = scores_to_events(
+            scores, classes, video["fps"], nms_window=demo.DEMO["nms_window"], peaks=False
+        )
+        out.append({"video": video["video"], "fps": video["fps"], "events": events})
+    return out
+
+
+def _evaluate(out: Path, prediction_file: Path, results: Path) -> dict:
+    argv = [str(out / "data"), str(out / "frames"), str(prediction_file), "-s", "test"]
+    argv += ["-l", str(out / "videos"), "--nms_window", str(demo.DEMO["nms_window"])]
+    argv += ["--results_json", str(results)]
+    assert run_main(eval_soccernet_ball.main, eval_soccernet_ball.get_args(argv)) == 0
+    return load_json(results)
+
+
+@pytest.mark.slow
+def test_shrunken_demo_end_to_end_beats_trivial_baselines(tmp_path, capsys):
+    out = tmp_path / "demo"
+    assert demo.main(demo.get_args(["--out", str(out)]), size=SMALL) == 0
+    printed = capsys.readouterr().out
+
+    # Every step ran as printed, and left what the README promises.
+    assert printed.count("\n$ ") == 7 and "make app" in printed
+    for path in ("model/config.json", "results-test.json", "infer/frames/annotated.mp4", "infer/video/annotated.mp4",
+                 "infer/frames/timeline.png", "infer/video/predictions.json"):  # fmt: skip
+        assert (out / path).is_file(), path
+    config = json.loads((out / "model/config.json").read_text())
+    assert config["team"] is True and config["fps"] == demo.DEMO["sample_fps"]
+
+    model = load_json(out / "results-test.json")
+    assert {"at1", "tight", "team_at1"} <= set(model)
+
+    classes = [c.strip() for c in (out / "data/class.txt").read_text().splitlines() if c.strip()]
+    test_videos = load_json(out / "data/test.json")
+    baselines = {}
+    for kind in ("random", "frequent"):
+        path = tmp_path / f"pred-test.{kind}.json"
+        store_json(path, _baseline_predictions(test_videos, classes, kind))
+        baselines[kind] = _evaluate(out, path, tmp_path / f"{kind}.json")["at1"]["mAP"]
+
+    # Random scores find a few events of the rare classes by luck (about 0.08 here); the model must do far better.
+    trivial = max(baselines.values())
+    assert model["at1"]["mAP"] > max(2 * trivial, trivial + 0.1), (model["at1"]["mAP"], baselines)
+    assert model["tight"]["mAP"] > trivial
