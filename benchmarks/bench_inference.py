@@ -147,7 +147,7 @@ def main(argv: list[str] | None = None) -> None:
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument(
-        "--seconds", type=float, default=12, help="length of the synthetic match (default: 12)"
+        "--seconds", type=float, default=60, help="length of the synthetic match (default: 60)"
     )
     parser.add_argument(
         "--height", type=int, default=64, help="model frame height (default: 64; the demo's model uses 112)"
