@@ -228,9 +228,7 @@ class JobRunner:
             result["results_spotting"] = _write_results_spotting(
                 Path(result["predictions"]), folder / OUTPUT_DIR
             )
-        store_json(
-            folder / EVENTS_FILE, _events_document(result, kwargs["slowmo_factor"], kwargs["slowmo_span"])
-        )
+        store_json(folder / EVENTS_FILE, _events_document(result))
         return result
 
     def _fail(self, job_id: str, reason: str) -> None:
@@ -344,24 +342,20 @@ def _write_results_spotting(predictions_path: Path, output_dir: Path) -> Path:
     return target
 
 
-def _events_document(result: dict, slowmo_factor: int, slowmo_span_s: float) -> dict:
-    """Events with ``video_time_s``, their time in the annotated video, where slow motion stretches the clock
-    (the same frame repeats as ``run_inference`` renders: util.visualize.slowmo_repeats)."""
-    import numpy as np
-
-    from util.visualize import slowmo_repeats
-
+def _events_document(result: dict) -> dict:
+    """Events with ``video_time_s``, their time in the annotated video (slow motion stretches its clock; the video
+    may run at the source's frame rate), as ``run_inference`` rendered it; the match time without a video."""
     fps, num_frames = float(result["fps"]), int(result["num_frames"])
     events = [dict(e) for e in result.get("events") or []]
-    repeats = slowmo_repeats(
-        num_frames, [e["frame"] for e in events], slowmo_factor, round(slowmo_span_s * fps)
-    )
-    starts = np.concatenate([[0], np.cumsum(repeats)])
-    if result.get("video_frames") and int(starts[-1]) != int(result["video_frames"]):
-        log.warning("annotated video has %s frames, expected %d", result["video_frames"], starts[-1])
-    for event in events:
-        event["video_time_s"] = round(float(starts[min(max(int(event["frame"]), 0), num_frames)]) / fps, 4)
-    return {"fps": fps, "num_frames": num_frames, "video_frames": int(starts[-1]), "events": events}
+    times = result.get("video_times_s") or [int(e["frame"]) / fps for e in events]
+    for event, seconds in zip(events, times, strict=True):
+        event["video_time_s"] = round(float(seconds), 4)
+    return {
+        "fps": fps,
+        "num_frames": num_frames,
+        "video_frames": result.get("video_frames"),
+        "events": events,
+    }
 
 
 class _Progress:

@@ -373,14 +373,25 @@ def render(
 ) -> tuple[Path | None, Path | None, int]:
     """Draw the overlays on every frame; write ``annotated.mp4`` and/or ``frames/``.
 
-    Returns (video path or None, frames folder or None, frames in the video).
+    ``events`` and ``num_frames`` count frames at the model's ``fps``; a source with a higher frame rate (a 25 fps
+    video under a 10 fps model) is drawn at its own rate, the events placed at their times, so the video plays
+    smoothly. Returns (video path or None, frames folder or None, frames in the video, each event's time in the
+    video in seconds (slow motion stretches the clock), in the order of ``events``).
     """
+    render_fps = item.source_fps if item.source_fps > fps * (1 + _FPS_TOLERANCE) else fps
+    if render_fps != fps:
+        scale = render_fps / fps
+        num_frames = max(1, round(num_frames * scale))
+        events = [{**e, "frame": min(num_frames - 1, round(int(e["frame"]) * scale))} for e in events]
+        fps = render_fps
     colors = vis.class_colors(classes)
     label_span = max(1, round(vis.LABEL_SPAN_S * fps))
     spans = vis.EventSpans(events, label_span)
     repeats = vis.slowmo_repeats(
         num_frames, [e["frame"] for e in events], slowmo_factor, round(slowmo_span_s * fps)
     )
+    starts = np.concatenate([[0], np.cumsum(repeats)])
+    video_times = [float(starts[min(max(int(e["frame"]), 0), num_frames)]) / fps for e in events]
     frames_dir = output_dir / FRAMES_DIR
     partial = output_dir / f".{FRAMES_DIR}.partial"
     if visualize_frames:
@@ -430,7 +441,7 @@ def render(
     if visualize_frames:
         shutil.rmtree(frames_dir, ignore_errors=True)
         partial.replace(frames_dir)
-    return video_path, (frames_dir if visualize_frames else None), written
+    return video_path, (frames_dir if visualize_frames else None), written, video_times
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -486,8 +497,9 @@ def run_inference(
     total)`` is called with stage "decoding", "detecting" and "rendering". Bad input raises DataError.
 
     Returns ``{video_id, events, predictions, scores, timeline, video, frames, results_spotting, fps,
-    num_frames, video_frames, epoch, team, classes, summary, notes, seconds}``: paths are ``Path`` or None,
-    ``video_frames`` counts the annotated video's frames (slow motion included), ``notes`` are one-line remarks
+    num_frames, video_frames, video_times_s, epoch, team, classes, summary, notes, seconds}``: paths are ``Path`` or None,
+    ``video_frames`` counts the annotated video's frames (slow motion included), ``video_times_s`` gives each
+    event's time in that video (None without one), ``notes`` are one-line remarks
     for the user (a resampled frame rate), ``seconds`` the time of each stage (load, detect, render, total).
     """
     _check_options(score_threshold, nms_window, max_frames, batch_size, slowmo_factor, slowmo_span)
@@ -501,11 +513,11 @@ def run_inference(
     seconds["detect"] = time.perf_counter() - started - seconds["load"]
     outputs = _write_outputs(item, Path(output_dir), config, scores, team, score_threshold, nms_window, epoch)
     fps, num_frames = float(config["fps"]), len(scores)
-    video_path = frames_path = None
+    video_path = frames_path = video_times = None
     video_frames = 0
     if create_video or visualize:
         render_started = time.perf_counter()
-        video_path, frames_path, video_frames = render(
+        video_path, frames_path, video_frames, video_times = render(
             item,
             Path(output_dir),
             outputs["events"],
@@ -525,6 +537,7 @@ def run_inference(
         "video": video_path,
         "frames": frames_path,
         "video_frames": video_frames,
+        "video_times_s": video_times,
         "fps": fps,
         "num_frames": num_frames,
         "epoch": epoch,

@@ -21,6 +21,7 @@ from tests.conftest import draw_index, read_index
 from util.cli import run_main
 
 FPS = 5.0  # the tiny model's frame rate: the 25 fps clip is resampled, 20 frames for 4 seconds
+SOURCE_FPS = 25  # the clip's own rate, at which the annotated video is drawn (100 frames)
 SECONDS = 4
 
 
@@ -143,7 +144,7 @@ def test_scores_timeline_and_summary(video_run):
     stages = [stage for stage, _, _ in video_run["progress_calls"]]
     assert stages[0] == "decoding" and "detecting" in stages and stages[-1] == "rendering"
     last = {stage: (done, total) for stage, done, total in video_run["progress_calls"]}
-    assert last["detecting"] == last["rendering"] == (20, 20)
+    assert last["detecting"] == (20, 20) and last["rendering"] == (100, 100)  # drawn at the source's 25 fps
     assert set(video_run["seconds"]) == {"load", "detect", "render", "total"}
 
 
@@ -152,14 +153,18 @@ def test_annotated_video_is_browser_playable_h264_with_slow_motion(video_run, cl
     info = _video_streams(path)
     assert info["codec"] == "h264" and info["pix_fmt"] == "yuv420p"
     assert info["size"] == (398, 224)  # the source's resolution, not the model's
-    assert info["rate"] == FPS
+    assert info["rate"] == SOURCE_FPS  # the source's rate, not the model's 5 fps: it plays smoothly
     head = path.read_bytes()[:4096]
     assert head.find(b"moov") != -1 and (head.find(b"mdat") == -1 or head.find(b"moov") < head.find(b"mdat"))
-    expected = _slowed_count(video_run["num_frames"], [e["frame"] for e in video_run["events"]], 3, 1)
-    assert expected > video_run["num_frames"]
+    scale = SOURCE_FPS / FPS
+    source_frames = round(video_run["num_frames"] * scale)
+    # Events at their times in the source's frames; slow motion over +-0.2 s = +-5 frames at 25 fps.
+    event_frames = [round(e["frame"] * scale) for e in video_run["events"]]
+    expected = _slowed_count(source_frames, event_frames, 3, 5)
+    assert expected > source_frames
     assert info["frames"] == video_run["video_frames"] == expected
     frames = sorted(video_run["frames"].glob("*.jpg"))
-    assert [f.name for f in frames] == [f"{k:06d}.jpg" for k in range(video_run["num_frames"])]
+    assert [f.name for f in frames] == [f"{k:06d}.jpg" for k in range(source_frames)]
 
 
 def test_slowmo_factor_one_keeps_every_frame_once_and_max_frames(model_dir, clip, tmp_path):
@@ -172,7 +177,7 @@ def test_slowmo_factor_one_keeps_every_frame_once_and_max_frames(model_dir, clip
     scores = np.load(result["scores"])[result["video_id"]]
     assert scores.shape == (7, 13)
     assert all(e["frame"] < 7 for e in result["events"])
-    assert _video_streams(result["video"])["frames"] == 7
+    assert _video_streams(result["video"])["frames"] == 7 * SOURCE_FPS / FPS  # 1.4 s of the source
     assert result["frames"] is None
 
 
@@ -266,7 +271,7 @@ def test_source_audio_is_kept_in_step_with_slow_motion(model_dir, tmp_path):
     assert info["frames"] == result["video_frames"] > result["num_frames"]
     ((codec, audio_s),) = info["audio"]
     assert codec == "aac"
-    assert audio_s == pytest.approx(result["video_frames"] / FPS, abs=0.1)
+    assert audio_s == pytest.approx(result["video_frames"] / float(info["rate"]), abs=0.1)
 
 
 # ---- bad input: one line on stderr, exit status 2, no traceback
