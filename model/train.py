@@ -300,7 +300,7 @@ def build_loaders(args: Namespace, classes: list[str], splits: dict, dist: Dist)
         splits["train"],
         num_clips=num_clips,
         fg_upsample=args.fg_upsample or 0.0,
-        fg_balance=bool(getattr(args, "fg_balance", False)),
+        fg_balance=args.fg_balance,
         **common,
     )
     val_clips = max(micro_batch * dist.world_size, num_clips // VAL_FRACTION)
