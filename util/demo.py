@@ -33,11 +33,12 @@ DEMO = {
     "height": 112,
     "feature_arch": "rny002",
     "temporal_arch": "gru",
-    "clip_len": 40,
-    "batch_size": 4,
+    "clip_len": 20,
+    "batch_size": 8,
     "num_epochs": 13,
     "epoch_num_frames": 6000,
     "learning_rate": 0.002,
+    "fg_upsample": 0.8,
     "nms_window": 5,
 }
 # What the demo writes under --out (removed first, so a rerun starts clean).
@@ -87,7 +88,7 @@ def demo_steps(out: Path, python: str = sys.executable, size: dict | None = None
              "-s", str(model), "--clip_len", str(s["clip_len"]), "--batch_size", str(s["batch_size"]),
              "--num_epochs", str(s["num_epochs"]), "--warm_up_epochs", "1",
              "--epoch_num_frames", str(s["epoch_num_frames"]), "-lr", str(s["learning_rate"]),
-             "--start_val_epoch", str(max(0, s["num_epochs"] - 3)), "--fg_upsample", "0.5", "--fg_balance",
+             "--start_val_epoch", str(max(0, s["num_epochs"] - 3)), "--fg_upsample", str(s["fg_upsample"]), "--fg_balance",
              "--dilate_len", "1",
              "--no-mixup", "--no-augment", "--team", "--no_pretrained", "-j", "1"],
         ),
