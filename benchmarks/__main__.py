@@ -1,4 +1,8 @@
-"""Run every benchmark: ``python -m benchmarks [NAME ...]`` (NAME = the part after ``bench_``)."""
+"""Run every benchmark: ``python -m benchmarks [--quick] [NAME ...]`` (NAME = the part after ``bench_``).
+
+``--quick`` runs each one small (seconds, not minutes): ``make test`` does, so that a benchmark that breaks fails CI.
+Its figures are not the ones to quote.
+"""
 
 from __future__ import annotations
 
@@ -10,13 +14,18 @@ import time
 import benchmarks
 
 
-def main(argv: list[str]) -> int:
-    names = sorted(
+def benchmark_names() -> list[str]:
+    return sorted(
         m.name[len("bench_") :]
         for m in pkgutil.iter_modules(benchmarks.__path__)
         if m.name.startswith("bench_")
     )
-    wanted = argv or names
+
+
+def main(argv: list[str]) -> int:
+    names = benchmark_names()
+    quick = "--quick" in argv
+    wanted = [a for a in argv if a != "--quick"] or names
     unknown = sorted(set(wanted) - set(names))
     if unknown:
         print(f"unknown benchmark(s) {unknown}; available: {names}", file=sys.stderr)
@@ -25,7 +34,7 @@ def main(argv: list[str]) -> int:
         print(f"\n=== benchmark: {name} ===", flush=True)
         start = time.perf_counter()
         module = importlib.import_module(f"benchmarks.bench_{name}")
-        module.main()
+        module.main(["--quick"] if quick else [])
         print(f"=== {name} done in {time.perf_counter() - start:.1f} s ===", flush=True)
     return 0
 

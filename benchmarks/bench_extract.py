@@ -1,12 +1,14 @@
 """Frame extraction: frames_as_jpg_soccernet_ball.py against the plain ffmpeg CLI on the same videos.
 
 Test videos (made once, cached under bench-out/extract/): 720p and 224p H.264 at 25 fps, about 1.4 Mbit/s at
-720p like SoccerNet's files, with textured moving content. Baseline: imageio-ffmpeg's ffmpeg binary,
-``ffmpeg -i V -vf fps=25,scale=-2:224 -q:v 2 OUT/%06d.jpg``; ours: the script's ``main`` in this process
-(``--sample_fps 25``, height 224) with ``-j 1`` on one video and ``-j 2`` on two 720p videos (against one ffmpeg
-run, so 2x means two videos in the time ffmpeg takes for one). Each variant runs ``--rounds`` times,
-interleaved; the best wall time counts (the machine may be shared), and CPU seconds per frame are shown too.
-``python -m benchmarks.bench_extract --seconds 60 --rounds 3`` for steadier figures.
+720p like SoccerNet's files, with textured moving content. Baseline: imageio-ffmpeg's ffmpeg binary doing the same
+work, ``ffmpeg -i V -vf fps=25,scale=-2:224:flags=bilinear -q:v Q OUT/%06d.jpg``: the same scaler as ours (swscale's
+bilinear) and the JPEG quality Q whose mean file size on the 720p video is closest to ours (both sizes are
+printed); ours: the script's ``main`` in this process (``--sample_fps 25``, height 224, quality 90) with ``-j 1`` on
+one video and ``-j 2`` on two 720p videos (against one ffmpeg run, so 2x means two videos in the time ffmpeg takes
+for one). Each variant runs ``--rounds`` times, interleaved; the best wall time counts (the machine may be shared),
+and CPU seconds per frame are shown too. ``python -m benchmarks.bench_extract --seconds 60 --rounds 3`` for steadier
+figures.
 """
 
 from __future__ import annotations
@@ -72,8 +74,8 @@ def _fresh(folder: Path) -> Path:
     return folder
 
 
-def ffmpeg_cli(videos: list[Path], out: Path) -> None:
-    """The baseline: one ffmpeg process per video, all at once."""
+def ffmpeg_cli(videos: list[Path], out: Path, quality: int = 2) -> None:
+    """The baseline: one ffmpeg process per video, all at once (``-q:v quality``, bilinear scaling)."""
     import imageio_ffmpeg
 
     exe = imageio_ffmpeg.get_ffmpeg_exe()
@@ -81,7 +83,13 @@ def ffmpeg_cli(videos: list[Path], out: Path) -> None:
     for i, video in enumerate(videos):
         folder = _fresh(out / f"ffmpeg{i}")
         command = [exe, "-hide_banner", "-loglevel", "error", "-i", str(video)]
-        command += ["-vf", f"fps={FPS},scale=-2:224", "-q:v", "2", str(folder / "%06d.jpg")]
+        command += [
+            "-vf",
+            f"fps={FPS},scale=-2:224:flags=bilinear",
+            "-q:v",
+            str(quality),
+            str(folder / "%06d.jpg"),
+        ]
         processes.append(subprocess.Popen(command))
     if any(p.wait() for p in processes):
         raise RuntimeError("ffmpeg failed")
@@ -97,11 +105,34 @@ def ours(video_dir: Path, out: Path, workers: int) -> None:
             raise RuntimeError("extraction failed")
 
 
+def mean_kib(folder: Path) -> float:
+    sizes = [p.stat().st_size for p in folder.rglob("*.jpg")]
+    return sum(sizes) / max(len(sizes), 1) / 1024
+
+
+FFMPEG_QUALITIES = (2, 3, 4, 5, 6, 8, 10)
+
+
+def matching_quality(video_dir: Path, video: Path, out: Path) -> tuple[int, float, dict[int, float]]:
+    """(ffmpeg's -q:v whose mean JPEG size is closest to ours, our mean KiB, {q: ffmpeg's mean KiB})."""
+    ours(video_dir, out, 1)
+    our_kib = mean_kib(out / "ours")
+    theirs = {}
+    for q in FFMPEG_QUALITIES:
+        ffmpeg_cli([video], out, q)
+        theirs[q] = mean_kib(out / "ffmpeg0")
+    best = min(theirs, key=lambda q: abs(theirs[q] - our_kib))
+    return best, our_kib, theirs
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--seconds", type=float, default=20.0, help="length of each test video (default 20)")
     parser.add_argument("--rounds", type=int, default=2, help="repetitions of each variant; best counts")
+    parser.add_argument("--quick", action="store_true", help="2-second videos, one round (a smoke test)")
     args = parser.parse_args(argv if argv is not None else [])
+    if args.quick:
+        args.seconds, args.rounds = 2.0, 1
 
     frames = round(args.seconds * FPS)
     folders = {}
@@ -112,12 +143,16 @@ def main(argv: list[str] | None = None) -> None:
     for i in range(2):
         make_video(two / f"720p_{i}.mp4", *SIZES["720p"], args.seconds, seed=0)
     out = CACHE / "out"
+    q, our_kib, sizes = matching_quality(folders["720p"], folders["720p"] / "720p.mp4", out)
+    listed = ", ".join(f"-q:v {k}: {v:.1f}" for k, v in sizes.items())
+    print(f"JPEG size per frame (720p -> 224 rows): ours (quality 90) {our_kib:.1f} KiB; ffmpeg {listed} KiB")
+    print(f"baseline: ffmpeg -q:v {q} ({sizes[q]:.1f} KiB, the closest to ours), bilinear scaling as ours")
     variants = {
-        ("720p", "ffmpeg"): lambda: ffmpeg_cli([folders["720p"] / "720p.mp4"], out),
+        ("720p", "ffmpeg"): lambda: ffmpeg_cli([folders["720p"] / "720p.mp4"], out, q),
         ("720p", "ours"): lambda: ours(folders["720p"], out, 1),
-        ("224p", "ffmpeg"): lambda: ffmpeg_cli([folders["224p"] / "224p.mp4"], out),
+        ("224p", "ffmpeg"): lambda: ffmpeg_cli([folders["224p"] / "224p.mp4"], out, q),
         ("224p", "ours"): lambda: ours(folders["224p"], out, 1),
-        ("2x720p", "ffmpeg"): lambda: ffmpeg_cli(sorted(two.glob("*.mp4")), out),
+        ("2x720p", "ffmpeg"): lambda: ffmpeg_cli(sorted(two.glob("*.mp4")), out, q),
         ("2x720p", "ours"): lambda: ours(two, out, 2),
     }
     best: dict[tuple[str, str], tuple[float, float]] = {}

@@ -27,6 +27,7 @@ import numpy as np
 from tabulate import tabulate
 
 from dataset.frame import FrameSource
+from model.predict import DEFAULT_BATCH_SIZE
 from util.soccernet import CLASSES, TEAMS
 
 CACHE = Path("bench-out") / "inference"
@@ -117,7 +118,7 @@ def measure(video: Path, model_dir: Path, rounds: int, batch_size: int, device: 
         {"frame": f, "label": CLASSES[i % len(CLASSES)], "score": 0.8, "team": TEAMS[i % 2]}
         for i, f in enumerate(range(25, n, 50))
     ]
-    render_s, (_, _, written) = best_of(
+    render_s, (_, _, written, _) = best_of(
         1, lambda: render(item, out, events, result["classes"], 25.0, n, True, False, 3, 0.4)
     )
     rows = [
@@ -155,9 +156,14 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument(
         "--rounds", type=int, default=2, help="rounds per measurement, best counts (default: 2)"
     )
-    parser.add_argument("--batch_size", type=int, default=4)
+    parser.add_argument("--batch_size", type=int, default=DEFAULT_BATCH_SIZE, help="windows per batch")
     parser.add_argument("--device", help="cpu, cuda (default: cuda when available)")
+    parser.add_argument(
+        "--quick", action="store_true", help="4 s of video, 32 rows, one round (a smoke test)"
+    )
     args = parser.parse_args(argv if argv is not None else [])
+    if args.quick:
+        args.seconds, args.height, args.rounds = 4, 32, 1
     video, model_dir = make_inputs(args.seconds, args.height)
     rows = measure(video, model_dir, args.rounds, args.batch_size, args.device)
     print(f"{video.name}: {args.seconds:g} s at 25 fps, model frames {args.height} rows high")

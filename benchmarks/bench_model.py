@@ -38,6 +38,9 @@ def get_args(argv: list[str]) -> argparse.Namespace:
     )
     parser.add_argument("--device", choices=["cpu", "cuda", "all"], default="all")
     parser.add_argument(
+        "--quick", action="store_true", help="three models, 2 frames, one round (a smoke test)"
+    )
+    parser.add_argument(
         "--threads",
         type=int,
         default=1,
@@ -71,7 +74,7 @@ def bench_device(device: str, args: argparse.Namespace) -> list[list]:
     """Round-robin over the models, keeping each one's best time: other processes' bursts hit all alike."""
     batch, frames = (4, 32) if device == "cuda" else (1, args.frames)
     clip = torch.randint(0, 256, (batch, frames, 3, HEIGHT, WIDTH), dtype=torch.uint8, device=device)
-    pairs = combinations(args.full)
+    pairs = combinations(args.full)[: 3 if args.quick else None]
     models = {}
     for backbone, head in pairs:
         config = default_config(feature_arch=backbone, temporal_arch=head, clip_len=frames, pretrained=False)
@@ -92,6 +95,8 @@ def bench_device(device: str, args: argparse.Namespace) -> list[list]:
 
 def main(argv: list[str] | None = None) -> None:
     args = get_args([] if argv is None else argv)
+    if args.quick:
+        args.frames, args.repeats = 2, 1
     threads = torch.get_num_threads()
     if args.threads:
         torch.set_num_threads(args.threads)
