@@ -4,6 +4,11 @@
 MODEL_DIR is a model directory (its pred-SPLIT.EPOCH.json / .score.npz), a prediction file (pred-SPLIT.EPOCH.json:
 a list of {video, fps, events}), or several model directories (an ensemble: their per-frame scores are averaged,
 then post-processed). Ground truth: the parsed labels of DATASET, or with -l the Labels-ball.json files themselves.
+
+A model directory is evaluated as training chose on val (its selection.json): that epoch, and that
+post-processing (NMS window in seconds, hard or soft, smoothing); the flags below override either, and what is used
+is printed. A prediction file is scored as it is (its events were post-processed when it was written) unless an NMS
+flag is given.
 """
 
 from __future__ import annotations
@@ -19,7 +24,7 @@ import numpy as np
 
 from util.cli import run_main, setup_logging
 from util.dataset import SPLIT_ALIASES, load_classes, load_split, resolve_dataset, split_name
-from util.eval import DEFAULT_NMS_WINDOW, DEFAULT_THRESHOLD, average_scores, nms_events, scores_to_events
+from util.eval import PostProcess, average_scores, nms_events, scores_to_events, window_frames
 from util.io import DataError, load_json, store_json
 from util.score import (
     METRICS,
@@ -61,24 +66,23 @@ def get_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser.add_argument(
         "--epoch",
         type=int,
-        help="epoch of a model directory's predictions (default: best val mAP, else latest)",
+        help="epoch of a model directory's predictions (default: the one training selected on val)",
     )
-    parser.add_argument(
-        "--nms_window",
-        type=int,
-        default=DEFAULT_NMS_WINDOW,
-        help="NMS window in frames (default: 25; 0 = off)",
+    post = parser.add_argument_group(
+        "post-processing (default: what the model recorded in selection.json; a prediction file: as it is)"
     )
-    parser.add_argument("--soft_nms", action="store_true", help="soft NMS instead of hard NMS")
-    parser.add_argument(
-        "--threshold",
-        type=float,
-        default=DEFAULT_THRESHOLD,
-        help="score threshold when events are made from per-frame scores (default: 0.01)",
+    nms = post.add_mutually_exclusive_group()
+    nms.add_argument(
+        "--nms_window", type=int, help="NMS window, +- frames at the model's frame rate (0 = off)"
     )
-    parser.add_argument(
-        "--sigma", type=float, default=0.0, help="Gaussian smoothing of per-frame scores (frames)"
+    nms.add_argument("--nms_window_s", type=float, help="NMS window, +- seconds (0 = off)")
+    post.add_argument(
+        "--soft_nms", action=argparse.BooleanOptionalAction, help="soft NMS instead of hard NMS (or not)"
     )
+    post.add_argument("--threshold", type=float, help="lowest score of an event made from per-frame scores")
+    sigma = post.add_mutually_exclusive_group()
+    sigma.add_argument("--sigma", type=float, help="Gaussian smoothing of per-frame scores, frames (0 = off)")
+    sigma.add_argument("--sigma_s", type=float, help="Gaussian smoothing of per-frame scores, seconds")
     parser.add_argument(
         "-l", "--soccernet_path", metavar="LABEL_DIR", help="ground truth from Labels-ball.json"
     )
@@ -86,9 +90,30 @@ def get_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--results_json", help="write every metric here as JSON (fractions)")
     parser.add_argument("-v", "--verbose", action="store_true")
     args = parser.parse_args(argv)
-    if args.nms_window < 0:
-        parser.error("--nms_window must be >= 0")
+    for name in ("nms_window", "nms_window_s", "sigma", "sigma_s"):
+        if getattr(args, name) is not None and getattr(args, name) < 0:
+            parser.error(f"--{name} must be >= 0")
+    if args.threshold is not None and not 0.0 <= args.threshold <= 1.0:
+        parser.error("--threshold must be in [0, 1]")
     return args
+
+
+def user_postprocess(base: PostProcess, fps: float, args: argparse.Namespace) -> PostProcess:
+    """``base`` with the post-processing flags the user gave (frames read at ``fps``)."""
+    sigma_s = args.sigma_s if args.sigma is None else args.sigma / fps
+    return base.with_overrides(
+        nms_window=args.nms_window,
+        nms_window_s=args.nms_window_s,
+        fps=fps,
+        soft=args.soft_nms,
+        sigma_s=sigma_s,
+        threshold=args.threshold,
+    )
+
+
+def postprocess_flags_given(args: argparse.Namespace) -> bool:
+    names = ("nms_window", "nms_window_s", "soft_nms", "threshold", "sigma", "sigma_s")
+    return any(getattr(args, n) is not None for n in names)
 
 
 # ---- predictions
@@ -109,47 +134,43 @@ def score_file(pred_file: Path) -> Path:
     return pred_file.with_name(re.sub(r"\.json(\.gz)?$", ".score.npz", pred_file.name))
 
 
-def run_model(model_dir: Path, split: str, args: argparse.Namespace) -> Path:
-    """Predict ``split`` with the model in ``model_dir``; returns the prediction file written."""
-    from model.common import list_epochs, load_model
+def run_model(model_dir: Path, split: str, epoch: int, args: argparse.Namespace) -> Path:
+    """Predict ``split`` with epoch ``epoch`` of the model in ``model_dir``; returns the prediction file written."""
+    from model.common import load_model, load_selection
     from model.predict import predict_split, resolve_device
 
-    epochs = list_epochs(model_dir)
-    if not epochs:
-        raise DataError(f"{model_dir}: no pred-{split}.*.json predictions and no checkpoint to predict with")
-    epoch, why = default_epoch(model_dir, epochs)
-    log.info("%s: predicting %s with epoch %d (%s)", model_dir, split, epoch, why)
     videos = load_split(resolve_dataset(args.dataset), split)
     model, config, epoch = load_model(model_dir, epoch, device=resolve_device(None))
-    return predict_split(model, config, args.frame_dir, videos, split, model_dir, epoch)[1]
+    post = load_selection(model_dir)["postprocess"]
+    return predict_split(model, config, args.frame_dir, videos, split, model_dir, epoch, post=post)[1]
 
 
 def pick_prediction_file(model_dir: Path, split: str, args: argparse.Namespace) -> Path:
+    """The prediction file of the epoch to evaluate (``--epoch``, else the selected one), predicted first when the
+    model directory has its checkpoint but no predictions of ``split`` for it."""
+    from model.usage import list_epochs, load_selection
+
     files = prediction_files(model_dir, split)
+    checkpoints = list_epochs(model_dir)
+    selection = load_selection(model_dir)
     if args.epoch is not None:
-        if args.epoch not in files:
-            raise DataError(
-                f"{model_dir}: no pred-{split}.{args.epoch}.json (epochs with predictions: {sorted(files)})"
-            )
-        return files[args.epoch]
-    if not files:
-        return run_model(model_dir, split, args)
-    epoch, why = default_epoch(model_dir, sorted(files))
-    log.info("%s: epoch %d (%s; --epoch to choose)", model_dir, epoch, why)
-    return files[epoch]
-
-
-def default_epoch(model_dir: Path, epochs: list[int]) -> tuple[int, str]:
-    """The epoch with the best validation mAP in loss.json among ``epochs``, else the latest of them."""
-    history = load_json(model_dir / "loss.json") if (model_dir / "loss.json").is_file() else []
-    scored = {
-        h["epoch"]: h["val_mAP"]
-        for h in history
-        if isinstance(h, dict) and h.get("epoch") in epochs and h.get("val_mAP") is not None
-    }
-    if scored:
-        return max(scored, key=lambda e: (scored[e], e)), "the best val_mAP in loss.json"
-    return epochs[-1], "the latest with predictions"
+        epoch, why = args.epoch, "--epoch"
+    elif selection["epoch"] is not None:
+        epoch, why = selection["epoch"], selection["why"]
+    elif files:
+        epoch, why = max(files), "the latest with predictions (no checkpoint, no selection.json)"
+    else:
+        raise DataError(f"{model_dir}: no pred-{split}.*.json predictions and no checkpoint to predict with")
+    if epoch in files:
+        log.info("%s: epoch %d (%s)", model_dir, epoch, why)
+        return files[epoch]
+    if epoch not in checkpoints:
+        raise DataError(
+            f"{model_dir}: no pred-{split}.{epoch}.json and no checkpoint of epoch {epoch} "
+            f"(predictions: {sorted(files)}; checkpoints: {checkpoints})"
+        )
+    log.info("%s: predicting %s with epoch %d (%s)", model_dir, split, epoch, why)
+    return run_model(model_dir, split, epoch, args)
 
 
 def load_prediction_file(path: Path) -> list[dict]:
@@ -180,7 +201,7 @@ def model_classes(model_dir: Path, default: list[str]) -> list[str]:
 
 
 def events_from_scores(
-    scores: dict[str, np.ndarray], fps: dict[str, float], classes: list[str], args: argparse.Namespace
+    scores: dict[str, np.ndarray], fps: dict[str, float], classes: list[str], post: PostProcess
 ) -> list[dict]:
     """Per-frame score arrays -> per-video predictions, with the one post-processing (util.eval)."""
     videos = []
@@ -195,33 +216,52 @@ def events_from_scores(
             array,
             classes,
             fps[video],
-            args.threshold,
-            args.nms_window,
-            soft=args.soft_nms,
-            sigma=args.sigma,
             team_scores=scores.get(video + TEAM_KEY),
+            **post.event_options(fps[video]),
         )
         videos.append({"video": video, "fps": fps[video], "events": events})
     return videos
 
 
+def nms_on_events(videos: list[dict], args: argparse.Namespace, base: PostProcess | None) -> list[dict]:
+    """Events of a prediction file: as they are, or with the NMS the user asked for (windows at each video's fps)."""
+    if not postprocess_flags_given(args):
+        log.info("prediction file: events scored as they are (no post-processing flag given)")
+        return videos
+    if args.sigma is not None or args.sigma_s is not None:
+        raise DataError("--sigma needs per-frame scores (a model directory), not events of a prediction file")
+    out, used = [], set()
+    for video in videos:
+        fps = float(video["fps"])
+        post = user_postprocess(base or PostProcess(nms_window_s=0.0), fps, args)
+        used.add(post.describe(fps))
+        events = [e for e in video["events"] if float(e["score"]) >= post.threshold]
+        window = window_frames(post.nms_window_s, fps)
+        kept = nms_events(events, window, soft=post.soft, threshold=post.threshold)
+        out.append(dict(video, events=kept))
+    log.info("prediction events post-processed: %s", "; ".join(sorted(used)) or "no video")
+    return out
+
+
 def load_predictions(args: argparse.Namespace, split: str, classes: list[str]) -> list[dict]:
     """The predictions to evaluate, post-processed (module docstring)."""
+    from model.common import load_selection
+
     paths = [Path(p) for p in args.model_dir]
     for path in paths:
         if not path.exists():
             raise DataError(f"{path}: no such model directory or prediction file")
     if len(paths) == 1 and paths[0].is_file():
-        videos = load_prediction_file(paths[0])
-        return [dict(v, events=nms_events(v["events"], args.nms_window, soft=args.soft_nms)) for v in videos]
+        return nms_on_events(load_prediction_file(paths[0]), args, None)
     if any(p.is_file() for p in paths):
         raise DataError("an ensemble takes model directories only (their .score.npz are averaged)")
+    selection = load_selection(paths[0])
     pred_files = [pick_prediction_file(p, split, args) for p in paths]
     npz = [score_file(f) for f in pred_files]
     videos = load_prediction_file(pred_files[0])
     if len(paths) == 1 and not npz[0].is_file():
         log.info("%s: no per-frame scores; post-processing its events", npz[0])
-        return [dict(v, events=nms_events(v["events"], args.nms_window, soft=args.soft_nms)) for v in videos]
+        return nms_on_events(videos, args, selection["postprocess"])
     for path in npz:
         if not path.is_file():
             raise DataError(f"{path}: not found; an ensemble needs every model's per-frame scores")
@@ -233,7 +273,13 @@ def load_predictions(args: argparse.Namespace, split: str, classes: list[str]) -
     missing = [k for k in scores if not k.endswith(TEAM_KEY) and k not in fps]
     if missing:
         raise DataError(f"{pred_files[0]}: no fps for {missing[:3]} (in {npz[0]})")
-    return events_from_scores(scores, fps, model_classes(paths[0], classes), args)
+    rate = next(iter(fps.values()), 25.0)
+    post = user_postprocess(selection["postprocess"], rate, args)
+    source = "flags" if postprocess_flags_given(args) else f"{paths[0]}/selection.json"
+    if not selection["recorded"] and not postprocess_flags_given(args):
+        source = "the default: the model recorded none"
+    log.info("post-processing: %s (%s)", post.describe(rate), source)
+    return events_from_scores(scores, fps, model_classes(paths[0], classes), post)
 
 
 # ---- ground truth
@@ -277,7 +323,8 @@ def load_ground_truth(
     if dataset_dir is None:
         resolve_dataset(args.dataset)  # raises the DataError that says where it looked
     videos = load_split(dataset_dir, split)
-    other_fps = sorted({float(v["fps"]) for v in videos} - {float(SOCCERNET_FPS)})
+    approximate = [v for v in videos if any(e.get("position_ms") is None for e in v.get("events", []))]
+    other_fps = sorted({float(v["fps"]) for v in approximate} - {float(SOCCERNET_FPS)})
     if other_fps:
         log.warning(
             "labels parsed at %s fps: their 25 fps frames are approximate; -l LABEL_DIR reads the exact positions",

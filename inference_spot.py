@@ -7,6 +7,11 @@ predictions.json (events with their time), results_spotting.json (SoccerNet form
 scores.npz (per-frame scores, to re-threshold without rerunning the model), timeline.png, and on request frames
 with overlays (--visualize, frames/) and a browser-playable H.264 video (--create_video, annotated.mp4) with the
 actions labelled, slowed down around each action, and a timeline bar.
+
+By default the model is used as training chose on val (MODEL_DIR/selection.json): that epoch, that post-processing
+(NMS window in seconds) and that display threshold; --epoch, --nms_window / --nms_window_s and --score_threshold
+override them. results_spotting.json holds every event (what SoccerNet's evaluator scores); predictions.json, the
+video and the timeline the events scoring at least the display threshold.
 """
 
 from __future__ import annotations
@@ -19,7 +24,8 @@ from pathlib import Path
 from tqdm import tqdm
 from tqdm.contrib.logging import logging_redirect_tqdm
 
-from model.inference import DEFAULT_BATCH_SIZE, DEFAULT_SLOWMO_FACTOR, DEFAULT_SLOWMO_SPAN_S, run_inference
+from model.inference import DEFAULT_SLOWMO_FACTOR, DEFAULT_SLOWMO_SPAN_S, run_inference
+from model.predict import DEFAULT_BATCH_SIZE
 from util.cli import run_main, setup_logging
 
 
@@ -42,10 +48,19 @@ def get_args(argv: list[str] | None = None) -> argparse.Namespace:
         "--create_video", action="store_true", help="write the annotated video (annotated.mp4)"
     )
     parser.add_argument(
-        "--score_threshold", type=float, default=0.3, help="keep events scoring at least this (default: 0.3)"
+        "--score_threshold",
+        type=float,
+        help="show events scoring at least this (default: the model's display threshold, 0.3 unless it recorded "
+        "another)",
     )
     parser.add_argument("--max_frames", type=int, help="process only the first N frames (for testing)")
-    parser.add_argument("--nms_window", type=int, default=25, help="NMS window in frames (default: 25)")
+    nms = parser.add_mutually_exclusive_group()
+    nms.add_argument(
+        "--nms_window",
+        type=int,
+        help="NMS window, +- frames at the model's frame rate (default: the window the model chose on val)",
+    )
+    nms.add_argument("--nms_window_s", type=float, help="NMS window, +- seconds (default: the model's)")
     parser.add_argument(
         "--batch_size",
         type=int,
@@ -65,7 +80,9 @@ def get_args(argv: list[str] | None = None) -> argparse.Namespace:
         default=DEFAULT_SLOWMO_SPAN_S,
         help=f"seconds slowed down on each side of an action (default: {DEFAULT_SLOWMO_SPAN_S})",
     )
-    parser.add_argument("--epoch", type=int, help="checkpoint epoch (default: the latest)")
+    parser.add_argument(
+        "--epoch", type=int, help="checkpoint epoch (default: the one training selected on val)"
+    )
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
     args = parser.parse_args(argv)
     if (args.video is None) == (args.frame_dir is None):
@@ -114,6 +131,7 @@ def main(args: argparse.Namespace) -> int:
                 video_name=args.video_name,
                 score_threshold=args.score_threshold,
                 nms_window=args.nms_window,
+                nms_window_s=args.nms_window_s,
                 visualize=args.visualize,
                 create_video=args.create_video,
                 max_frames=args.max_frames,
@@ -129,7 +147,9 @@ def main(args: argparse.Namespace) -> int:
     seconds = time.perf_counter() - started
     print(
         f"\n{result['video_id']}: {result['num_frames']} frames at {result['fps']:g} fps, "
-        f"{len(result['events'])} events (epoch {result['epoch']}, {seconds:.1f} s; detection "
+        f"{len(result['events'])} events shown of {len(result['all_events'])} (epoch {result['epoch']}, "
+        f"{result['postprocess'].describe(result['fps'])}, shown from score {result['score_threshold']:g}; "
+        f"{seconds:.1f} s, detection "
         f"{result['num_frames'] / max(result['seconds']['detect'], 1e-9):.1f} frames/s)"
     )
     print(result["summary"])

@@ -1,6 +1,11 @@
 #!/usr/bin/env python3
 """Train an E2E-Spot model (step 3): DATASET FRAME_DIR -m BACKBONE -t HEAD -s SAVE_DIR.
 
+The best epoch is chosen on val by --criterion (default: Team mAP@1 with --team, else SoccerNet mAP@1), and the
+post-processing (NMS window in seconds, hard or soft, smoothing) on that epoch's val scores; both are recorded in
+SAVE_DIR/selection.json, which eval, inference and the web app use by default. To retrain a saved model exactly:
+train_e2e.py --config OLD_DIR/config.json -s NEW_DIR (any flag given beside it overrides the saved one).
+
 Multi-GPU / multi-machine: torchrun --nproc_per_node N [--nnodes M ...] train_e2e.py ... (or -mgpu for every
 local GPU); --batch_size is the total over all processes; across machines FRAME_DIR and SAVE_DIR must be on a
 shared filesystem.
@@ -41,14 +46,43 @@ class _HelpFormatter(argparse.RawDescriptionHelpFormatter, argparse.ArgumentDefa
         return super()._get_help_string(action)
 
 
+# Flags of a saved run that --config does not carry over: where this run goes and how it is run on this machine
+# (none of them changes the model); "resolved" holds the defaults as that run resolved them.
+NOT_FROM_CONFIG = (
+    "save_dir", "resume", "config", "stop_after_epoch", "git_commit", "resolved",
+    "device", "gpu_parallel", "num_workers", "verbose",
+)  # fmt: skip
+
+
+def saved_flags(path: str) -> dict:
+    """The training flags recorded in a model's config.json (``--config``), less ``NOT_FROM_CONFIG``."""
+    from util.io import DataError, load_json
+
+    target = os.path.join(path, "config.json") if os.path.isdir(path) else path
+    if not os.path.isfile(target):
+        raise DataError(f"{target}: not found; --config takes a model's config.json (or its folder)")
+    config = load_json(target)
+    flags = config.get("train") if isinstance(config, dict) else None
+    if not isinstance(flags, dict):
+        raise DataError(f"{target}: no 'train' flags recorded; was it written by train_e2e.py?")
+    return {k: v for k, v in flags.items() if k not in NOT_FROM_CONFIG}
+
+
 def get_args(argv=None) -> argparse.Namespace:
     from model.common import available_backbones, available_heads
+    from model.select import CRITERIA
     from model.train import EPOCH_NUM_FRAMES, FG_WEIGHT
 
     p = argparse.ArgumentParser(description=__doc__, formatter_class=_HelpFormatter)
-    p.add_argument("dataset", help="dataset name (data/<name>/) or a folder of parsed labels")
-    p.add_argument("frame_dir", help="frame directory written by frames_as_jpg_soccernet_ball.py")
-    p.add_argument("-m", "--feature_arch", required=True, choices=available_backbones(), help="CNN backbone")
+    p.add_argument("dataset", nargs="?", help="dataset name (data/<name>/) or a folder of parsed labels")
+    p.add_argument("frame_dir", nargs="?", help="frame directory written by frames_as_jpg_soccernet_ball.py")
+    p.add_argument(
+        "--config",
+        metavar="CONFIG_JSON",
+        help="train exactly as the run that wrote this config.json (or model folder) was trained: its flags are "
+        "the defaults, and flags given here override them; -s is still required",
+    )
+    p.add_argument("-m", "--feature_arch", choices=available_backbones(), help="CNN backbone (required)")
     p.add_argument("-t", "--temporal_arch", default="gru", choices=available_heads(), help="temporal head")
     p.add_argument(
         "-s", "--save_dir", required=True, help="model directory: config, checkpoints, predictions"
@@ -69,7 +103,12 @@ def get_args(argv=None) -> argparse.Namespace:
     )
     p.add_argument("--resume", action="store_true", help="continue from the last complete epoch in SAVE_DIR")
     p.add_argument("--start_val_epoch", type=int, help="first epoch with val mAP (default: num_epochs - 20)")
-    p.add_argument("--criterion", choices=["map", "loss"], default="map", help="how the best epoch is chosen")
+    p.add_argument(
+        "--criterion",
+        choices=list(CRITERIA),
+        help="how the best epoch is chosen on val: map = SoccerNet mAP@1, team_map = Team mAP@1 (the default "
+        "with --team; map otherwise), frame_map = E2E-Spot's frame-tolerance mAP, loss = val loss",
+    )
     p.add_argument(
         "--mixup",
         action=argparse.BooleanOptionalAction,
@@ -104,8 +143,19 @@ def get_args(argv=None) -> argparse.Namespace:
                    help="DataLoader processes decoding JPEGs (0 = in the main process)")  # fmt: skip
     p.add_argument("--ema", type=float, metavar="DECAY", help="keep an EMA of the weights (e.g. 0.999); "
                    "checkpoints and predictions use it")  # fmt: skip
-    p.add_argument("--team", action="store_true", help="also train the left/right team head")
-    p.add_argument("--no_pretrained", dest="pretrained", action="store_false", help="no ImageNet weights")
+    p.add_argument(
+        "--team",
+        action=argparse.BooleanOptionalAction,
+        default=False,
+        help="also train the left/right team head (--no-team: without, e.g. over a --config that had one)",
+    )
+    weights = p.add_mutually_exclusive_group()
+    weights.add_argument(
+        "--no_pretrained", dest="pretrained", action="store_false", help="no ImageNet weights"
+    )
+    weights.add_argument(
+        "--pretrained", dest="pretrained", action="store_true", help="ImageNet weights (the default)"
+    )
     p.add_argument(
         "--amp", action=argparse.BooleanOptionalAction, default=True, help="mixed precision on CUDA"
     )
@@ -117,8 +167,25 @@ def get_args(argv=None) -> argparse.Namespace:
         help="stop after this epoch; a later --resume continues (jobs with a time limit)",
     )
     p.add_argument("-mgpu", "--gpu_parallel", action="store_true", help="use every local GPU (DDP)")
-    p.add_argument("-v", "--verbose", action="store_true")
+    p.add_argument("-v", "--verbose", action="store_true", help="debug logging")
     args = p.parse_args(argv)
+    if args.config:
+        from util.io import DataError
+
+        try:
+            flags = saved_flags(args.config)
+        except DataError as e:
+            p.error(str(e))
+        known = {a.dest for a in p._actions}
+        p.set_defaults(**{k: v for k, v in flags.items() if k in known})
+        args = p.parse_args(argv)
+    for name, flag in (
+        ("dataset", "DATASET"),
+        ("frame_dir", "FRAME_DIR"),
+        ("feature_arch", "-m/--feature_arch"),
+    ):
+        if getattr(args, name) is None:
+            p.error(f"{flag} is required (or --config of a saved model)")
     if args.seed < 0:
         p.error("--seed must be >= 0")
     if args.ema is not None and not 0.0 < args.ema < 1.0:

@@ -55,7 +55,7 @@ DEFAULTS: dict[str, Any] = {
     "WORKERS": 1,  # jobs processed at once; the others queue
     "MAX_JOBS": 50,  # finished jobs kept (oldest removed first)
     "MAX_JOB_AGE_S": 7 * 24 * 3600,
-    "DEFAULT_THRESHOLD": 0.3,
+    "DEFAULT_THRESHOLD": None,  # None: the display threshold the model recorded (selection.json), else 0.3
     "DEFAULT_SLOWMO": 3,  # as inference_spot.py's default; 1 = off
     "INFERENCE_KWARGS": {},  # extra keyword arguments for run_inference (device, batch_size, ...)
 }
@@ -80,6 +80,19 @@ def human_size(num_bytes: float) -> str:
 
 def model_ready(model_dir: Path) -> bool:
     return (model_dir / "config.json").is_file() and any(model_dir.glob("checkpoint_*.pt"))
+
+
+def default_threshold(app: Flask) -> float:
+    """The threshold the upload form starts at: the app's setting, else the model's display threshold."""
+    if app.config["DEFAULT_THRESHOLD"] is not None:
+        return float(app.config["DEFAULT_THRESHOLD"])
+    from model.usage import load_selection
+    from util.eval import DEFAULT_DISPLAY_THRESHOLD
+
+    try:
+        return float(load_selection(app.config["MODEL_DIR"])["display_threshold"])
+    except DataError:
+        return DEFAULT_DISPLAY_THRESHOLD
 
 
 def create_app(config: dict | None = None) -> Flask:
@@ -143,7 +156,7 @@ def _register_pages(app: Flask, runner: JobRunner) -> None:
             model_ready=model_ready(model_dir),
             model_dir=model_dir,
             extensions=ALLOWED_EXTENSIONS,
-            default_threshold=app.config["DEFAULT_THRESHOLD"],
+            default_threshold=default_threshold(app),
             slowmo_choices=SLOWMO_CHOICES,
             default_slowmo=app.config["DEFAULT_SLOWMO"],
         )
@@ -163,9 +176,7 @@ def _register_pages(app: Flask, runner: JobRunner) -> None:
             allowed = " ".join(ALLOWED_EXTENSIONS)
             return _refuse(400, f"{name!r} is not a supported video: use one of {allowed}.")
         try:
-            options = _parse_options(
-                request.form, app.config["DEFAULT_THRESHOLD"], app.config["DEFAULT_SLOWMO"]
-            )
+            options = _parse_options(request.form, default_threshold(app), app.config["DEFAULT_SLOWMO"])
         except ValueError as e:
             return _refuse(400, str(e) if "must" in str(e) else "The options are not valid numbers.")
         job_id = runner.create(file.save, ext, name, options)

@@ -212,7 +212,7 @@ class JobRunner:
         kwargs = dict(
             video=folder / status["upload"],
             video_name=_video_name(status),
-            score_threshold=float(options.get("threshold", 0.3)),
+            score_threshold=float(options["threshold"]) if "threshold" in options else None,
             create_video=True,
             slowmo_factor=int(options.get("slowmo_factor", 1)),
             slowmo_span=SLOWMO_SPAN_S,
@@ -224,10 +224,6 @@ class JobRunner:
                 f"no model in {self.model_dir}: run `make demo` or start the app with --model_dir"
             )
         result = run_inference(self.model_dir, folder / OUTPUT_DIR, **kwargs)
-        if not result.get("results_spotting") and result.get("predictions"):
-            result["results_spotting"] = _write_results_spotting(
-                Path(result["predictions"]), folder / OUTPUT_DIR
-            )
         store_json(folder / EVENTS_FILE, _events_document(result))
         return result
 
@@ -321,25 +317,6 @@ def _video_name(status: dict) -> str:
     """The id recorded in predictions.json: the client's file name without extension (never used as a path)."""
     stem = Path(str(status.get("original_name") or "")).stem.strip()
     return stem.replace("/", "_").replace("\\", "_") or "video"
-
-
-def _write_results_spotting(predictions_path: Path, output_dir: Path) -> Path:
-    """SoccerNet's results_spotting.json for a video that is not a SoccerNet library file (inference writes it
-    only for those): the uploaded video is one game of one half."""
-    from util.soccernet import write_results_spotting
-
-    prediction = load_json(predictions_path)
-    staging = output_dir / ".results_spotting"
-    try:
-        game = str(prediction.get("video") or "video")
-        game = "video" if set(game) <= {".", "/"} else game.replace("/", "_")
-        single = {"video": game, "fps": prediction["fps"], "events": prediction["events"]}
-        (written,) = write_results_spotting([single], staging)
-        target = output_dir / "results_spotting.json"
-        written.replace(target)
-    finally:
-        shutil.rmtree(staging, ignore_errors=True)
-    return target
 
 
 def _events_document(result: dict) -> dict:

@@ -172,17 +172,6 @@ def open_frame_source(
 # Sliding inference windows
 
 
-def window_starts(num_frames: int, clip_len: int, stride: int) -> list[int]:
-    """Starts of windows of ``clip_len`` every ``stride`` frames covering ``[0, num_frames)``; the last window is
-    aligned to the end of the video (a video shorter than a clip gets one window at 0, padded)."""
-    if num_frames <= clip_len:
-        return [0]
-    starts = list(range(0, num_frames - clip_len + 1, stride))
-    if starts[-1] + clip_len < num_frames:
-        starts.append(num_frames - clip_len)
-    return starts
-
-
 def iter_windows(
     chunks: Iterator[np.ndarray], clip_len: int, stride: int
 ) -> Iterator[tuple[int, np.ndarray, int]]:

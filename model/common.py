@@ -2,8 +2,10 @@
 
 A model directory holds ``config.json`` (every key needed to rebuild the network; see :data:`DEFAULT_CONFIG`),
 ``checkpoint_NNN.pt`` (weights, a plain state dict) and ``optim_NNN.pt`` (optimizer, AMP scaler, scheduler,
-RNG states, epoch, extra), all written atomically and loaded with ``weights_only=True``. ``load_model(dir)``
-rebuilds a trained network from the directory alone.
+RNG states, epoch, extra), all written atomically and loaded with ``weights_only=True``, and ``selection.json``: the
+decisions training made on val, which every later step uses by default (:func:`load_selection`: the epoch, the
+post-processing with its windows in seconds, the display threshold). ``load_model(dir)`` rebuilds the selected
+network from the directory alone.
 
 ``E2EModel.forward(frames)`` takes (B, T, 3, H, W) uint8 or float in [0, 1] (it normalises with ImageNet
 mean/std itself) and returns a dict:
@@ -24,7 +26,6 @@ from __future__ import annotations
 import logging
 import pickle
 import random
-import re
 from pathlib import Path
 from typing import Any
 
@@ -34,6 +35,7 @@ from torch import nn
 
 from model.impl.backbones import BACKBONES, PretrainedWeightsError, build_backbone
 from model.modules import HEADS, SMOOTHING_WEIGHT, smoothing_loss
+from model.usage import list_epochs, load_selection, save_selection, selected_epoch
 from util.io import DataError, atomic_open, load_json, store_json
 from util.soccernet import CLASSES
 
@@ -54,8 +56,11 @@ __all__ = [
     "load_checkpoint",
     "load_config",
     "load_model",
+    "load_selection",
     "save_checkpoint",
     "save_config",
+    "save_selection",
+    "selected_epoch",
     "smoothing_loss",
     "unwrap_model",
 ]
@@ -250,15 +255,6 @@ def optim_path(model_dir: str | Path, epoch: int) -> Path:
     return Path(model_dir) / f"optim_{epoch:03d}.pt"
 
 
-def list_epochs(model_dir: str | Path) -> list[int]:
-    """Epochs that have a checkpoint_NNN.pt in ``model_dir``, ascending."""
-    folder = Path(model_dir)
-    if not folder.is_dir():
-        return []
-    found = (re.fullmatch(r"checkpoint_(\d+)\.pt", p.name) for p in folder.iterdir())
-    return sorted(int(m.group(1)) for m in found if m)
-
-
 def _rng_state() -> dict[str, Any]:
     name, keys, pos, has_gauss, cached = np.random.get_state()
     state = {
@@ -393,15 +389,20 @@ def load_checkpoint(
 def load_model(
     model_dir: str | Path, epoch: int | None = None, device: str | torch.device = "cpu", **overrides: Any
 ) -> tuple[E2EModel, dict[str, Any], int]:
-    """Rebuild the network of a model directory and load ``epoch`` (None = latest): (model in eval mode, config, epoch).
+    """Rebuild the network of a model directory and load ``epoch`` (None = the selected one, ``selected_epoch``):
+    (model in eval mode, config, epoch).
 
     ``overrides`` change run-time keys of the config (e.g. compile=True, channels_last=False).
     """
     config = load_config(model_dir)
+    why = "asked for"
+    if epoch is None:
+        epoch, why = selected_epoch(model_dir)
     model = build_model({**config, **overrides, "pretrained": False})
     epoch = load_checkpoint(model_dir, model, epoch)["epoch"]
     model.to(device).eval()
     log.info(
-        "loaded %s epoch %d (%s + %s)", model_dir, epoch, config["feature_arch"], config["temporal_arch"]
-    )
+        "loaded %s epoch %d, %s (%s + %s)",
+        model_dir, epoch, why, config["feature_arch"], config["temporal_arch"],
+    )  # fmt: skip
     return model, config, epoch

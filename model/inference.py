@@ -6,14 +6,19 @@ fly at the model's frame rate and size, no JPEGs written), turns scores into eve
 ``model.predict.scores_to_predictions``) and writes into ``output_dir``:
 
 - ``predictions.json``: ``{video, fps, num_frames, events: [{frame, label, score[, team, team_score], time_s,
-  time}]}`` (the README's format plus each event's time in seconds and as ``mm:ss.ff``);
-- ``results_spotting.json`` (SoccerNet's format) when the video id is a SoccerNet game
-  (``<league>/<season>/<game>[/<half>]``);
+  time}]}`` (the README's format plus each event's time in seconds and as ``mm:ss.ff``): the events shown, those
+  scoring at least the display threshold;
+- ``results_spotting.json`` (SoccerNet's format): every event of the model's post-processing, as the evaluator
+  and the SoccerNet server take them (for a SoccerNet game ``<league>/<season>/<game>[/<half>]``, the same rows
+  ``eval_soccernet_ball.py --eval_dir`` writes);
 - ``scores.npz``: per-frame scores, the array of ``pred-*.score.npz`` (and ``<video>::team`` for a team head);
 - ``timeline.png``: per-class score curves with the detected events;
 - ``frames/`` (``visualize``): every frame with its overlays, as JPEGs;
 - ``annotated.mp4`` (``create_video``): H.264 (browser-playable), at the source's resolution, labels around each
   action, slow motion around each action, a timeline bar, and the source's audio.
+
+The model directory says how it is used (``model.common.load_selection``): the epoch, the post-processing (windows
+in seconds) and the display threshold training chose on val; arguments override each.
 
 Reading, the model and writing overlap: a thread decodes ahead of the model, and while rendering one thread
 decodes, the caller's thread draws and another encodes.
@@ -36,8 +41,9 @@ import cv2
 import numpy as np
 
 from dataset.frame import FrameSource, JpegDirSource, read_fps
-from model.common import load_model
+from model.common import load_model, load_selection
 from model.predict import (
+    DEFAULT_BATCH_SIZE,
     model_frame_source,
     predict_scores,
     scores_to_predictions,
@@ -45,6 +51,7 @@ from model.predict import (
     store_scores,
 )
 from util import visualize as vis
+from util.eval import PostProcess
 from util.io import DataError, store_json
 from util.soccernet import split_video_id, write_results_spotting
 
@@ -52,7 +59,6 @@ log = logging.getLogger(__name__)
 
 Progress = Callable[[str, int, int], None]
 
-DEFAULT_BATCH_SIZE = 8
 DEFAULT_SLOWMO_FACTOR = 3
 DEFAULT_SLOWMO_SPAN_S = 0.4
 PREDICTIONS_FILE = "predictions.json"
@@ -326,9 +332,13 @@ def summary_table(events: list[dict], classes: list[str], team: bool) -> str:
 
 
 def _write_results_spotting(prediction: dict, output_dir: Path) -> Path:
-    """SoccerNet's results_spotting.json of the game, placed directly in ``output_dir``."""
+    """SoccerNet's results_spotting.json of the video, placed directly in ``output_dir``; a video that is not a
+    SoccerNet game (an upload) is written as one game of one half."""
     staging = output_dir / ".results_spotting.tmp"
     shutil.rmtree(staging, ignore_errors=True)
+    if not is_soccernet_game(prediction["video"]):
+        game = str(prediction["video"] or "video")
+        prediction = dict(prediction, video="video" if set(game) <= {".", "/"} else game.replace("/", "_"))
     try:
         (written,) = write_results_spotting([prediction], staging)
         target = output_dir / RESULTS_SPOTTING_FILE
@@ -370,7 +380,7 @@ def render(
     slowmo_factor: int,
     slowmo_span_s: float,
     progress: Progress | None = None,
-) -> tuple[Path | None, Path | None, int]:
+) -> tuple[Path | None, Path | None, int, list[float]]:
     """Draw the overlays on every frame; write ``annotated.mp4`` and/or ``frames/``.
 
     ``events`` and ``num_frames`` count frames at the model's ``fps``; a source with a higher frame rate (a 25 fps
@@ -449,16 +459,16 @@ def render(
 
 
 def _check_options(
-    score_threshold: float,
-    nms_window: int,
+    score_threshold: float | None,
+    nms_window: float | None,
     max_frames: int | None,
     batch_size: int,
     slowmo_factor: int,
     slowmo_span: float,
 ) -> None:
-    if not 0.0 <= score_threshold <= 1.0:
+    if score_threshold is not None and not 0.0 <= score_threshold <= 1.0:
         raise DataError(f"score threshold {score_threshold} is not between 0 and 1")
-    if nms_window < 0:
+    if nms_window is not None and nms_window < 0:
         raise DataError(f"NMS window {nms_window} is negative")
     if max_frames is not None and max_frames < 1:
         raise DataError(f"max_frames {max_frames} must be at least 1")
@@ -477,8 +487,9 @@ def run_inference(
     video: str | Path | None = None,
     frame_dir: str | Path | None = None,
     video_name: str | None = None,
-    score_threshold: float = 0.3,
-    nms_window: int = 25,
+    score_threshold: float | None = None,
+    nms_window: int | None = None,
+    nms_window_s: float | None = None,
     visualize: bool = False,
     create_video: bool = False,
     max_frames: int | None = None,
@@ -492,26 +503,42 @@ def run_inference(
     """Spot the actions of one video and write the outputs (module docstring) into ``output_dir``.
 
     Input: ``video`` (a video file; ``video_name``, if given, is the id recorded for it, else the SoccerNet id
-    of a library file or the file's stem) or ``frame_dir`` (+ ``video_name``, a video id under it). ``slowmo_span`` is
+    of a library file or the file's stem) or ``frame_dir`` (+ ``video_name``, a video id under it). ``epoch``,
+    ``nms_window`` (+- frames at the model's fps) or ``nms_window_s`` (seconds) and ``score_threshold`` (the
+    lowest score shown) default to what the model directory recorded (None). ``slowmo_span`` is
     in seconds each side of an action; ``slowmo_factor`` repeats those frames (1 = off). ``progress(stage, done,
     total)`` is called with stage "decoding", "detecting" and "rendering". Bad input raises DataError.
 
-    Returns ``{video_id, events, predictions, scores, timeline, video, frames, results_spotting, fps,
-    num_frames, video_frames, video_times_s, epoch, team, classes, summary, notes, seconds}``: paths are ``Path`` or None,
+    Returns ``{video_id, events, all_events, predictions, scores, timeline, video, frames, results_spotting, fps,
+    num_frames, video_frames, video_times_s, epoch, postprocess, score_threshold, team, classes, summary, notes,
+    seconds}``: ``events`` are those shown, ``all_events`` those of results_spotting.json; paths are ``Path`` or None,
     ``video_frames`` counts the annotated video's frames (slow motion included), ``video_times_s`` gives each
     event's time in that video (None without one), ``notes`` are one-line remarks
     for the user (a resampled frame rate), ``seconds`` the time of each stage (load, detect, render, total).
     """
-    _check_options(score_threshold, nms_window, max_frames, batch_size, slowmo_factor, slowmo_span)
+    window = nms_window if nms_window is not None else nms_window_s
+    _check_options(score_threshold, window, max_frames, batch_size, slowmo_factor, slowmo_span)
     started = time.perf_counter()
     if progress is not None:  # opening the input and loading the model
         progress("decoding", 0, 1)
     item = resolve_input(video, frame_dir, video_name, max_frames)
     model, config, epoch = load_model(model_dir, epoch=epoch, device=_device(device))
+    usage = load_selection(model_dir)
+    try:
+        post = usage["postprocess"].with_overrides(nms_window, nms_window_s, float(config["fps"]))
+    except ValueError as e:
+        raise DataError(str(e)) from None
+    if score_threshold is None:
+        score_threshold = usage["display_threshold"]
+    log.info(
+        "post-processing: %s; events shown from score %g%s",
+        post.describe(float(config["fps"])), score_threshold,
+        "" if usage["recorded"] else " (the defaults: the model recorded none)",
+    )  # fmt: skip
     seconds = {"load": time.perf_counter() - started}
     scores, team, notes = detect(model, config, item, max_frames, batch_size, device, progress)
     seconds["detect"] = time.perf_counter() - started - seconds["load"]
-    outputs = _write_outputs(item, Path(output_dir), config, scores, team, score_threshold, nms_window, epoch)
+    outputs = _write_outputs(item, Path(output_dir), config, scores, team, post, score_threshold, epoch)
     fps, num_frames = float(config["fps"]), len(scores)
     video_path = frames_path = video_times = None
     video_frames = 0
@@ -541,6 +568,8 @@ def run_inference(
         "fps": fps,
         "num_frames": num_frames,
         "epoch": epoch,
+        "postprocess": post,
+        "score_threshold": score_threshold,
         "team": team is not None,
         "classes": list(config["classes"]),
         "notes": notes,
@@ -597,15 +626,16 @@ def _write_outputs(
     config: dict,
     scores: np.ndarray,
     team: np.ndarray | None,
+    post: PostProcess,
     score_threshold: float,
-    nms_window: int,
     epoch: int,
 ) -> dict[str, Any]:
-    """predictions.json, scores.npz, results_spotting.json (SoccerNet games), timeline.png."""
+    """predictions.json (the events shown), scores.npz, results_spotting.json (every event), timeline.png."""
     fps, classes = float(config["fps"]), list(config["classes"])
     results = {item.video_id: (scores, team)}
-    (prediction,) = scores_to_predictions(results, config, threshold=score_threshold, nms_window=nms_window)
-    events = event_rows(prediction["events"], fps)
+    (prediction,) = scores_to_predictions(results, config, post)
+    shown = [e for e in prediction["events"] if e["score"] >= score_threshold]
+    events = event_rows(shown, fps)
     output_dir.mkdir(parents=True, exist_ok=True)
     document = {
         "video": item.video_id,
@@ -615,21 +645,21 @@ def _write_outputs(
         "source": str(item.path),
         "epoch": epoch,
         "score_threshold": score_threshold,
-        "nms_window": nms_window,
+        "postprocess": post.to_dict(),
+        "nms_window": post.event_options(fps)["nms_window"],
     }
     store_json(output_dir / PREDICTIONS_FILE, document)
     store_scores(output_dir / SCORES_FILE, results)
-    results_spotting = None
-    if is_soccernet_game(item.video_id):
-        results_spotting = _write_results_spotting(prediction, output_dir)
+    results_spotting = _write_results_spotting(prediction, output_dir)
     colors = vis.class_colors(classes)
-    title = f"{item.video_id}: {len(events)} events (threshold {score_threshold:g}, NMS {nms_window} frames)"
+    title = f"{item.video_id}: {len(events)} events (score >= {score_threshold:g}; {post.describe(fps)})"
     vis.plot_timeline(
         output_dir / TIMELINE_FILE, scores, classes, fps, events, colors, score_threshold, title
     )
     return {
         "video_id": item.video_id,
         "events": events,
+        "all_events": prediction["events"],
         "predictions": output_dir / PREDICTIONS_FILE,
         "scores": output_dir / SCORES_FILE,
         "timeline": output_dir / TIMELINE_FILE,

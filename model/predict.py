@@ -20,11 +20,12 @@ from torch import nn
 
 from dataset.frame import FrameSource, iter_windows, open_frame_source
 from dataset.transform import center_crop, to_clips
+from util.eval import PostProcess, scores_to_events
 from util.io import atomic_open, store_json
 
 log = logging.getLogger(__name__)
 
-DEFAULT_BATCH_SIZE = 4
+DEFAULT_BATCH_SIZE = 8  # windows per batch, everywhere: scores then agree bit for bit between the steps
 TEAM_KEY = "{video}::team"
 
 
@@ -180,17 +181,17 @@ def predict_videos(
 def scores_to_predictions(
     results: dict[str, tuple[np.ndarray, np.ndarray | None]],
     config: dict,
-    **event_options,
+    post: PostProcess | None = None,
+    peaks: bool = True,
 ) -> list[dict]:
     """Per-video predictions ``{video, fps, events: [{frame, label, score[, team, team_score]}]}``; events come
-    from ``util.eval.scores_to_events`` (``event_options``: its threshold, nms_window, ...), with the team head's
-    P(right) when the model has one."""
-    from util.eval import scores_to_events
-
+    from ``util.eval.scores_to_events`` under ``post`` (windows in seconds, read at the model's fps; None = the
+    default ``PostProcess()``), with the team head's P(right) when the model has one."""
     fps = float(config["fps"])
+    options = (post or PostProcess()).event_options(fps)
     predictions = []
     for video, (scores, team) in results.items():
-        events = scores_to_events(scores, config["classes"], fps, team_scores=team, **event_options)
+        events = scores_to_events(scores, config["classes"], fps, team_scores=team, peaks=peaks, **options)
         predictions.append({"video": video, "fps": fps, "events": events})
     return predictions
 
@@ -228,11 +229,12 @@ def write_predictions(
     epoch: int,
     results: dict[str, tuple[np.ndarray, np.ndarray | None]],
     config: dict,
-    **event_options,
+    post: PostProcess | None = None,
 ) -> tuple[list[dict], Path]:
-    """Write ``pred-{split}.{epoch}.json`` and ``.score.npz``; returns the predictions and the json path."""
+    """Write ``pred-{split}.{epoch}.json`` (events under ``post``) and ``.score.npz``; returns the predictions
+    and the json path."""
     json_path, npz_path = prediction_paths(out_dir, split, epoch)
-    predictions = scores_to_predictions(results, config, **event_options)
+    predictions = scores_to_predictions(results, config, post)
     store_scores(npz_path, results)
     store_json(json_path, predictions)
     return predictions, json_path
@@ -248,9 +250,9 @@ def predict_split(
     epoch: int,
     batch_size: int = DEFAULT_BATCH_SIZE,
     device: str | torch.device | None = None,
-    **event_options,
+    post: PostProcess | None = None,
 ) -> tuple[list[dict], Path]:
     """Predict every video of a split (parsed-label entries) and write the prediction files in ``out_dir``."""
     log.info("predicting %d %s video(s)", len(videos), split)
     results = predict_videos(model, config, frame_dir, videos, batch_size=batch_size, device=device)
-    return write_predictions(out_dir, split, epoch, results, config, **event_options)
+    return write_predictions(out_dir, split, epoch, results, config, post)

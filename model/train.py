@@ -6,9 +6,11 @@
   MS-TCN's smoothing loss for multi-stage heads, and for ``--team`` a binary left/right loss at event frames.
 - Optimiser: AdamW; learning rate linear warm-up (from 1%) then cosine to 0, stepped per optimiser step;
   gradient accumulation; CUDA AMP (bf16 where supported, else fp16 with a GradScaler); optional EMA weights.
-- Each epoch: train loss, val loss (fixed val clips), from ``start_val_epoch`` val mAP (E2E-Spot's frame-tolerance
-  mAP, ``util.score``) over whole val videos through the one predict path; the best epoch by ``criterion``; at
-  the end, predictions of val / test / challenge with the best epoch's weights.
+- Each epoch: train loss, val loss (fixed val clips), and from ``start_val_epoch`` the val metrics over whole val
+  videos through the one predict path (``model.select``: SoccerNet mAP@1 and Team mAP@1, each the best over a small
+  post-processing grid, and E2E-Spot's frame mAP); the best epoch by ``--criterion`` (default: the task's metric).
+  At the end, the best epoch's val scores choose the post-processing, ``selection.json`` records both, and val /
+  test / challenge are predicted with them. Under DDP rank 0 computes the metrics and every rank takes its numbers.
 - Exact resume: every random draw is a function of (seed, epoch, index / step, rank) and the torch RNG is reseeded
   at each epoch, so a run stopped after epoch k and resumed matches an uninterrupted one bit for bit (CPU).
 - Scale: ``torchrun`` (or ``-mgpu``: one process per local GPU) runs DistributedDataParallel, NCCL on GPUs and
@@ -51,10 +53,21 @@ from model.common import (
     load_config,
     save_checkpoint,
     save_config,
+    save_selection,
     smoothing_loss,
     unwrap_model,
 )
-from model.predict import autocast, predict_videos, resolve_device, scores_to_predictions, write_predictions
+from model.predict import DEFAULT_BATCH_SIZE, autocast, predict_videos, resolve_device, write_predictions
+from model.select import (
+    CRITERIA,
+    best_epoch,
+    criterion_used,
+    default_criterion,
+    grid_scores,
+    selection_record,
+    validation_metrics,
+)
+from util.eval import DEFAULT_DISPLAY_THRESHOLD, PostProcess
 from util.io import DataError, atomic_write_text, load_json, store_json
 from util.video import read_fps
 
@@ -64,14 +77,11 @@ EPOCH_NUM_FRAMES = 500_000
 FG_WEIGHT = 5.0
 NUM_VAL_EPOCHS = 20  # default: val mAP over the last 20 epochs, as E2E-Spot
 VAL_FRACTION = 4  # val-loss clips = a quarter of an epoch's clips, as E2E-Spot
-PREDICT_BATCH_SIZE = 4
 PREDICT_SPLITS = ("val", "test", "challenge")
-# Events of val mAP and of the prediction files: every score peak, no NMS (as E2E-Spot); evaluation applies its
-# own --nms_window to them.
-EVENT_OPTIONS = {"nms_window": 0}
 # Independent random streams (with the seed, epoch and rank) of everything that draws numbers.
 AUG_STREAM, TORCH_STREAM = 2, 3
-# Flags that only say how to run, not what is trained: they may change on --resume.
+# Flags that only say how to run, not what is trained: they may change on --resume. (The dataset and the frame
+# folder may change too when they hold the same data: ``check_resume_config``.)
 RUNTIME_KEYS = (
     "resume",
     "num_workers",
@@ -80,6 +90,9 @@ RUNTIME_KEYS = (
     "git_commit",
     "stop_after_epoch",
     "save_dir",
+    "verbose",
+    "config",
+    "resolved",
 )
 
 
@@ -203,18 +216,73 @@ def build_config(args: Namespace, classes: Sequence[str], fps: float, frame_size
     )
 
 
-def check_resume_config(saved: dict, config: dict, model_dir: Path) -> None:
-    """A resumed run must train the same thing: refuse differing model keys or training flags."""
+def _same_dataset(old: str, new: str) -> bool:
+    """Two DATASET arguments (names or paths) that give the same parsed labels: one folder, or equal files."""
+    from util.dataset import resolve_dataset
+
+    if old == new:
+        return True
+    try:
+        a, b = resolve_dataset(old), resolve_dataset(new)
+    except DataError:
+        return False
+    if a.resolve() == b.resolve():
+        return True
+    names = sorted(p.name for p in a.glob("*.json")) + ["class.txt"]
+    return names == sorted(p.name for p in b.glob("*.json")) + ["class.txt"] and all(
+        (a / n).is_file() and (b / n).is_file() and (a / n).read_bytes() == (b / n).read_bytes()
+        for n in names
+    )
+
+
+def frame_folder_differences(frame_dir: Path, videos: Sequence[dict]) -> list[str]:
+    """How the frame folders of ``videos`` under ``frame_dir`` differ from what the parsed labels say (their
+    number of frames and frame rate); empty when they hold the frames that were trained on."""
+    from util.soccernet import read_frame_folder
+
+    diffs = []
+    for video in videos:
+        try:
+            info = read_frame_folder(frame_dir / video["video"])
+        except DataError as e:
+            diffs.append(str(e))
+            continue
+        if info["num_frames"] != video["num_frames"] or abs(info["fps"] - float(video["fps"])) > 1e-6:
+            diffs.append(
+                f"{frame_dir / video['video']}: {info['num_frames']} frames at {info['fps']:g} fps, the labels "
+                f"say {video['num_frames']} at {float(video['fps']):g}"
+            )
+    return diffs
+
+
+def check_resume_config(saved: dict, config: dict, model_dir: Path, videos: Sequence[dict] = ()) -> None:
+    """A resumed run must train the same thing: refuse differing model keys or training flags, listing each.
+
+    Tolerated: the flags of ``RUNTIME_KEYS``; DATASET as a name instead of a path (or a copy of the same files);
+    another FRAME_DIR whose folders for ``videos`` (train and val) have the frame counts of the parsed labels
+    (the frames moved to node-local scratch)."""
     diffs = []
     for key in sorted(set(saved) | set(config)):
-        if key == "train":
+        if key in ("train", "pretrained"):
             continue
-        if key not in ("pretrained",) and saved.get(key) != config.get(key):
+        if key == "dataset" and _same_dataset(str(saved.get(key)), str(config.get(key))):
+            continue
+        if saved.get(key) != config.get(key):
             diffs.append(f"{key}: {saved.get(key)!r} (saved) != {config.get(key)!r}")
     old, new = saved.get("train", {}), config.get("train", {})
     for key in sorted(set(old) | set(new)):
-        if key not in RUNTIME_KEYS and old.get(key) != new.get(key):
-            diffs.append(f"--{key}: {old.get(key)!r} (saved) != {new.get(key)!r}")
+        if key in RUNTIME_KEYS or old.get(key) == new.get(key):
+            continue
+        if key == "dataset" and _same_dataset(str(old.get(key)), str(new.get(key))):
+            continue
+        if key == "frame_dir" and new.get(key):
+            moved = frame_folder_differences(Path(new[key]), videos)
+            if not moved:
+                log.info("--resume: frames read from %s now (were %s)", new[key], old.get(key))
+                continue
+            diffs.append(f"FRAME_DIR {new[key]} does not hold the frames trained on: {'; '.join(moved[:3])}")
+            continue
+        diffs.append(f"--{key}: {old.get(key)!r} (saved) != {new.get(key)!r}")
     if diffs:
         raise DataError(f"{model_dir}/config.json: --resume with different settings: {'; '.join(diffs)}")
 
@@ -520,7 +588,7 @@ def predict_sharded(trainer: Trainer, videos: Sequence[dict]) -> dict | None:
     dist = trainer.dist
     shard = list(videos)[dist.rank :: dist.world_size]
     results = predict_videos(
-        trainer.eval_net, trainer.config, trainer.args.frame_dir, shard, PREDICT_BATCH_SIZE, dist.device
+        trainer.eval_net, trainer.config, trainer.args.frame_dir, shard, DEFAULT_BATCH_SIZE, dist.device
     )
     if not dist.active:
         return results
@@ -534,33 +602,29 @@ def predict_sharded(trainer: Trainer, videos: Sequence[dict]) -> dict | None:
     return {v["video"]: merged[v["video"]] for v in videos}
 
 
-def frame_map(results: dict, videos: Sequence[dict], config: dict) -> float:
-    """E2E-Spot's frame-tolerance mAP (``util.score.frame_map``) of the events that the one post-processing
-    (``util.eval.scores_to_events``: score peaks, without NMS) finds in per-frame scores."""
-    from util.score import frame_map as score_frame_map
-
-    predictions = scores_to_predictions(results, config, **EVENT_OPTIONS)
-    return float(score_frame_map(videos, predictions, config["classes"])["mAP"])
-
-
 # ---------------------------------------------------------------------------------------------------------------
 # The run
 
 
-def best_epoch(history: list[dict], criterion: str) -> int | None:
-    """Best epoch of the history: highest val mAP (criterion "map", among epochs that have one; the lowest val
-    loss when none has) or lowest val loss."""
-    with_map = [h for h in history if h.get("val_mAP") is not None]
-    if criterion == "map" and with_map:
-        return max(with_map, key=lambda h: h["val_mAP"])["epoch"]
-    return min(history, key=lambda h: h["val"])["epoch"] if history else None
-
-
 def write_history(model_dir: Path, history: list[dict]) -> None:
     store_json(model_dir / "loss.json", history)
-    keys = ["epoch", "train", "val", "val_mAP", "lr", "frames_per_s", "train_s"]
-    rows = [",".join(keys)]
-    rows += [",".join("" if h.get(k) is None else f"{h[k]:.6g}" for k in keys) for h in history]
+    keys = [
+        "epoch",
+        "train",
+        "val",
+        "val_mAP",
+        "val_team_mAP",
+        "val_frame_mAP",
+        "lr",
+        "frames_per_s",
+        "train_s",
+    ]
+    rows = [",".join([*keys, "val_nms_s"])]
+    for h in history:
+        values = ["" if h.get(k) is None else f"{h[k]:.6g}" for k in keys]
+        post = h.get("val_team_postprocess") or h.get("val_postprocess")
+        values.append("" if post is None else f"{post['nms_window_s']:g}{' soft' if post['soft'] else ''}")
+        rows.append(",".join(values))
     atomic_write_text(model_dir / "loss.csv", "\n".join(rows) + "\n")
 
 
@@ -628,9 +692,16 @@ def resume(trainer: Trainer, model_dir: Path) -> tuple[int, list[dict]]:
         trainer.ema.updates = int(info["extra"]["ema_updates"])
     history_path = model_dir / "loss.json"
     history = load_json(history_path) if history_path.exists() else []
-    history = [h for h in history if h["epoch"] <= info["epoch"]]
+    history = [_current_keys(h) for h in history if h["epoch"] <= info["epoch"]]
     log.info("resuming after epoch %d", info["epoch"])
     return info["epoch"] + 1, history
+
+
+def _current_keys(entry: dict) -> dict:
+    # Histories written before SoccerNet mAP@1 was the validation metric hold E2E-Spot's frame mAP as "val_mAP".
+    if "val_frame_mAP" not in entry and "val_mAP" in entry:
+        entry = {**entry, "val_frame_mAP": entry["val_mAP"], "val_mAP": None, "val_team_mAP": None}
+    return entry
 
 
 def _save_epoch(trainer: Trainer, model_dir: Path, epoch: int, history: list[dict]) -> None:
@@ -654,38 +725,73 @@ def run_epochs(trainer: Trainer, model_dir: Path, start: int, history: list[dict
     for epoch in range(start, last + 1):
         stats = trainer.train_epoch(epoch)
         stats["val"] = trainer.val_loss()
-        stats["val_mAP"] = None
-        if args.criterion == "map" and epoch >= args.start_val_epoch:
+        stats.update(val_mAP=None, val_team_mAP=None, val_frame_mAP=None)
+        if args.criterion != "loss" and epoch >= args.start_val_epoch:
             results = predict_sharded(trainer, val_videos)
-            if dist.is_main:
-                stats["val_mAP"] = frame_map(results, val_videos, trainer.config)
+            metrics = validation_metrics(results, val_videos, trainer.config) if dist.is_main else None
+            stats.update(_from_rank_0(metrics, dist))
         history.append({"epoch": epoch, **stats, "lr": trainer.optimizer.param_groups[0]["lr"]})
         if dist.is_main:
             _save_epoch(trainer, model_dir, epoch, history)
-            best = best_epoch(history, args.criterion)
-            mAP = "" if stats["val_mAP"] is None else f", val mAP {stats['val_mAP']:.4f}"
             log.info(
-                "epoch %d: train loss %.4f, val loss %.4f%s (best epoch %s), %.0f frames/s",
-                epoch, stats["train"], stats["val"], mAP, best, stats["frames_per_s"],
+                "epoch %d: train loss %.4f, val loss %.4f%s (best epoch %s by %s), %.0f frames/s",
+                epoch, stats["train"], stats["val"], _metrics_text(stats), best_epoch(history, args.criterion),
+                CRITERIA[criterion_used(history, args.criterion)][2], stats["frames_per_s"],
             )  # fmt: skip
         _barrier(dist)
     return history
 
 
-def predict_best(trainer: Trainer, model_dir: Path, splits: dict, epoch: int) -> dict[str, Path]:
-    """Predictions of each split with frames on disk, with the weights of ``epoch``."""
+def _metrics_text(stats: dict) -> str:
+    names = (("val_mAP", "val mAP@1"), ("val_team_mAP", "val Team mAP@1"), ("val_frame_mAP", "val frame mAP"))
+    return "".join(f", {name} {stats[k]:.4f}" for k, name in names if stats.get(k) is not None)
+
+
+def _from_rank_0(value, dist: Dist):
+    """Rank 0's ``value`` on every rank (a picklable object), so that all ranks make the same decisions."""
+    if not dist.active:
+        return value
+    box = [value]
+    torch_dist.broadcast_object_list(box, src=0, device=_comm_device(dist))
+    return box[0]
+
+
+def predict_best(
+    trainer: Trainer, model_dir: Path, splits: dict, epoch: int, history: list[dict]
+) -> dict[str, Path]:
+    """With the weights of ``epoch``: choose the post-processing on val, record the selection (selection.json),
+    and write the predictions of each split with frames on disk."""
     load_checkpoint(model_dir, trainer.eval_net, epoch)
+    dist, config = trainer.dist, trainer.config
+    val_results = predict_sharded(trainer, splits["val"])
+    post = None
+    if dist.is_main:
+        rows = grid_scores(val_results, splits["val"], config)
+        record = selection_record(
+            history, trainer.args.criterion, epoch, rows, config, DEFAULT_DISPLAY_THRESHOLD
+        )
+        save_selection(model_dir, record)
+        post = PostProcess.from_dict(record["postprocess"])
+        log.info(
+            "selected epoch %d (%s %s); post-processing %s (by %s: %.4f)",
+            epoch, record["metric"], "-" if record["value"] is None else f"{record['value']:.4f}",
+            post.describe(float(config["fps"])), record["postprocess_chosen_by"],
+            record["val_team_mAP"] if "Team" in record["postprocess_chosen_by"] else record["val_mAP"],
+        )  # fmt: skip
     written = {}
     for split in PREDICT_SPLITS:
         videos = splits.get(split) or []
         if not videos:
             continue
-        if not all((Path(trainer.args.frame_dir) / v["video"]).is_dir() for v in videos):
+        if split == "val":
+            results = val_results
+        elif not all((Path(trainer.args.frame_dir) / v["video"]).is_dir() for v in videos):
             log.warning("skipping predictions on %s: some of its frame folders are missing", split)
             continue
-        results = predict_sharded(trainer, videos)
-        if trainer.dist.is_main:
-            _, path = write_predictions(model_dir, split, epoch, results, trainer.config, **EVENT_OPTIONS)
+        else:
+            results = predict_sharded(trainer, videos)
+        if dist.is_main:
+            _, path = write_predictions(model_dir, split, epoch, results, config, post)
             written[split] = path
             log.info("wrote %s", path)
     return written
@@ -705,13 +811,17 @@ def train(args: Namespace) -> dict | None:
 
 def _train(args: Namespace, dist: Dist) -> dict | None:
     model_dir = Path(args.save_dir)
-    if args.start_val_epoch is None:
-        args.start_val_epoch = max(0, args.num_epochs - NUM_VAL_EPOCHS)
+    if args.criterion == "team_map" and not args.team:
+        raise DataError("--criterion team_map needs --team (a model with a team head)")
+    # config.json records the flags as given (None = the default, resolved again by --config) and as resolved.
+    given = {"start_val_epoch": args.start_val_epoch, "criterion": args.criterion}
     _, classes, splits = load_dataset(args.dataset)
+    resolve_defaults(args, splits["val"])
     fps = check_frame_rate(Path(args.frame_dir), splits["train"])
     loaders = build_loaders(args, classes, splits, dist)
     config = build_config(args, classes, fps, loaders.frame_size)
-    check_model_dir(args, config, model_dir)
+    config["train"].update(given, resolved={k: getattr(args, k) for k in given})
+    check_model_dir(args, config, model_dir, splits["train"] + splits["val"])
     if dist.is_main:
         model_dir.mkdir(parents=True, exist_ok=True)
         save_config(model_dir, config)
@@ -729,14 +839,28 @@ def _train(args: Namespace, dist: Dist) -> dict | None:
     best = best_epoch(history, args.criterion)
     if best is None:
         return None
-    written = predict_best(trainer, model_dir, splits, best)
+    written = predict_best(trainer, model_dir, splits, best, history)
     if not dist.is_main:
         return None
     log.info("best epoch: %d", best)
     return {"best_epoch": best, "history": history, "predictions": {k: str(v) for k, v in written.items()}}
 
 
-def check_model_dir(args: Namespace, config: dict, model_dir: Path) -> None:
+def resolve_defaults(args: Namespace, val_videos: Sequence[dict]) -> None:
+    """``--start_val_epoch`` (the last NUM_VAL_EPOCHS epochs) and ``--criterion`` (the task's metric) when not
+    given; Team mAP needs teams in the val labels, else mAP@1 is used, with a warning."""
+    if args.start_val_epoch is None:
+        args.start_val_epoch = max(0, args.num_epochs - NUM_VAL_EPOCHS)
+    if args.criterion is None:
+        args.criterion = default_criterion(bool(args.team))
+    if args.criterion == "team_map" and not any(
+        e.get("team") for v in val_videos for e in v.get("events", [])
+    ):
+        log.warning("the val labels carry no team: the best epoch is chosen by val mAP@1, not Team mAP@1")
+        args.criterion = "map"
+
+
+def check_model_dir(args: Namespace, config: dict, model_dir: Path, videos: Sequence[dict]) -> None:
     """Refuse to overwrite a trained model, and a --resume that would train something else (every rank checks,
     so all fail together)."""
     if list_epochs(model_dir) and not args.resume:
@@ -744,4 +868,4 @@ def check_model_dir(args: Namespace, config: dict, model_dir: Path) -> None:
             f"{model_dir}: already holds checkpoints; pass --resume to continue, or choose another -s"
         )
     if args.resume and (model_dir / "config.json").exists():
-        check_resume_config(load_config(model_dir), config, model_dir)
+        check_resume_config(load_config(model_dir), config, model_dir, videos)

@@ -73,3 +73,71 @@ def write_index_video(
 def make_index_video() -> Callable[..., list[float]]:
     """``make_index_video(path, fps=25, seconds=2, times_s=None, size=(160, 90)) -> frame times``."""
     return write_index_video
+
+
+# ---- a tiny untrained model directory and a short synthetic match (the app, inference and one-truth tests)
+
+
+def write_tiny_model(model_dir: Path, sharpen: float = 1.0, **config_overrides) -> Path:
+    """A real (untrained) model directory: config.json + checkpoint_000.pt, small and fast on a CPU, with a
+    team head. ``sharpen`` scales the classifier (an untrained one gives near-uniform scores)."""
+    import torch
+
+    from model.common import build_model, default_config, save_checkpoint, save_config
+
+    torch.manual_seed(0)
+    config = default_config(
+        **{
+            "pretrained": False,
+            "clip_len": 8,
+            "frame_height": 64,
+            "frame_width": 112,
+            "source_width": 114,
+            "source_height": 64,
+            "fps": 5.0,
+            "team": True,
+            **config_overrides,
+        }
+    )
+    model = build_model(config)
+    with torch.no_grad():
+        model.head.fc.weight.mul_(sharpen)
+    model_dir.mkdir(parents=True, exist_ok=True)
+    save_config(model_dir, config)
+    save_checkpoint(model_dir, 0, model)
+    return model_dir
+
+
+def render_match(root: Path, seconds: float = 4) -> Path:
+    """A short synthetic match (398x224, 25 fps, H.264 .mp4)."""
+    from util.synthetic import render_library
+
+    render_library(root, games=1, seconds=seconds)
+    (video,) = root.rglob("224p.mp4")
+    return video
+
+
+# ---- reference definitions the tests check the library against
+
+
+def sample_times(source_times_s: Sequence[float], sample_fps: float, end_s: float) -> list[int]:
+    """Index of the source frame each output frame comes from (the sampler on a list of timestamps)."""
+    from util.video import NearestFrameSampler
+
+    sampler = NearestFrameSampler(sample_fps)
+    picks = []
+    for i, t in enumerate(source_times_s):
+        picks += sampler.push(t, i)
+    picks += sampler.finish(end_s)
+    return [i for _, i in picks]
+
+
+def window_starts(num_frames: int, clip_len: int, stride: int) -> list[int]:
+    """Starts of windows of ``clip_len`` every ``stride`` frames covering ``[0, num_frames)``; the last window is
+    aligned to the end of the video (a video shorter than a clip gets one window at 0, padded)."""
+    if num_frames <= clip_len:
+        return [0]
+    starts = list(range(0, num_frames - clip_len + 1, stride))
+    if starts[-1] + clip_len < num_frames:
+        starts.append(num_frames - clip_len)
+    return starts

@@ -20,43 +20,14 @@ from markupsafe import escape
 
 from app.app import create_app, get_args, human_size
 from app.jobs import STATUS_FILE, is_job_id
+from tests.conftest import render_match, write_tiny_model
 from util.io import load_json, store_json
 from util.visualize import class_colors
 
 JOB_TIMEOUT_S = 120
 
 
-# ---- helpers shared with tests/test_app_browser.py
-def write_tiny_model(model_dir: Path) -> Path:
-    """A real (untrained) model directory: config.json + checkpoint_000.pt, small and fast on a CPU, with a
-    team head."""
-    import torch
-
-    from model.common import build_model, default_config, save_checkpoint, save_config
-
-    torch.manual_seed(0)
-    config = default_config(
-        pretrained=False,
-        clip_len=8,
-        frame_height=64,
-        frame_width=112,
-        source_width=114,
-        source_height=64,
-        fps=5.0,
-        team=True,
-    )
-    save_config(model_dir, config)
-    save_checkpoint(model_dir, 0, build_model(config))
-    return model_dir
-
-
-def render_match(root: Path, seconds: float = 4) -> Path:
-    """A short synthetic match (398x224, 25 fps, H.264 .mp4)."""
-    from util.synthetic import render_library
-
-    render_library(root, games=1, seconds=seconds)
-    (video,) = root.rglob("224p.mp4")
-    return video
+# ---- helpers shared with tests/test_app_browser.py (the model and the match live in conftest.py)
 
 
 @pytest.fixture(scope="session")

@@ -21,9 +21,9 @@ from dataset.frame import (
     open_frame_source,
     read_jpeg,
     video_events,
-    window_starts,
 )
 from dataset.transform import ClipAugment, center_crop, mixup_clips, swap_team, to_clips
+from tests.conftest import window_starts
 from util.io import DataError, store_json
 
 HEIGHT, WIDTH = 64, 112

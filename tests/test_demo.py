@@ -11,7 +11,7 @@ import pytest
 import eval_soccernet_ball
 from util import demo
 from util.cli import run_main
-from util.eval import scores_to_events
+from util.eval import PostProcess, scores_to_events
 from util.io import load_json, store_json
 
 # About three minutes of CPU: 5 games of a minute, 6 short epochs (14,400 training frames; the demo trains 78,000).
@@ -38,10 +38,10 @@ def test_demo_commands_are_the_real_scripts_in_order(tmp_path):
 
 
 def _baseline_predictions(
-    test_videos: list[dict], classes: list[str], kind: str, seed: int = 0
+    test_videos: list[dict], classes: list[str], kind: str, post: PostProcess, seed: int = 0
 ) -> list[dict]:
     """Predictions of a model that knows nothing: random per-frame scores, or the most frequent class everywhere
-    (post-processed like the demo's)."""
+    (post-processed as the demo's model chose)."""
     rng = np.random.default_rng(seed)
     out = []
     for video in test_videos:
@@ -53,7 +53,7 @@ def _baseline_predictions(
             counts = [sum(e["label"] == c for v in test_videos for e in v["events"]) for c in classes]
             scores[:, 1 + int(np.argmax(counts))] = 1.0
         events = scores_to_events(
-            scores, classes, video["fps"], nms_window=demo.DEMO["nms_window"], peaks=False
+            scores, classes, video["fps"], peaks=False, **post.event_options(video["fps"])
         )
         out.append({"video": video["video"], "fps": video["fps"], "events": events})
     return out
@@ -61,8 +61,7 @@ def _baseline_predictions(
 
 def _evaluate(out: Path, prediction_file: Path, results: Path) -> dict:
     argv = [str(out / "data"), str(out / "frames"), str(prediction_file), "-s", "test"]
-    argv += ["-l", str(out / "videos"), "--nms_window", str(demo.DEMO["nms_window"])]
-    argv += ["--results_json", str(results)]
+    argv += ["-l", str(out / "videos"), "--results_json", str(results)]
     assert run_main(eval_soccernet_ball.main, eval_soccernet_ball.get_args(argv)) == 0
     return load_json(results)
 
@@ -83,13 +82,19 @@ def test_shrunken_demo_end_to_end_beats_trivial_baselines(tmp_path, capsys):
 
     model = load_json(out / "results-test.json")
     assert {"at1", "tight", "team_at1"} <= set(model)
+    # The demo selects by val mAP@1: the recorded epoch is the one with the highest val mAP@1 in loss.json.
+    selection, history = load_json(out / "model/selection.json"), load_json(out / "model/loss.json")
+    scored = [h for h in history if h["val_mAP"] is not None]
+    assert selection["criterion"] == "map" and scored
+    assert selection["epoch"] == max(scored, key=lambda h: (h["val_mAP"], h["epoch"]))["epoch"]
+    post = PostProcess.from_dict(selection["postprocess"])
 
     classes = [c.strip() for c in (out / "data/class.txt").read_text().splitlines() if c.strip()]
     test_videos = load_json(out / "data/test.json")
     baselines = {}
     for kind in ("random", "frequent"):
         path = tmp_path / f"pred-test.{kind}.json"
-        store_json(path, _baseline_predictions(test_videos, classes, kind))
+        store_json(path, _baseline_predictions(test_videos, classes, kind, post))
         baselines[kind] = _evaluate(out, path, tmp_path / f"{kind}.json")["at1"]["mAP"]
 
     # Random scores find a few events of the rare classes by luck (about 0.08 here); the model must do far better.

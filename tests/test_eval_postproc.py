@@ -12,16 +12,19 @@ import numpy as np
 import pytest
 
 from util.eval import (
+    PostProcess,
     average_scores,
     find_peaks,
     hard_nms,
     nms_events,
+    postprocess_grid,
     scores_to_events,
     smooth_scores,
     soft_nms,
+    window_frames,
 )
-from util.io import store_json
-from util.soccernet import write_labels
+from util.io import DataError, store_json
+from util.soccernet import frame_to_position_ms, game_time, write_labels
 
 CLASSES4 = ["PASS", "DRIVE", "HEADER", "HIGH PASS"]
 
@@ -162,7 +165,11 @@ def toy(tmp_path_factory) -> Path:
         {"video": v["video"], "fps": 25.0}
         | {
             "events": scores_to_events(
-                scores[v["video"]], CLASSES4, 25.0, team_scores=scores[v["video"] + "::team"]
+                scores[v["video"]],
+                CLASSES4,
+                25.0,
+                team_scores=scores[v["video"] + "::team"],
+                **PostProcess().event_options(25.0),  # what a model directory without selection.json gets
             )
         }
         for v in videos
@@ -180,6 +187,37 @@ def run_eval(*argv: str) -> tuple[int, str, str]:
     with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
         code = run_main(main, get_args([str(a) for a in argv]))
     return code, out.getvalue(), err.getvalue()
+
+
+# ---- post-processing in seconds
+
+
+def test_windows_in_seconds_mean_the_same_at_any_frame_rate():
+    post = PostProcess(nms_window_s=0.5, sigma_s=0.2)
+    assert post.event_options(10.0)["nms_window"] == 5 and post.event_options(25.0)["nms_window"] == 13
+    assert post.event_options(50.0) == {"threshold": 0.01, "nms_window": 25, "soft": False, "sigma": 10.0}
+    assert window_frames(0.0, 25.0) == 0 and window_frames(0.01, 25.0) == 1  # a window is never rounded away
+    # --nms_window is frames at the model's rate; --nms_window_s seconds; both at once is refused.
+    assert post.with_overrides(nms_window=5, fps=10.0).nms_window_s == 0.5
+    assert post.with_overrides(nms_window_s=2.0, soft=True) == PostProcess(2.0, True, 0.2)
+    with pytest.raises(ValueError, match="not both"):
+        post.with_overrides(nms_window=5, nms_window_s=1.0, fps=10.0)
+    assert PostProcess.from_dict(post.to_dict()) == post
+    assert "hard NMS +-0.5 s (5 frames at 10 fps)" in post.describe(10.0)
+    with pytest.raises(ValueError, match="nms_window_s"):
+        PostProcess(nms_window_s=-1.0)
+
+
+def test_the_grid_prefers_the_simplest_of_equally_good_entries():
+    from model.select import best_entry
+
+    grid = postprocess_grid()
+    assert len(grid) == len(set(grid)) == 16 and grid[0] == PostProcess(0.25, False, 0.0)
+    value = {0.25: 0.3, 0.5: 0.6, 1.0: 0.6, 2.0: 0.1}
+    rows = [{"postprocess": p, "mAP": value[p.nms_window_s] - 0.5 * p.soft - p.sigma_s} for p in grid]
+    assert best_entry(rows, "mAP")["postprocess"] == PostProcess(
+        0.5
+    )  # 0.5 s and 1 s tie: no smoothing, hard, narrower
 
 
 def test_every_input_gives_the_same_numbers(toy, tmp_path):
@@ -207,9 +245,24 @@ def test_every_input_gives_the_same_numbers(toy, tmp_path):
         assert result == first, name
 
 
-def test_submission_files_score_the_same_with_the_official_evaluator(toy, tmp_path):
+def _official_at1(label_dir: Path, prediction_dir: Path) -> dict:
     from SoccerNet.Evaluation.ActionSpotting import evaluate
 
+    with contextlib.redirect_stderr(io.StringIO()):
+        return evaluate(
+            str(label_dir),
+            str(prediction_dir),
+            prediction_file="results_spotting.json",
+            label_files="Labels-ball.json",
+            version=2,
+            framerate=25,
+            metric="at1",
+            dataset=None,
+            EVENT_DICTIONARY={c: i for i, c in enumerate(CLASSES4)},
+        )
+
+
+def test_submission_files_score_the_same_with_the_official_evaluator(toy, tmp_path):
     code, out, _ = run_eval(
         toy / "data" / "toy",
         "frames",
@@ -226,19 +279,50 @@ def test_submission_files_score_the_same_with_the_official_evaluator(toy, tmp_pa
             "lg/2024/game b/results_spotting.json",
         ]
     ours = json.loads((tmp_path / "r.json").read_text())
-    with contextlib.redirect_stderr(io.StringIO()):
-        theirs = evaluate(
-            str(toy / "labels"),
-            str(tmp_path / "sub"),
-            prediction_file="results_spotting.json",
-            label_files="Labels-ball.json",
-            version=2,
-            framerate=25,
-            metric="at1",
-            dataset=None,
-            EVENT_DICTIONARY={c: i for i, c in enumerate(CLASSES4)},
-        )
+    theirs = _official_at1(toy / "labels", tmp_path / "sub")
     assert ours["at1"]["mAP"] == pytest.approx(theirs["a_mAP"], abs=1e-6)
+
+
+@pytest.mark.parametrize("fps", [25.0, 50.0, 12.5])
+def test_a_prediction_file_with_duplicates_ties_and_zeros_scores_as_the_official_evaluator_reads_it(
+    toy, tmp_path, fps
+):
+    """Rows of one frame and class several times (the later one in the file wins, officially), equal scores and
+    zero scores, in both layouts: eval on the prediction file, eval's own submission files and the official
+    evaluator on the file's rows in file order give the same mAP@1 and per-class APs."""
+    rng = np.random.default_rng(int(fps))
+    videos, games = [], {}
+    for video in ("lg/2024/game a", "lg/2024/game b/1", "lg/2024/game b/2"):
+        frames = rng.integers(0, int(60 * fps), 250)
+        events = [
+            {"frame": int(f), "label": str(rng.choice(CLASSES4)), "score": float(rng.choice([0.0, 0.5, rng.random()]))}
+            for f in frames
+        ]  # fmt: skip
+        events += [
+            dict(events[i], score=float(rng.choice([0.0, 0.5, rng.random()]))) for i in range(0, 250, 2)
+        ]
+        events = [events[i] for i in rng.permutation(len(events))]  # duplicates before and after each other
+        videos.append({"video": video, "fps": fps, "events": events})
+        game, _, half = video.rpartition("/") if video.endswith(("/1", "/2")) else (video, "", "1")
+        rows = games.setdefault(game, [])
+        for e in events:  # the file's order, untouched
+            position = frame_to_position_ms(e["frame"], fps)
+            rows.append({"gameTime": game_time(int(half), position), "label": e["label"], "position": str(position),
+                         "half": half, "confidence": str(e["score"])})  # fmt: skip
+    pred_file = tmp_path / "pred-test.0.json"
+    store_json(pred_file, videos)
+    for game, rows in games.items():
+        store_json(tmp_path / "official" / game / "results_spotting.json", {"predictions": rows})
+    argv = [toy / "data" / "toy", "frames", pred_file, "--eval_dir", tmp_path / "sub"]
+    code, _, err = run_eval(*argv, "--results_json", tmp_path / "r.json")
+    assert code == 0, err
+    ours = json.loads((tmp_path / "r.json").read_text())["at1"]
+    for folder in ("official", "sub"):
+        theirs = _official_at1(toy / "labels", tmp_path / folder)
+        assert ours["mAP"] == pytest.approx(theirs["a_mAP"], abs=1e-9), folder
+        np.testing.assert_allclose(
+            [ours["per_class"][c] for c in CLASSES4], theirs["a_mAP_per_class"], atol=1e-9
+        )
 
 
 def test_nms_window_applies_to_prediction_files(toy, tmp_path):
@@ -271,10 +355,27 @@ def test_clear_errors(toy, tmp_path):
     assert code == 2 and "Labels-ball.json" in err
 
 
-def test_default_epoch_is_the_best_validated_one(tmp_path):
-    from eval_soccernet_ball import default_epoch
+def test_default_epoch_is_the_selected_one(tmp_path):
+    from model.usage import load_selection, save_selection
 
+    for epoch in (3, 5):
+        (tmp_path / f"checkpoint_{epoch:03d}.pt").write_bytes(b"")
+    assert load_selection(tmp_path)["epoch"] == 5  # nothing recorded: the latest checkpoint
     history = [{"epoch": e, "val": 1.0, "val_mAP": m} for e, m in ((2, 0.5), (3, 0.7), (5, 0.6), (6, 0.9))]
-    assert default_epoch(tmp_path, [3, 5]) == (5, "the latest with predictions")
     store_json(tmp_path / "loss.json", history)
-    assert default_epoch(tmp_path, [3, 5])[0] == 3  # epoch 6 is better but has no predictions
+    # An older model directory: the best val mAP of loss.json among the epochs that have a checkpoint.
+    assert load_selection(tmp_path)["epoch"] == 3
+    post = PostProcess(nms_window_s=0.5, soft=True)
+    save_selection(tmp_path, {"epoch": 5, "criterion": "map", "postprocess": post.to_dict()})
+    selection = load_selection(tmp_path)
+    assert (selection["epoch"], selection["postprocess"], selection["recorded"]) == (5, post, True)
+    # A recorded epoch whose checkpoint was deleted is not silently replaced by other weights.
+    from model.usage import selected_epoch
+
+    save_selection(tmp_path, {"epoch": 9, "postprocess": post.to_dict()})
+    assert load_selection(tmp_path)["postprocess"] == post
+    with pytest.raises(DataError, match="selects epoch 9, whose checkpoint is missing"):
+        selected_epoch(tmp_path)
+    (tmp_path / "selection.json").write_text("[1, 2]")
+    with pytest.raises(DataError, match="selection.json"):
+        load_selection(tmp_path)

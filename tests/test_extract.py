@@ -16,7 +16,7 @@ import numpy as np
 import pytest
 
 import frames_as_jpg_soccernet_ball as script
-from tests.conftest import read_index, write_index_video
+from tests.conftest import read_index, sample_times, write_index_video
 from util.io import DataError
 from util.soccernet import VideoEntry, find_videos, parse_shard, take_shard
 from util.video import (
@@ -28,7 +28,6 @@ from util.video import (
     probe_video,
     read_fps,
     read_frames,
-    sample_times,
 )
 
 REPO = Path(__file__).resolve().parents[1]
@@ -231,7 +230,7 @@ def test_script_reports_bad_videos_and_finishes_the_others(tmp_path, make_index_
     make_index_video(lib / "good.mkv", fps=25, seconds=8)
     bad = _bad_videos(lib, lib / "good.mkv")
     assert run_script([str(lib), "-o", str(tmp_path / "frames"), "--height", "90", "-j", "1"]) == 1
-    assert len(frame_sources(tmp_path / "frames" / "good")) == 16
+    assert len(frame_sources(tmp_path / "frames" / "good")) == 200  # 8 s at the default 25 fps
     captured = capsys.readouterr()
     assert f"{len(bad)} of {len(bad) + 1} videos failed" in captured.err
     for name, reason in bad.items():
@@ -365,10 +364,10 @@ def test_rerun_at_other_settings_is_not_skipped_silently(tmp_path, make_index_vi
     video = tmp_path / "v.mp4"
     make_index_video(video, fps=25, seconds=2)
     out = tmp_path / "frames"
-    assert run_script([str(video), "-o", str(out), "--height", "90"]) == 0  # the default, 2 fps
+    assert run_script([str(video), "-o", str(out), "--sample_fps", "2", "--height", "90"]) == 0
     assert len(frame_sources(out / "v")) == 4
     capsys.readouterr()
-    for other in (["--sample_fps", "25", "--height", "90"], ["--height", "224"]):
+    for other in (["--height", "90"], ["--sample_fps", "2", "--height", "224"]):  # the default is 25 fps
         assert run_script([str(video), "-o", str(out), *other]) == 1
         assert "already extracted at other settings" in capsys.readouterr().err
         assert len(frame_sources(out / "v")) == 4

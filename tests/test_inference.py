@@ -17,7 +17,7 @@ import numpy as np
 import pytest
 
 from inference_spot import get_args, main
-from tests.conftest import draw_index, read_index
+from tests.conftest import draw_index, read_index, write_tiny_model
 from util.cli import run_main
 
 FPS = 5.0  # the tiny model's frame rate: the 25 fps clip is resampled, 20 frames for 4 seconds
@@ -27,30 +27,8 @@ SECONDS = 4
 
 @pytest.fixture(scope="module")
 def model_dir(tmp_path_factory) -> Path:
-    import torch
-
-    from model.common import build_model, default_config, save_checkpoint, save_config
-
-    torch.manual_seed(0)
-    config = default_config(
-        feature_arch="rny002",
-        temporal_arch="gru",
-        pretrained=False,
-        clip_len=8,
-        frame_height=64,
-        frame_width=112,
-        source_width=114,
-        source_height=64,
-        fps=FPS,
-        team=True,
-    )
-    model = build_model(config)
-    with torch.no_grad():  # an untrained classifier gives near-uniform scores; sharpen them
-        model.head.fc.weight.mul_(40)
-    folder = tmp_path_factory.mktemp("model")
-    save_config(folder, config)
-    save_checkpoint(folder, 0, model)
-    return folder
+    # rny002 (no shift), its classifier scaled up so that scores vary from frame to frame.
+    return write_tiny_model(tmp_path_factory.mktemp("model"), sharpen=40.0, feature_arch="rny002", fps=FPS)
 
 
 @pytest.fixture(scope="module")
@@ -189,7 +167,10 @@ def test_video_and_its_frame_folder_give_the_same_scores(model_dir, clip, video_
     result = run_inference(
         model_dir, tmp_path / "out", frame_dir=tmp_path / "frames", video_name="clip", score_threshold=0.0
     )
-    assert result["notes"] == [] and result["results_spotting"] is None  # not a SoccerNet game id
+    assert result["notes"] == []
+    # Not a SoccerNet game id: written as one game of one half, with every event of the post-processing.
+    rows = json.loads(result["results_spotting"].read_text())
+    assert rows["UrlLocal"] == "clip" and len(rows["predictions"]) == len(result["all_events"])
     from_folder = np.load(result["scores"])["clip"]
     from_video = np.load(video_run["scores"])[video_run["video_id"]]
     assert from_folder.shape == from_video.shape

@@ -200,10 +200,10 @@ def test_parse_writes_the_documented_format(library, tmp_path):
         "width": 16,
         "height": 12,
         "events": [
-            {"frame": 1, "label": "DRIVE", "team": "right", "visibility": "not shown"},
-            {"frame": 25, "label": "HEADER", "team": "right", "visibility": "visible"},
-            {"frame": 56, "label": "PASS", "team": "left", "visibility": "visible"},
-            {"frame": 58, "label": "GOAL", "team": "left", "visibility": "visible"},
+            {"frame": 1, "label": "DRIVE", "position_ms": 40, "team": "right", "visibility": "not shown"},
+            {"frame": 25, "label": "HEADER", "position_ms": 1000, "team": "right", "visibility": "visible"},
+            {"frame": 56, "label": "PASS", "position_ms": 2280, "team": "left", "visibility": "visible"},
+            {"frame": 58, "label": "GOAL", "position_ms": 2359, "team": "left", "visibility": "visible"},
         ],
     }
     half1, half2 = parsed["test"]
@@ -445,18 +445,21 @@ def test_round_trip_at_another_frame_rate_agrees_within_one_frame(tmp_path):
         assert abs(position_ms - original) < 1000 / 12.5
 
 
-def test_results_rows_let_the_best_score_win_a_shared_frame(tmp_path):
+def test_results_rows_keep_the_prediction_files_order_on_a_shared_frame(tmp_path):
     video = {"video": GAME_A, "fps": 50.0, "events": []}
     video["events"] = [
-        {"frame": 10, "label": "PASS", "score": 0.9},
+        {"frame": 30, "label": "PASS", "score": 0.5},
         {"frame": 11, "label": "PASS", "score": 0.2},
+        {"frame": 10, "label": "PASS", "score": 0.9},
     ]
     (path,) = write_results_spotting([video], tmp_path)
     rows = load_json(path)["predictions"]
-    # Both 50 fps frames land on 25 fps frame 5; the evaluator keeps the last row, so the best comes last.
-    assert [r["position"] for r in rows] == ["220", "220"] and [r["confidence"] for r in rows] == [
-        "0.2",
-        "0.9",
+    # Rows go by position; frames 10 and 11 both land on 25 fps frame 5 and keep the file's order, so the row the
+    # evaluator keeps (the last of a frame and class) is the file's later one, as when it reads the file itself.
+    assert [(r["position"], r["confidence"]) for r in rows] == [
+        ("220", "0.2"),
+        ("220", "0.9"),
+        ("620", "0.5"),
     ]
     assert "team" not in rows[0]
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -14,9 +15,11 @@ import torch
 from torch import nn
 
 import train_e2e
-from dataset.frame import JpegDirSource, window_starts
+from dataset.frame import JpegDirSource
 from model.predict import load_scores, predict_scores, predict_split, prediction_paths
-from model.train import best_epoch, lr_factor
+from model.select import best_epoch
+from model.train import lr_factor
+from tests.conftest import window_starts
 from tests.test_dataset import CLASSES, event, frame_value, make_library, write_video_frames
 from util.cli import run_main
 from util.io import DataError, load_json
@@ -183,7 +186,16 @@ def test_resume_after_a_stop_matches_an_uninterrupted_run(tmp_path):
         train_e2e.main(train_e2e.get_args(changed))
     # Nor may a fresh run overwrite a model directory.
     assert run(train_argv(parts, frame_dir, data_dir, *extra)) == 2
-    assert run(train_argv(parts, frame_dir, data_dir, *extra, "--resume")) == 0
+    # What does not change the model may change: verbosity, the frames moved elsewhere (node-local scratch), the
+    # dataset given by another path to the same files. Frames that differ from the labels' are refused.
+    moved, data_copy = tmp_path / "scratch" / "frames", tmp_path / "elsewhere" / "data"
+    shutil.copytree(frame_dir, moved)
+    shutil.copytree(data_dir, data_copy)
+    (moved / "lg/s/b/000023.jpg").unlink()
+    with pytest.raises(DataError, match=r"FRAME_DIR .* does not hold the frames trained on: .*lg/s/b"):
+        train_e2e.main(train_e2e.get_args(train_argv(parts, moved, data_dir, *extra, "--resume")))
+    shutil.copy(frame_dir / "lg/s/b/000023.jpg", moved / "lg/s/b/000023.jpg")
+    assert run(train_argv(parts, moved, data_copy, *extra, "--resume", "-v")) == 0
 
     final_whole, final_parts = (
         _weights(whole / "model/checkpoint_002.pt"),
@@ -209,6 +221,23 @@ def test_resume_after_a_stop_matches_an_uninterrupted_run(tmp_path):
     config = load_json(whole / "model/config.json")
     assert config["team"] is True and config["clip_len"] == 8 and config["train"]["ema"] == 0.9
     assert (config["frame_height"], config["frame_width"], config["fps"]) == (64, 112, 25.0)
+    assert load_json(whole / "model/selection.json")["epoch"] == best
+
+    # --config retrains exactly as the saved run was trained: the same flags, the same weights.
+    again = tmp_path / "again"
+    args = train_e2e.get_args(["--config", str(whole / "model/config.json"), "-s", str(again)])
+    original = train_e2e.get_args(train_argv(whole, frame_dir, data_dir, *extra))
+    # Everything but where it goes and how it runs here (-j, --device: this machine's defaults).
+    here = ("save_dir", "config", "num_workers", "device")
+    assert {k: v for k, v in vars(args).items() if k not in here} == {
+        k: v for k, v in vars(original).items() if k not in here
+    }
+    args.num_workers, args.device = 0, "cpu"
+    assert run_main(train_e2e.main, args) == 0
+    retrained = _weights(again / "checkpoint_002.pt")
+    assert all(torch.equal(retrained[k], final_whole[k]) for k in final_whole)
+    overridden = train_e2e.get_args(["--config", str(whole / "model"), "-s", str(again), "-lr", "0.01"])
+    assert overridden.learning_rate == 0.01 and overridden.ema == 0.9
 
 
 @pytest.mark.parametrize("workers", ["0", "1"])
@@ -233,6 +262,13 @@ def test_unknown_dataset_and_bad_batch_size(tmp_path, capsys):
     assert "multiple of -ag" in capsys.readouterr().err
 
 
+def test_team_criterion_needs_a_team_head(tmp_path, capsys):
+    frame_dir, data_dir = tiny_library(tmp_path)
+    assert run(train_argv(tmp_path, frame_dir, data_dir, "--criterion", "team_map")) == 2
+    assert "--criterion team_map needs --team" in capsys.readouterr().err
+    assert not (tmp_path / "model").exists()
+
+
 def test_flags_of_the_seed_readme():
     args = train_e2e.get_args(["ds", "frames", "-m", "rny002_gsm", "-s", "out", "--no-mixup", "-mgpu"])
     assert (args.clip_len, args.batch_size, args.num_epochs, args.learning_rate) == (100, 8, 50, 0.001)
@@ -241,11 +277,30 @@ def test_flags_of_the_seed_readme():
     assert train_e2e.get_args(["ds", "frames", "-m", "rn18", "-s", "out", "--mixup"]).mixup is True
 
 
+def ddp_library(root: Path) -> tuple[Path, Path]:
+    """Four val and four test videos, so that each of two ranks predicts two of each."""
+
+    def video(name, n, events):
+        return {"video": name, "num_frames": n, "events": events}
+
+    return make_library(
+        root,
+        {
+            "train": [video("lg/s/a", 40, [event(10), event(25, "DRIVE", "right")]), video("lg/s/b", 24, [event(5)])],
+            "val": [video(f"lg/s/v{i}", 20 + 4 * i, [event(3 + i, "PASS", "right"), event(14, "DRIVE")]) for i in range(4)],
+            "test": [video(f"lg/s/t{i}", 18 + 5 * i, [event(6 + i, "DRIVE")]) for i in range(4)],
+        },
+    )  # fmt: skip
+
+
 @pytest.mark.slow
-def test_two_process_gloo_run_only_rank_0_writes(tmp_path):
-    frame_dir, data_dir = tiny_library(tmp_path)
+def test_two_process_gloo_run_agrees_on_one_epoch_and_only_rank_0_writes(tmp_path):
+    from model.common import load_model
+    from model.predict import predict_videos
+
+    frame_dir, data_dir = ddp_library(tmp_path)
     logs = tmp_path / "logs"
-    argv = train_argv(tmp_path, frame_dir, data_dir, "--num_epochs", "2", "--start_val_epoch", "1")
+    argv = train_argv(tmp_path, frame_dir, data_dir, "--num_epochs", "3", "--start_val_epoch", "0", "--team")
     command = [
         sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--log_dir", str(logs),
         "--redirects", "3", str(REPO / "train_e2e.py"), *argv,
@@ -257,16 +312,34 @@ def test_two_process_gloo_run_only_rank_0_writes(tmp_path):
     for rank in ("0", "1"):
         (folder,) = [p for p in logs.rglob(rank) if p.is_dir()]
         outputs[rank] = (folder / "stdout.log").read_text() + (folder / "stderr.log").read_text()
-    assert "best epoch" in outputs["0"] and "epoch 1: train loss" in outputs["0"]
+    assert "best epoch" in outputs["0"] and "epoch 2: train loss" in outputs["0"]
     assert "best epoch" not in outputs["1"] and "train loss" not in outputs["1"]
     model = tmp_path / "model"
-    assert {"checkpoint_000.pt", "checkpoint_001.pt", "config.json", "loss.json"} <= {
+    assert {"checkpoint_000.pt", "checkpoint_002.pt", "config.json", "loss.json", "selection.json"} <= {
         p.name for p in model.iterdir()
     }
     history = load_json(model / "loss.json")
-    assert [h["epoch"] for h in history] == [0, 1] and all(math.isfinite(h["train"]) for h in history)
+    assert [h["epoch"] for h in history] == [0, 1, 2] and all(math.isfinite(h["train"]) for h in history)
+    assert all(h["val_team_mAP"] is not None and h["val_mAP"] is not None for h in history)
     assert not list(model.glob(".*.tmp"))
-    assert (model / "pred-test.{}.json".format(best_epoch(history, "map"))).is_file()
+    # One decision: the selected epoch is the best by Team mAP@1 (the default with --team), and every prediction
+    # file is of that epoch, equal to what one process predicts with its weights.
+    selection = load_json(model / "selection.json")
+    best = best_epoch(history, "team_map")
+    assert selection["epoch"] == best and selection["criterion"] == "team_map"
+    assert sorted(p.name for p in model.glob("pred-*.json")) == [
+        f"pred-test.{best}.json",
+        f"pred-val.{best}.json",
+    ]
+    net, config, _ = load_model(model, best)
+    for split in ("val", "test"):
+        videos = load_json(data_dir / f"{split}.json")
+        alone = predict_videos(net, config, frame_dir, videos, device="cpu")
+        written = load_scores(model / f"pred-{split}.{best}.score.npz")
+        assert set(written) == {v["video"] for v in videos}
+        for video, (scores, team) in alone.items():
+            np.testing.assert_allclose(written[video][0], scores, atol=1e-5)
+            np.testing.assert_allclose(written[video][1], team, atol=1e-5)
 
 
 # A short schedule that learns the cues of the libraries below in seconds.
@@ -304,7 +377,11 @@ def test_training_learns_a_visible_cue(tmp_path):
 
     assert history[-1]["train"] < 0.5 * history[0]["train"]
     assert history[-1]["val"] < 0.5 * history[0]["val"]
-    assert max(h["val_mAP"] for h in history) > 0.6 > history[0]["val_mAP"]
+    # E2E-Spot's frame mAP (tolerances 0-4 frames) and SoccerNet mAP@1 (the best of the post-processing grid).
+    assert max(h["val_frame_mAP"] for h in history) > 0.6 > history[0]["val_frame_mAP"]
+    assert max(h["val_mAP"] for h in history) > 0.95 > history[0]["val_mAP"]
+    selection = load_json(tmp_path / "model/selection.json")
+    assert selection["epoch"] == best_epoch(history, "map") and selection["val_mAP"] > 0.95
 
 
 def team_library(root: Path) -> tuple[Path, Path]:

@@ -29,8 +29,3 @@ def run_main(main: Callable[[Any], int | None], args: Any) -> int:
         print("interrupted", file=sys.stderr)
         return 130
     return int(code or 0)
-
-
-def not_implemented(script: str) -> int:
-    print(f"{script}: not implemented yet (see the open issues)", file=sys.stderr)
-    return EXIT_USAGE

@@ -23,8 +23,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 # The demo's library, frames, model and schedule. The cues the generator draws are coloured markers, so training
-# runs without colour jitter (--no-augment); at 10 fps, --nms_window 5 is +-0.5 s, the SoccerNet tolerance at
-# delta = 1 s.
+# runs without colour jitter (--no-augment). The best epoch is chosen by val mAP@1 (--criterion map) and the
+# post-processing on val by training itself (selection.json), which steps 4 and 5 then use: no NMS flag is given.
 DEMO = {
     "split_counts": "8,1,2,0",  # train, val, test, challenge games
     "seconds": 120,
@@ -39,7 +39,6 @@ DEMO = {
     "epoch_num_frames": 6000,
     "learning_rate": 0.002,
     "fg_upsample": 0.8,
-    "nms_window": 5,
 }
 # What the demo writes under --out (removed first, so a rerun starts clean).
 OUTPUTS = ("videos", "frames", "data", "model", "infer", "results-test.json")
@@ -64,7 +63,6 @@ def demo_steps(out: Path, python: str = sys.executable, size: dict | None = None
     s = dict(DEMO, **(size or {}))
     videos, frames, data, model = out / "videos", out / "frames", out / "data", out / "model"
     game = first_test_game(s)
-    nms = ["--nms_window", str(s["nms_window"])]
     # fmt: off
     return [
         Step(
@@ -89,23 +87,23 @@ def demo_steps(out: Path, python: str = sys.executable, size: dict | None = None
              "--num_epochs", str(s["num_epochs"]), "--warm_up_epochs", "1",
              "--epoch_num_frames", str(s["epoch_num_frames"]), "-lr", str(s["learning_rate"]),
              "--start_val_epoch", str(max(0, s["num_epochs"] - 3)), "--fg_upsample", str(s["fg_upsample"]), "--fg_balance",
-             "--dilate_len", "1",
+             "--dilate_len", "1", "--criterion", "map",
              "--no-mixup", "--no-augment", "--team", "--no_pretrained", "-j", "1"],
         ),
         Step(
             "Step 4: evaluate on the test games (SoccerNet mAP and Team mAP, ground truth from Labels-ball.json)",
-            [python, "eval_soccernet_ball.py", str(data), str(frames), str(model), "-s", "test", *nms,
+            [python, "eval_soccernet_ball.py", str(data), str(frames), str(model), "-s", "test",
              "-l", str(videos), "--results_json", str(out / "results-test.json")],
         ),
         Step(
             "Step 5a: inference on a test game's frame folder",
             [python, "inference_spot.py", "--model_dir", str(model), "--frame_dir", str(frames),
-             "--video_name", game, "--output_dir", str(out / "infer" / "frames"), *nms, "--create_video"],
+             "--video_name", game, "--output_dir", str(out / "infer" / "frames"), "--create_video"],
         ),
         Step(
             "Step 5b: inference straight from the same game's video file (no JPEGs written)",
             [python, "inference_spot.py", "--model_dir", str(model), "--video", str(videos / game / "224p.mp4"),
-             "--output_dir", str(out / "infer" / "video"), *nms, "--create_video"],
+             "--output_dir", str(out / "infer" / "video"), "--create_video"],
         ),
     ]
     # fmt: on

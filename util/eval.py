@@ -13,6 +13,10 @@ class probabilities (column 0 = background) into events ``{"frame", "label", "sc
 
 With ``team_scores`` (T,) = P(right) per frame, each event also gets ``team`` ("left" / "right") and
 ``team_score`` (the probability of that team at the event's frame).
+
+``scores_to_events`` counts in frames; everything above it holds windows in seconds (:class:`PostProcess`), so a
+setting means the same at 10 fps as at 25 fps. ``POSTPROCESS_GRID`` is the small grid training searches on val
+(``model.select``: the entry with the best val mAP@1, or Team mAP@1), recorded in the model directory.
 """
 
 from __future__ import annotations
@@ -20,14 +24,107 @@ from __future__ import annotations
 import heapq
 import math
 from collections.abc import Mapping, Sequence
+from dataclasses import asdict, dataclass, replace
 from typing import Any
 
 import numpy as np
 
 from util.soccernet import TEAMS
 
-DEFAULT_THRESHOLD = 0.01
-DEFAULT_NMS_WINDOW = 25
+DEFAULT_THRESHOLD = 0.01  # events for mAP: every peak worth ranking
+DEFAULT_NMS_WINDOW_S = 1.0  # +-1 s: for a model directory that recorded no choice (older ones)
+DEFAULT_DISPLAY_THRESHOLD = 0.3  # events shown to a person (inference, the app)
+# The grid training searches on val: hard and soft NMS at four windows, with and without Gaussian smoothing.
+GRID_WINDOWS_S = (0.25, 0.5, 1.0, 2.0)
+GRID_SIGMAS_S = (0.0, 0.1)
+
+
+@dataclass(frozen=True)
+class PostProcess:
+    """How per-frame scores become events, every window in seconds (it means the same at any frame rate).
+
+    ``nms_window_s``: +- seconds around a kept event (0 = no NMS); ``soft``: soft instead of hard NMS;
+    ``sigma_s``: Gaussian smoothing of the scores (0 = none); ``threshold``: the lowest score kept.
+    """
+
+    nms_window_s: float = DEFAULT_NMS_WINDOW_S
+    soft: bool = False
+    sigma_s: float = 0.0
+    threshold: float = DEFAULT_THRESHOLD
+
+    def __post_init__(self) -> None:
+        for name in ("nms_window_s", "sigma_s"):
+            value = getattr(self, name)
+            if not (isinstance(value, int | float) and math.isfinite(value) and value >= 0):
+                raise ValueError(f"{name} must be a number >= 0, not {value!r}")
+        if not isinstance(self.soft, bool):
+            raise ValueError(f"soft must be true or false, not {self.soft!r}")
+        if not (isinstance(self.threshold, int | float) and 0.0 <= self.threshold <= 1.0):
+            raise ValueError(f"threshold must be in [0, 1], not {self.threshold!r}")
+
+    def event_options(self, fps: float) -> dict[str, Any]:
+        """The keyword arguments of ``scores_to_events`` at ``fps``: windows in frames."""
+        return {
+            "threshold": float(self.threshold),
+            "nms_window": window_frames(self.nms_window_s, fps),
+            "soft": bool(self.soft),
+            "sigma": float(self.sigma_s) * fps,
+        }
+
+    def describe(self, fps: float | None = None) -> str:
+        """'hard NMS +-0.5 s (5 frames at 10 fps), threshold 0.01' and the like, for logs and titles."""
+        if self.nms_window_s > 0:
+            nms = f"{'soft' if self.soft else 'hard'} NMS +-{self.nms_window_s:g} s"
+            if fps:
+                nms += f" ({window_frames(self.nms_window_s, fps)} frames at {fps:g} fps)"
+        else:
+            nms = "no NMS"
+        smooth = f", Gaussian smoothing sigma {self.sigma_s:g} s" if self.sigma_s > 0 else ""
+        return f"{nms}{smooth}, threshold {self.threshold:g}"
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> PostProcess:
+        known = {k: data[k] for k in ("nms_window_s", "soft", "sigma_s", "threshold") if k in data}
+        return cls(**known)
+
+    def with_overrides(
+        self,
+        nms_window: int | None = None,
+        nms_window_s: float | None = None,
+        fps: float | None = None,
+        **changes: Any,
+    ) -> PostProcess:
+        """A copy with the user's flags applied: ``nms_window`` (frames, read at ``fps``) or ``nms_window_s``;
+        other fields by name (None = keep)."""
+        if nms_window is not None and nms_window_s is not None:
+            raise ValueError("give the NMS window in frames or in seconds, not both")
+        if nms_window is not None:
+            if not fps:
+                raise ValueError("an NMS window in frames needs the frame rate")
+            changes["nms_window_s"] = nms_window / fps
+        elif nms_window_s is not None:
+            changes["nms_window_s"] = nms_window_s
+        return replace(self, **{k: v for k, v in changes.items() if v is not None})
+
+
+def window_frames(seconds: float, fps: float) -> int:
+    """+- ``seconds`` as a whole number of frames at ``fps`` (rounded; a positive window is at least 1 frame)."""
+    if seconds <= 0:
+        return 0
+    return max(1, int(math.floor(seconds * fps + 0.5)))
+
+
+def postprocess_grid(threshold: float = DEFAULT_THRESHOLD) -> list[PostProcess]:
+    """The post-processing candidates training compares on val (``GRID_*``)."""
+    return [
+        PostProcess(nms_window_s=w, soft=soft, sigma_s=sigma, threshold=threshold)
+        for sigma in GRID_SIGMAS_S
+        for soft in (False, True)
+        for w in GRID_WINDOWS_S
+    ]
 
 
 def smooth_scores(scores: np.ndarray, sigma: float) -> np.ndarray:
@@ -149,7 +246,7 @@ def scores_to_events(
     classes: Sequence[str],
     fps: float | None = None,
     threshold: float = DEFAULT_THRESHOLD,
-    nms_window: int = DEFAULT_NMS_WINDOW,
+    nms_window: int = 0,
     *,
     soft: bool = False,
     sigma: float = 0.0,
@@ -158,8 +255,9 @@ def scores_to_events(
 ) -> list[dict[str, Any]]:
     """Per-frame scores (T, C + 1), column 0 background -> events sorted by frame (module docstring).
 
-    ``fps`` is the frame rate of ``scores``; every window here is in frames, so it only has to be positive when
-    given. ``nms_window`` and ``sigma`` are in frames.
+    ``fps`` is the frame rate of ``scores``; every window here is in frames (``PostProcess.event_options(fps)``
+    gives them from seconds), so ``fps`` only has to be positive when given. ``nms_window=0`` (the default) is no
+    NMS.
     """
     scores = np.asarray(scores)
     if scores.ndim != 2 or scores.shape[1] != len(classes) + 1:

@@ -581,7 +581,7 @@ def format_results(results: Mapping[str, Mapping[str, Any]], classes: Sequence[s
 def predictions_by_game(predictions: Sequence[Mapping[str, Any]]) -> dict[str, list[dict]]:
     """Per-video predictions ``{video, fps, events: [{frame, label, score[, team]}]}`` -> ``{game: [row, ...]}``
     with the rows ``util.soccernet.write_results_spotting`` writes (same positions, same order), so the scores
-    equal the official evaluator's on the submission files."""
+    equal the official evaluator's on the submission files, duplicated rows included."""
     games: dict[str, list[tuple]] = {}
     for video in predictions:
         game, half = split_video_id(video["video"])
@@ -600,13 +600,13 @@ def predictions_by_game(predictions: Sequence[Mapping[str, Any]]) -> dict[str, l
             }
             if event.get("team") is not None:
                 row["team"] = event["team"]
-            rows.append((half or 1, position_ms, confidence, row))
+            rows.append((half or 1, position_ms, row))
     out = {}
     for game, rows in games.items():
-        rows.sort(
-            key=lambda r: r[:3]
-        )  # the writer's order: the evaluator keeps the last row of a frame and class
-        out[game] = [r[3] for r in rows]
+        # The writer's order (stable by half and position): of the rows of one frame and class, the last in the
+        # prediction file is the one the evaluator keeps.
+        rows.sort(key=lambda r: r[:2])
+        out[game] = [r[2] for r in rows]
     return out
 
 
@@ -615,8 +615,9 @@ def labels_by_game(
 ) -> dict[str, list[dict]]:
     """Parsed label entries ``{video, fps, events: [{frame, label, team?, visibility}]}`` -> ``{game: [event]}``.
 
-    At 25 fps a parsed frame is exactly the official frame; at another frame rate the event is placed at the
-    middle of its 25 fps frame (``frame_to_position_ms``), an approximation: ``Labels-ball.json`` is exact.
+    Events that keep their ``position_ms`` (step 2 writes it) are exact at any frame rate; otherwise, at 25 fps a
+    parsed frame is exactly the official frame, and at another frame rate the event is placed at the middle of
+    its 25 fps frame (``frame_to_position_ms``), an approximation.
     """
     out: dict[str, list[dict]] = {}
     for video in videos:
@@ -626,7 +627,9 @@ def labels_by_game(
         for event in video.get("events", []):
             row = {k: v for k, v in event.items() if k in ("label", "team", "visibility")}
             row["half"] = half or 1
-            if fps == framerate:
+            if event.get("position_ms") is not None:
+                row["position_ms"] = int(event["position_ms"])
+            elif fps == framerate:
                 row["frame"] = int(event["frame"])
             else:
                 row["position_ms"] = frame_to_position_ms(int(event["frame"]), fps, framerate)

@@ -291,7 +291,8 @@ def _parse_game(game: str, label_dir: Path, frame_dir: Path, require_labels: boo
                 f"{where}: {annotation['position_ms']} ms is frame {frame}, past the end of {video['video']} "
                 f"({video['num_frames']} frames at {video['fps']:g} fps); re-extract the frames or fix the label"
             )
-        event = {"frame": frame, "label": annotation["label"]}
+        # position_ms keeps the exact time, so metrics on parsed labels at any fps equal those on Labels-ball.json.
+        event = {"frame": frame, "label": annotation["label"], "position_ms": annotation["position_ms"]}
         if "team" in annotation:
             event["team"] = annotation["team"]
         event["visibility"] = annotation["visibility"]
@@ -440,7 +441,9 @@ def write_results_spotting(
     ``<out_dir>/<game>/results_spotting.json`` per game (halves merged); returns the paths written.
 
     Positions come from ``frame_to_position_ms`` so the evaluator maps each back to its ``eval_fps`` frame. Rows
-    are sorted by half, position, then rising confidence: the evaluator keeps the last row of a frame and class.
+    are sorted by half and position, stably: rows of one ``eval_fps`` frame share one position, so they keep the
+    order of ``events``, and the evaluator's rule (the last row of a frame and class wins) picks the same row as
+    in the prediction file.
     """
     paths = []
     for game, halves in sorted(_group_by_game(predictions).items()):
@@ -456,7 +459,7 @@ def write_results_spotting(
                 if event.get("team") is not None:
                     row["team"] = event["team"]
                 rows.append(row)
-        rows.sort(key=lambda r: (int(r["half"]), int(r["position"]), float(r["confidence"])))
+        rows.sort(key=lambda r: (int(r["half"]), int(r["position"])))
         path = Path(out_dir) / game / PREDICTION_FILE
         store_json(path, {"UrlLocal": game, "predictions": rows})
         paths.append(path)

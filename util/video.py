@@ -197,16 +197,6 @@ class NearestFrameSampler:
         return out
 
 
-def sample_times(source_times_s: Sequence[float], sample_fps: float, end_s: float) -> list[int]:
-    """Index of the source frame each output frame comes from (the sampler on a list of timestamps)."""
-    sampler = NearestFrameSampler(sample_fps)
-    picks = []
-    for i, t in enumerate(source_times_s):
-        picks += sampler.push(t, i)
-    picks += sampler.finish(end_s)
-    return [i for _, i in picks]
-
-
 # ---- the reader
 
 
@@ -469,7 +459,7 @@ def _move_into_place(tmp: Path, frame_dir: Path) -> None:
 def extract_video(
     path: str | os.PathLike,
     frame_dir: str | os.PathLike,
-    sample_fps: float = 2.0,
+    sample_fps: float = 25.0,
     height: int | None = DEFAULT_HEIGHT,
     quality: int = DEFAULT_QUALITY,
     on_frames: Callable[[int], None] | None = None,
@@ -609,7 +599,7 @@ class _Progress:
 def extract_videos(
     videos: Sequence[tuple[str, str | os.PathLike]],
     out_dir: str | os.PathLike,
-    sample_fps: float = 2.0,
+    sample_fps: float = 25.0,
     height: int | None = DEFAULT_HEIGHT,
     quality: int = DEFAULT_QUALITY,
     num_workers: int = 1,

@@ -1,0 +1,127 @@
+"""Choosing how a model is used, on val, by the task's metric: the epoch and the post-processing.
+
+Each validation epoch, training predicts the val videos once through the one predict path and scores the events of
+every post-processing in ``util.eval.postprocess_grid()`` with SoccerNet's mAP@1 (and Team mAP@1 for a team head)
+on the parsed val labels (``util.score``, equal to the official evaluator); the epoch's ``val_mAP`` /
+``val_team_mAP`` are the best over the grid, ``val_frame_mAP`` is E2E-Spot's frame-tolerance mAP of the score
+peaks. ``--criterion`` picks the best epoch from those numbers (``best_epoch``); the chosen epoch, its
+post-processing and the grid's numbers go to ``selection.json`` (``model.common.save_selection``), which eval,
+inference and the app then read.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+
+from model.predict import scores_to_predictions
+from util.eval import PostProcess, postprocess_grid
+from util.score import frame_map, labels_by_game, predictions_by_game, soccernet_map, team_map
+
+# criterion -> (loss.json key, larger is better, what it is, for logs and selection.json)
+CRITERIA: dict[str, tuple[str, bool, str]] = {
+    "map": ("val_mAP", True, "val mAP@1"),
+    "team_map": ("val_team_mAP", True, "val Team mAP@1"),
+    "frame_map": ("val_frame_mAP", True, "val frame mAP (E2E-Spot)"),
+    "loss": ("val", False, "val loss"),
+}
+Results = dict[str, tuple[np.ndarray, np.ndarray | None]]
+
+
+def default_criterion(team: bool) -> str:
+    """The task's metric: Team mAP@1 for a model with a team head (SoccerNet-Ball 2025), else mAP@1."""
+    return "team_map" if team else "map"
+
+
+def grid_scores(
+    results: Results, videos: Sequence[dict], config: dict, grid: Sequence[PostProcess] | None = None
+) -> list[dict[str, Any]]:
+    """``[{postprocess, mAP, team_mAP}]``: mAP@1 (and Team mAP@1 with a team head, else None) of each grid entry."""
+    classes = list(config["classes"])
+    truth = labels_by_game(videos)
+    team = bool(config.get("team"))
+    rows = []
+    for post in grid if grid is not None else postprocess_grid():
+        predicted = predictions_by_game(scores_to_predictions(results, config, post))
+        row: dict[str, Any] = {"postprocess": post, "mAP": soccernet_map(truth, predicted, classes)["mAP"]}
+        row["team_mAP"] = team_map(truth, predicted, classes)["mAP"] if team else None
+        rows.append(row)
+    return rows
+
+
+def best_entry(rows: list[dict], key: str) -> dict:
+    """The row of ``grid_scores`` with the highest ``key`` ("mAP" or "team_mAP")."""
+    # max keeps the first of equal values: ties go to the earlier grid entry (no smoothing, hard NMS, narrower).
+    return max(rows, key=lambda r: r[key] if r[key] is not None else -1.0)
+
+
+def validation_metrics(results: Results, videos: Sequence[dict], config: dict) -> dict[str, Any]:
+    """The epoch's val numbers (module docstring): ``val_mAP``, ``val_team_mAP`` (None without a team head),
+    ``val_frame_mAP``, and ``val_postprocess`` / ``val_team_postprocess``: the grid entries they came from."""
+    rows = grid_scores(results, videos, config)
+    best = best_entry(rows, "mAP")
+    peaks = scores_to_predictions(results, config, PostProcess(nms_window_s=0.0))
+    stats: dict[str, Any] = {
+        "val_mAP": float(best["mAP"]),
+        "val_postprocess": best["postprocess"].to_dict(),
+        "val_team_mAP": None,
+        "val_frame_mAP": float(frame_map(videos, peaks, config["classes"])["mAP"]),
+    }
+    if config.get("team"):
+        best_team = best_entry(rows, "team_mAP")
+        stats["val_team_mAP"] = float(best_team["team_mAP"])
+        stats["val_team_postprocess"] = best_team["postprocess"].to_dict()
+    return stats
+
+
+def criterion_used(history: list[dict], criterion: str) -> str:
+    """``criterion``, or "loss" when no epoch of the history has its value yet (before ``--start_val_epoch``)."""
+    key = CRITERIA[criterion][0]
+    return criterion if any(h.get(key) is not None for h in history) else "loss"
+
+
+def best_epoch(history: list[dict], criterion: str) -> int | None:
+    """The best epoch of a history by ``criterion`` among the epochs that have its value (ties: the later epoch);
+    when none has it (no validation epoch yet), the lowest val loss (``criterion_used``)."""
+    key, larger, _ = CRITERIA[criterion_used(history, criterion)]
+    scored = [h for h in history if h.get(key) is not None]
+    if not scored:
+        return None
+    sign = 1.0 if larger else -1.0
+    return max(scored, key=lambda h: (sign * h[key], h["epoch"]))["epoch"]
+
+
+def selection_record(
+    history: list[dict], criterion: str, epoch: int, rows: list[dict], config: dict, display_threshold: float
+) -> dict[str, Any]:
+    """What ``selection.json`` holds: the epoch, why, the post-processing chosen on its val scores and the grid."""
+    used = criterion_used(history, criterion)
+    key, _, what = CRITERIA[used]
+    if used != criterion:
+        what += f" (no epoch had {CRITERIA[criterion][2]})"
+    entry = next(h for h in history if h["epoch"] == epoch)
+    by_team = criterion == "team_map" or (criterion in ("frame_map", "loss") and bool(config.get("team")))
+    chosen = best_entry(rows, "team_mAP" if by_team else "mAP")
+    value = entry.get(key)
+    return {
+        "epoch": int(epoch),
+        "criterion": criterion,
+        "metric": what,
+        "value": None if value is None else float(value),
+        "postprocess": chosen["postprocess"].to_dict(),
+        "postprocess_chosen_by": "val Team mAP@1" if by_team else "val mAP@1",
+        "val_mAP": float(chosen["mAP"]),
+        "val_team_mAP": None if chosen["team_mAP"] is None else float(chosen["team_mAP"]),
+        "display_threshold": float(display_threshold),
+        "fps": float(config["fps"]),
+        "grid": [
+            {
+                **r["postprocess"].to_dict(),
+                "mAP": float(r["mAP"]),
+                "team_mAP": None if r["team_mAP"] is None else float(r["team_mAP"]),
+            }
+            for r in rows
+        ],  # fmt: skip
+    }

@@ -1,0 +1,142 @@
+"""One truth between the steps: a model directory's selection.json decides the epoch and the post-processing, and
+eval, inference (frame folder and video file) and the web app give the same events with their default flags."""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import time
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import render_match, write_tiny_model
+from util.cli import run_main
+from util.eval import PostProcess
+from util.io import load_json
+
+# Not the defaults, so that a step that ignored selection.json would give other events.
+CHOSEN = PostProcess(nms_window_s=0.6, soft=True, sigma_s=0.0, threshold=0.02)
+DISPLAY_THRESHOLD = 0.2
+FPS = 5.0  # the tiny model's frame rate
+
+
+@pytest.fixture(scope="module")
+def world(tmp_path_factory) -> dict:
+    """A one-game library (its video, its 5 fps frames, parsed labels with the game as the test split) and a model
+    directory of two epochs whose selection.json picks the earlier one, with ``CHOSEN`` post-processing."""
+    import torch
+
+    from model.common import build_model, load_config, save_checkpoint
+    from model.usage import save_selection
+    from util.soccernet import parse_library, write_parsed
+    from util.video import extract_video
+
+    root = tmp_path_factory.mktemp("truth")
+    video = render_match(root / "videos", seconds=6)
+    game = video.parent.relative_to(root / "videos").as_posix()
+    extract_video(video, root / "frames" / game, sample_fps=FPS, height=64)
+    classes, parsed, _ = parse_library(root / "videos", root / "frames", {"test": [game]})
+    write_parsed(root / "data", classes, parsed)
+    model_dir = write_tiny_model(root / "model")
+    net = build_model(load_config(model_dir))
+    for epoch, gain in ((1, 1.5), (2, 0.5)):
+        torch.manual_seed(epoch)
+        with torch.no_grad():  # an untrained classifier gives near-uniform scores; sharpen them
+            net.head.fc.weight.normal_().mul_(gain)
+        save_checkpoint(model_dir, epoch, net)
+    selection = {"epoch": 1, "criterion": "map", "metric": "val mAP@1", "value": 0.5}
+    save_selection(
+        model_dir, selection | {"postprocess": CHOSEN.to_dict(), "display_threshold": DISPLAY_THRESHOLD}
+    )
+    return {"root": root, "video": video, "game": game, "model": model_dir}
+
+
+def _run(module, argv: list) -> str:
+    out = io.StringIO()
+    with contextlib.redirect_stdout(out):
+        assert run_main(module.main, module.get_args([str(a) for a in argv])) == 0
+    return out.getvalue()
+
+
+def _rows(path: Path) -> list[dict]:
+    return load_json(path)["predictions"]
+
+
+def test_eval_inference_and_the_app_give_the_same_events(world, tmp_path):
+    import eval_soccernet_ball
+    import inference_spot
+    from app.app import create_app
+
+    root, model, game = world["root"], world["model"], world["game"]
+    _run(
+        eval_soccernet_ball,
+        [root / "data", root / "frames", model, "-s", "test", "--eval_dir", tmp_path / "sub"],
+    )
+    assert (model / "pred-test.1.json").is_file() and not (model / "pred-test.2.json").exists()  # epoch 1
+    from_eval = _rows(tmp_path / "sub" / game / "results_spotting.json")
+
+    printed = _run(inference_spot, ["--model_dir", model, "--frame_dir", root / "frames", "--video_name", game,
+                                    "--output_dir", tmp_path / "frames"])  # fmt: skip
+    assert (
+        "epoch 1" in printed
+        and CHOSEN.describe(FPS) in printed
+        and f"from score {DISPLAY_THRESHOLD:g}" in printed
+    )
+    assert _rows(tmp_path / "frames" / "results_spotting.json") == from_eval
+    assert len(from_eval) > 5 and min(float(r["confidence"]) for r in from_eval) >= CHOSEN.threshold
+    shown = load_json(tmp_path / "frames" / "predictions.json")
+    assert shown["epoch"] == 1 and PostProcess.from_dict(shown["postprocess"]) == CHOSEN
+    assert 0 < len(shown["events"]) < len(from_eval)
+    assert all(e["score"] >= DISPLAY_THRESHOLD for e in shown["events"])
+
+    _run(
+        inference_spot, ["--model_dir", model, "--video", world["video"], "--output_dir", tmp_path / "video"]
+    )
+    from_video = _rows(tmp_path / "video" / "results_spotting.json")
+
+    app = create_app({"MODEL_DIR": model, "JOBS_DIR": tmp_path / "jobs", "TESTING": True})
+    try:
+        client = app.test_client()
+        assert f'value="{DISPLAY_THRESHOLD}"' in client.get("/").get_data(as_text=True)  # the form's default
+        with open(world["video"], "rb") as f:  # the form as the browser sends it, default threshold included
+            data = {"video": (f, "match.mp4"), "threshold": str(DISPLAY_THRESHOLD), "slowmo": "1"}
+            reply = client.post("/upload", data=data, headers={"Accept": "application/json"})
+        assert reply.status_code == 202, reply.get_data(as_text=True)
+        job_id = reply.get_json()["job_id"]
+        deadline = time.monotonic() + 120
+        while (status := client.get(f"/api/jobs/{job_id}").get_json())["state"] not in ("done", "failed"):
+            assert time.monotonic() < deadline
+            time.sleep(0.2)
+        assert status["state"] == "done", status
+    finally:
+        app.extensions["spot_jobs"].shutdown()
+    (job_out,) = {p.parent for p in (tmp_path / "jobs").rglob("results_spotting.json")}
+    strip = [{k: v for k, v in r.items() if k != "gameTime"} for r in from_video]
+    assert [
+        {k: v for k, v in r.items() if k != "gameTime"} for r in _rows(job_out / "results_spotting.json")
+    ] == strip
+    app_events = load_json(job_out / "predictions.json")["events"]
+    assert app_events == load_json(tmp_path / "video" / "predictions.json")["events"]
+
+    # The frame folder (JPEG) and the video (decoded on the fly) read the same frames up to JPEG error: the same
+    # score peaks, so nearly the same events.
+    key = {(r["position"], r["label"]) for r in from_eval}
+    same = len(key & {(r["position"], r["label"]) for r in from_video}) / max(len(key), 1)
+    print(f"frames vs video: {same:.0%} of {len(key)} events at the same frame and class")
+    assert same > 0.8
+
+
+def test_flags_override_the_recorded_choice(world, tmp_path):
+    import eval_soccernet_ball
+
+    root, model = world["root"], world["model"]
+    argv = [root / "data", root / "frames", model, "-s", "test"]
+    results = {}
+    for name, extra in {"recorded": [], "epoch 2": ["--epoch", "2"], "window": ["--nms_window_s", "3"],
+                        "frames": ["--nms_window", "15"]}.items():  # fmt: skip
+        _run(eval_soccernet_ball, [*argv, *extra, "--eval_dir", tmp_path / name])
+        results[name] = _rows(tmp_path / name / world["game"] / "results_spotting.json")
+    assert results["epoch 2"] != results["recorded"] and results["window"] != results["recorded"]
+    assert results["window"] == results["frames"]  # 15 frames at the model's 5 fps are 3 s
+    assert len(results["window"]) < len(results["recorded"])
