@@ -3,6 +3,7 @@
 #   make test   - set up (dev tools too), then run the whole test suite
 #   make lint   - ruff check + ruff format --check
 #   make bench  - benchmarks of the hot paths (prints ratios against baselines measured in the same run)
+#   make gpu-check - prove every CUDA path on the GPU(s) here and measure them (gpu-report.json); no GPU: says so
 #   make app    - the web app on the demo model
 #   make clean  - remove demo/ outputs and caches (keeps .venv)
 
@@ -19,7 +20,7 @@ DEV_STAMP := $(VENV)/.dev-$(DEV_HASH)
 DEMO_DIR ?= demo
 PYTEST_ARGS ?=
 
-.PHONY: setup setup-dev demo test lint format bench app clean system-deps
+.PHONY: setup setup-dev demo test lint format bench gpu-check app clean system-deps
 
 setup: $(RUNTIME_STAMP)
 setup-dev: $(DEV_STAMP)
@@ -54,6 +55,9 @@ format: setup-dev
 bench: setup-dev
 	$(PY) -m benchmarks
 
+gpu-check: setup-dev
+	$(PY) -m benchmarks.gpu_check --out gpu-report.json
+
 app: setup
 	$(PY) app/app.py --model_dir $(DEMO_DIR)/model
 
@@ -66,5 +70,5 @@ system-deps:
 	fi
 
 clean:
-	rm -rf $(DEMO_DIR) .pytest_cache .ruff_cache test-artifacts bench-out
+	rm -rf $(DEMO_DIR) .pytest_cache .ruff_cache test-artifacts bench-out gpu-report.json
 	find . -name __pycache__ -not -path './$(VENV)/*' -prune -exec rm -rf {} +

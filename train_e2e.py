@@ -50,7 +50,7 @@ class _HelpFormatter(argparse.RawDescriptionHelpFormatter, argparse.ArgumentDefa
 # (none of them changes the model); "resolved" holds the defaults as that run resolved them.
 NOT_FROM_CONFIG = (
     "save_dir", "resume", "config", "stop_after_epoch", "git_commit", "resolved",
-    "device", "gpu_parallel", "num_workers", "verbose",
+    "device", "gpu_parallel", "num_workers", "verbose", "dist_backend",
 )  # fmt: skip
 
 
@@ -158,6 +158,19 @@ def get_args(argv=None) -> argparse.Namespace:
     )
     p.add_argument(
         "--amp", action=argparse.BooleanOptionalAction, default=True, help="mixed precision on CUDA"
+    )
+    p.add_argument(
+        "--amp_dtype",
+        choices=["auto", "bf16", "fp16"],
+        default="auto",
+        help="the mixed-precision type: bf16 where the GPU supports it, else fp16 with a GradScaler",
+    )
+    p.add_argument(
+        "--dist_backend",
+        choices=["auto", "nccl", "gloo"],
+        default="auto",
+        help="torch.distributed backend under torchrun / -mgpu: NCCL on GPUs, gloo on CPU (gloo also on GPUs, e.g. "
+        "several processes sharing one GPU)",
     )
     p.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
     p.add_argument("--seed", type=int, default=0, help="seeds every random draw")

@@ -93,7 +93,10 @@ RUNTIME_KEYS = (
     "verbose",
     "config",
     "resolved",
+    "dist_backend",
 )
+# Flags added after runs were saved, with the value those runs had: a saved run without one resumes at it.
+ADDED_FLAGS = {"amp_dtype": "auto"}
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -116,19 +119,23 @@ class Dist:
         return self.world_size > 1
 
 
-def init_distributed(device: str | None) -> Dist:
-    """One process of a torchrun / -mgpu job (WORLD_SIZE > 1 in the environment), or a lone process."""
+def init_distributed(device: str | None, backend: str = "auto") -> Dist:
+    """One process of a torchrun / -mgpu job (WORLD_SIZE > 1 in the environment), or a lone process.
+
+    ``backend`` "auto" is NCCL on GPUs and gloo on CPU; gloo also runs on GPUs (slower), e.g. for two processes
+    sharing one GPU, which NCCL refuses. Processes beyond the local GPU count share GPUs round-robin."""
     world_size = int(os.environ.get("WORLD_SIZE", "1"))
     rank, local_rank = int(os.environ.get("RANK", "0")), int(os.environ.get("LOCAL_RANK", "0"))
     resolved = resolve_device(device)
     if resolved.type == "cuda" and world_size > 1:
-        resolved = torch.device("cuda", local_rank)
+        resolved = torch.device("cuda", local_rank % max(1, torch.cuda.device_count()))
     if resolved.type == "cuda":
         torch.cuda.set_device(resolved)
         torch.backends.cudnn.benchmark = True
     if world_size > 1 and not torch_dist.is_initialized():
-        backend = "nccl" if resolved.type == "cuda" else "gloo"
-        kwargs = {"device_id": resolved} if resolved.type == "cuda" else {}
+        if backend == "auto":
+            backend = "nccl" if resolved.type == "cuda" else "gloo"
+        kwargs = {"device_id": resolved} if resolved.type == "cuda" and backend == "nccl" else {}
         torch_dist.init_process_group(backend, **kwargs)
     return Dist(rank, world_size, local_rank, resolved)
 
@@ -269,7 +276,7 @@ def check_resume_config(saved: dict, config: dict, model_dir: Path, videos: Sequ
             continue
         if saved.get(key) != config.get(key):
             diffs.append(f"{key}: {saved.get(key)!r} (saved) != {config.get(key)!r}")
-    old, new = saved.get("train", {}), config.get("train", {})
+    old, new = {**ADDED_FLAGS, **saved.get("train", {})}, config.get("train", {})
     for key in sorted(set(old) | set(new)):
         if key in RUNTIME_KEYS or old.get(key) == new.get(key):
             continue
@@ -475,6 +482,7 @@ class Trainer:
     class_weights: torch.Tensor
     ema: Ema | None = None
     amp: bool = True
+    amp_dtype: torch.dtype | None = None  # bf16 or fp16 (with the GradScaler) under CUDA AMP
 
     @property
     def eval_net(self) -> nn.Module:
@@ -482,7 +490,7 @@ class Trainer:
         return self.ema.model if self.ema is not None else self.net
 
     def _autocast(self):
-        return autocast(self.dist.device) if self.amp else contextlib.nullcontext()
+        return autocast(self.dist.device, self.amp_dtype) if self.amp else contextlib.nullcontext()
 
     def _batch(self, batch: dict, generator: torch.Generator | None) -> tuple:
         device = self.dist.device
@@ -641,6 +649,13 @@ def _barrier(dist: Dist) -> None:
         torch_dist.barrier()
 
 
+def amp_dtype_of(name: str) -> torch.dtype:
+    """``--amp_dtype``: "bf16", "fp16", or "auto" (bf16 where the GPU supports it, else fp16)."""
+    if name == "auto":
+        return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+    return {"bf16": torch.bfloat16, "fp16": torch.float16}[name]
+
+
 def make_trainer(args: Namespace, config: dict, dist: Dist, loaders: Loaders) -> Trainer:
     torch.manual_seed(args.seed)
     random.seed(args.seed)
@@ -655,8 +670,8 @@ def make_trainer(args: Namespace, config: dict, dist: Dist, loaders: Loaders) ->
     warmup, total = args.warm_up_epochs * steps_per_epoch, args.num_epochs * steps_per_epoch
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: lr_factor(step, warmup, total))
     amp = bool(args.amp) and dist.device.type == "cuda"
-    fp16 = amp and not torch.cuda.is_bf16_supported()
-    scaler = torch.amp.GradScaler(dist.device.type, enabled=fp16)
+    amp_dtype = amp_dtype_of(args.amp_dtype) if amp else None
+    scaler = torch.amp.GradScaler(dist.device.type, enabled=amp_dtype == torch.float16)
     num_outputs = len(config["classes"]) + 1
     class_weights = torch.tensor([1.0] + [args.fg_weight] * (num_outputs - 1), device=dist.device)
     crop = config.get("crop_dim")
@@ -676,6 +691,7 @@ def make_trainer(args: Namespace, config: dict, dist: Dist, loaders: Loaders) ->
         class_weights,
         ema,
         amp,
+        amp_dtype,
     )
 
 
@@ -799,7 +815,7 @@ def predict_best(
 
 def train(args: Namespace) -> dict | None:
     """Train as ``args`` (train_e2e.py's flags) say; returns a summary on rank 0 (None on other ranks)."""
-    dist = init_distributed(args.device)
+    dist = init_distributed(args.device, args.dist_backend)
     if not dist.is_main:
         logging.getLogger().setLevel(logging.WARNING)
     try:
