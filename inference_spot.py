@@ -83,8 +83,16 @@ def get_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument(
         "--epoch", type=int, help="checkpoint epoch (default: the one training selected on val)"
     )
+    parser.add_argument(
+        "--highlights",
+        type=float,
+        metavar="SECONDS",
+        help="with --create_video: a highlight reel, each shown action +- SECONDS, instead of the whole match",
+    )
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
     args = parser.parse_args(argv)
+    if args.highlights is not None and args.highlights <= 0:
+        parser.error("--highlights SECONDS must be positive")
     if (args.video is None) == (args.frame_dir is None):
         parser.error("give either --video FILE or --frame_dir FRAME_DIR [--video_name VIDEO_ID]")
     return args
@@ -141,6 +149,7 @@ def main(args: argparse.Namespace) -> int:
                 slowmo_span=args.slowmo_span,
                 epoch=args.epoch,
                 progress=bars,
+                highlights_s=args.highlights,
             )
     finally:
         bars.close()

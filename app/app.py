@@ -3,9 +3,19 @@
 ``python app/app.py [--model_dir M] [--host 127.0.0.1] [--port 5000]`` (or ``cd app && python app.py``). The model
 directory comes from ``--model_dir``, else ``SPOT_MODEL_DIR``, else the model ``make demo`` trains (demo/model).
 
-Routes: ``/`` upload page; ``POST /upload``; ``/jobs/<id>`` processing page; ``/jobs/<id>/result`` result page;
-``/api/jobs/<id>`` status JSON (polled by the processing page); ``/jobs/<id>/files/<name>`` result files (Range
-requests answered 206). Anything that is not a job's own result file is a 404.
+Routes: ``/`` upload page; ``POST /upload`` (a plain form post); ``/jobs/<id>`` processing page; ``/jobs/<id>/result``
+result page; ``/jobs/<id>/files/<name>`` result files (Range requests answered 206). Anything that is not a job's own
+result file is a 404. The JSON API, which the pages use too: ``POST /api/jobs`` (multipart: the file in ``video``,
+options as form fields) -> 202 ``{id, url, status_url}``; ``GET /api/jobs/<id>`` -> the status (``state``: queued |
+running | done | failed | interrupted, ``percent``, ``eta_s``, and when done ``events`` and ``files``); ``POST
+/api/jobs/<id>/retry``; ``DELETE /api/jobs/<id>``; ``/api/jobs/<id>/files/<name>``.
+
+With a token (``--token`` / ``SPOT_APP_TOKEN``) every route but ``/healthz`` and the static assets needs it: a
+visit with ``?token=...`` sets a cookie, scripts send ``Authorization: Bearer ...``. Requests that change something
+(uploads, retries, deletes) from a browser must come from the app's own pages (same origin).
+
+``main`` serves with waitress (Flask's own server only with ``--debug``) and stops cleanly on SIGINT / SIGTERM:
+the running job is interrupted, queued ones stay queued for the next start.
 """
 
 from __future__ import annotations
@@ -20,10 +30,15 @@ if __package__ in (None, ""):
     sys.path.insert(0, str(_HERE.parent))
 
 import argparse  # noqa: E402
+import hmac  # noqa: E402
+import ipaddress  # noqa: E402
 import logging  # noqa: E402
 import math  # noqa: E402
 import os  # noqa: E402
+import signal  # noqa: E402
+import time  # noqa: E402
 from typing import Any  # noqa: E402
+from urllib.parse import urlencode, urlsplit  # noqa: E402
 
 from flask import (  # noqa: E402
     Flask,
@@ -39,7 +54,7 @@ from flask import (  # noqa: E402
 from werkzeug.exceptions import HTTPException, RequestEntityTooLarge  # noqa: E402
 from werkzeug.utils import secure_filename  # noqa: E402
 
-from app.jobs import EVENTS_FILE, RESULT_FILES, JobRunner  # noqa: E402
+from app.jobs import EVENTS_FILE, RESULT_FILES, RETRY_STATES, JobRunner  # noqa: E402
 from util.io import DataError, load_json  # noqa: E402
 
 log = logging.getLogger(__name__)
@@ -58,7 +73,12 @@ DEFAULTS: dict[str, Any] = {
     "DEFAULT_THRESHOLD": None,  # None: the display threshold the model recorded (selection.json), else 0.3
     "DEFAULT_SLOWMO": 3,  # as inference_spot.py's default; 1 = off
     "INFERENCE_KWARGS": {},  # extra keyword arguments for run_inference (device, batch_size, ...)
+    "TOKEN": None,  # None: SPOT_APP_TOKEN, else no access control (fine on 127.0.0.1)
 }
+TOKEN_COOKIE = "spot_token"
+LOOPBACK_NAMES = ("localhost", "127.0.0.1", "::1")
+OPEN_PATHS = ("/healthz", "/static/")  # no data behind them: reachable without the token
+STOP_TIMEOUT_S = 4.0
 SLOWMO_CHOICES = (1, 2, 3, 4)
 DOWNLOAD_NAMES = {
     "video": "{stem}_annotated.mp4",
@@ -106,6 +126,7 @@ def create_app(config: dict | None = None) -> Flask:
     app.config["JOBS_DIR"] = Path(
         app.config["JOBS_DIR"] or os.environ.get("SPOT_JOBS_DIR") or DEFAULT_JOBS_DIR
     )
+    app.config["TOKEN"] = app.config["TOKEN"] or os.environ.get("SPOT_APP_TOKEN") or None
     runner = JobRunner(
         app.config["JOBS_DIR"],
         app.config["MODEL_DIR"],
@@ -119,13 +140,63 @@ def create_app(config: dict | None = None) -> Flask:
     _register_pages(app, runner)
     _register_api(app, runner)
     _register_errors(app)
+    app.before_request(_check_access)
     app.after_request(_security_headers)
     return app
 
 
+def _given_token() -> str | None:
+    header = request.headers.get("Authorization", "")
+    if header.lower().startswith("bearer "):
+        return header[7:].strip()
+    return request.args.get("token") or request.cookies.get(TOKEN_COOKIE)
+
+
+def _same_origin() -> bool:
+    """A browser's request from the app's own pages (or not from a browser at all: no Origin, no Referer)."""
+    source = request.headers.get("Origin") or request.headers.get("Referer")
+    if not source or source == "null":
+        return source is None
+    parts = urlsplit(source)
+    return f"{parts.scheme}://{parts.netloc}" == request.host_url.rstrip("/")
+
+
+def _check_access():
+    """Before every request: the token when one is set, and same-origin for requests that change something."""
+    if request.path.startswith(OPEN_PATHS):
+        return None
+    from flask import current_app
+
+    token = current_app.config["TOKEN"]
+    if token:
+        given = _given_token()
+        if not given or not hmac.compare_digest(given.encode(), token.encode()):
+            return _refuse(
+                401, "This server needs its access token: open the link you were given (…?token=…)."
+            )
+        if request.args.get("token") and request.method == "GET":
+            # Set the cookie and drop the token from the address bar (and from the history): the same path,
+            # relative, with the other arguments as they came.
+            rest = urlencode([(k, v) for k, v in request.args.items(multi=True) if k != "token"])
+            response = redirect(request.path + (f"?{rest}" if rest else ""), code=303)
+            # Lax, not Strict: a shared link opened from a mail or a chat must arrive with the cookie.
+            response.set_cookie(TOKEN_COOKIE, token, httponly=True, samesite="Lax", secure=request.is_secure)
+            return response
+    elif (
+        current_app.config.get("LOOPBACK_ONLY")
+        and request.host.rsplit(":", 1)[0].strip("[]") not in LOOPBACK_NAMES
+    ):
+        # No token on a loopback address: a page elsewhere whose name points here (DNS rebinding) is refused.
+        return _refuse(403, "This server answers to localhost only (start it with --token to share it).")
+    if request.method in ("POST", "PUT", "PATCH", "DELETE") and not _same_origin():
+        return _refuse(403, "Uploads and changes are accepted from this app's own pages only.")
+    return None
+
+
 def _wants_json() -> bool:
     return (
-        request.accept_mimetypes.best == "application/json"
+        request.path.startswith("/api/")
+        or request.accept_mimetypes.best == "application/json"
         or request.headers.get("X-Requested-With") == "XHR"
     )
 
@@ -136,15 +207,21 @@ def _refuse(status: int, message: str):
     return render_template("error.html", code=status, message=message), status
 
 
+ANNOTATED_CHOICES = ("auto", "full", "highlights", "none")
+
+
 def _parse_options(form, default_threshold: float, default_slowmo: int) -> dict:
-    """Threshold and slow-motion factor from the upload form; out-of-range values raise ValueError."""
+    """Threshold, slow-motion factor and annotated-video kind from the upload form; bad values raise ValueError."""
     threshold = float(form.get("threshold") or default_threshold)
     if not (0.0 < threshold < 1.0) or math.isnan(threshold):
         raise ValueError("the detection threshold must be between 0 and 1")
     slowmo = int(form.get("slowmo") or default_slowmo)
     if slowmo not in SLOWMO_CHOICES:
         raise ValueError(f"slow motion must be one of {', '.join(map(str, SLOWMO_CHOICES))}")
-    return {"threshold": threshold, "slowmo_factor": slowmo}
+    annotated = form.get("annotated") or "auto"
+    if annotated not in ANNOTATED_CHOICES:
+        raise ValueError(f"annotated must be one of {', '.join(ANNOTATED_CHOICES)}")
+    return {"threshold": threshold, "slowmo_factor": slowmo, "annotated": annotated}
 
 
 def _register_pages(app: Flask, runner: JobRunner) -> None:
@@ -163,26 +240,12 @@ def _register_pages(app: Flask, runner: JobRunner) -> None:
 
     @app.post("/upload")
     def upload():
-        if not model_ready(app.config["MODEL_DIR"]):
-            return _refuse(
-                503, f"No model in {app.config['MODEL_DIR']}: run `make demo` or start with --model_dir."
-            )
-        file = request.files.get("video")
-        if file is None or not file.filename:
-            return _refuse(400, "Choose a video file to upload.")
-        name = Path(file.filename).name
-        ext = Path(name).suffix.lower()
-        if ext not in ALLOWED_EXTENSIONS:
-            allowed = " ".join(ALLOWED_EXTENSIONS)
-            return _refuse(400, f"{name!r} is not a supported video: use one of {allowed}.")
-        try:
-            options = _parse_options(request.form, default_threshold(app), app.config["DEFAULT_SLOWMO"])
-        except ValueError as e:
-            return _refuse(400, str(e) if "must" in str(e) else "The options are not valid numbers.")
-        job_id = runner.create(file.save, ext, name, options)
+        job_id, refusal = _accept_upload(app, runner)
+        if refusal is not None:
+            return refusal
         url = url_for("processing", job_id=job_id)
         if _wants_json():
-            return jsonify(job_id=job_id, url=url), 202
+            return jsonify(job_id=job_id, id=job_id, url=url), 202
         return redirect(url, code=303)
 
     @app.get("/jobs/<job_id>")
@@ -190,7 +253,7 @@ def _register_pages(app: Flask, runner: JobRunner) -> None:
         status = runner.status(job_id) or abort(404)
         if status["state"] == "done":
             return redirect(url_for("result", job_id=job_id))
-        return render_template("processing.html", job=status)
+        return render_template("processing.html", job=status, can_retry=runner.can_retry(job_id, status))
 
     @app.get("/jobs/<job_id>/result")
     def result(job_id: str):
@@ -201,11 +264,17 @@ def _register_pages(app: Flask, runner: JobRunner) -> None:
 
     @app.get("/jobs/<job_id>/files/<name>")
     def job_file(job_id: str, name: str):
-        path = runner.result_file(job_id, name) if name in RESULT_FILES else None
-        if path is None:
-            abort(404)
-        stem = secure_filename(Path(runner.status(job_id).get("original_name") or "video").stem) or "video"
-        download = request.args.get("download") == "1"
+        return _send_result_file(runner, job_id, name)
+
+
+def _send_result_file(runner: JobRunner, job_id: str, name: str):
+    path = runner.result_file(job_id, name) if name in RESULT_FILES else None
+    status = runner.status(job_id) if path is not None else None
+    if path is None or status is None:
+        abort(404)
+    stem = secure_filename(Path(status.get("original_name") or "video").stem) or "video"
+    download = request.args.get("download") == "1"
+    try:
         return send_file(
             path,
             mimetype=MIMETYPES.get(name, "application/json"),
@@ -214,6 +283,29 @@ def _register_pages(app: Flask, runner: JobRunner) -> None:
             conditional=True,
             max_age=0,
         )
+    except FileNotFoundError:  # deleted between the check and the send
+        abort(404)
+
+
+def _accept_upload(app: Flask, runner: JobRunner) -> tuple[str | None, Any]:
+    """Check an upload (``video`` field + options) and queue it: (job id, None) or (None, the refusal)."""
+    if not model_ready(app.config["MODEL_DIR"]):
+        return None, _refuse(
+            503, f"No model in {app.config['MODEL_DIR']}: run `make demo` or start with --model_dir."
+        )
+    file = request.files.get("video")
+    if file is None or not file.filename:
+        return None, _refuse(400, "Choose a video file to upload (form field 'video').")
+    name = Path(file.filename).name
+    ext = Path(name).suffix.lower()
+    if ext not in ALLOWED_EXTENSIONS:
+        allowed = " ".join(ALLOWED_EXTENSIONS)
+        return None, _refuse(400, f"{name!r} is not a supported video: use one of {allowed}.")
+    try:
+        options = _parse_options(request.form, default_threshold(app), app.config["DEFAULT_SLOWMO"])
+    except ValueError as e:
+        return None, _refuse(400, str(e) if "must" in str(e) else "The options are not valid numbers.")
+    return runner.create(file.save, ext, name, options), None
 
 
 def _result_view(runner: JobRunner, job_id: str, status: dict) -> dict:
@@ -240,15 +332,67 @@ def _result_view(runner: JobRunner, job_id: str, status: dict) -> dict:
     }
 
 
+def _public_status(runner: JobRunner, job_id: str, status: dict) -> dict:
+    """A job's status as the API gives it: no server paths; with the events and file URLs once done."""
+    public = {k: v for k, v in status.items() if k not in ("upload", "files")}
+    public["progress"] = public.get("percent")
+    public["status_url"] = url_for("job_status", job_id=job_id)
+    public["can_retry"] = runner.can_retry(job_id, status)
+    done = status["state"] == "done"
+    public["result_url"] = url_for("result", job_id=job_id) if done else None
+    if done:
+        view = _result_view(runner, job_id, status)
+        public["events"] = view["events"]
+        public["files"] = {
+            name: url_for("api_job_file", job_id=job_id, name=name)
+            for name, ok in view["files"].items()
+            if ok
+        }
+    return public
+
+
 def _register_api(app: Flask, runner: JobRunner) -> None:
+    @app.post("/api/jobs")
+    def api_create():
+        job_id, refusal = _accept_upload(app, runner)
+        if refusal is not None:
+            return refusal
+        url = url_for("processing", job_id=job_id)
+        return jsonify(
+            id=job_id, job_id=job_id, url=url, status_url=url_for("job_status", job_id=job_id)
+        ), 202
+
     @app.get("/api/jobs/<job_id>")
     def job_status(job_id: str):
         status = runner.status(job_id)
         if status is None:
             return jsonify(error="no such job"), 404
-        public = {k: v for k, v in status.items() if k not in ("upload", "files")}
-        public["result_url"] = url_for("result", job_id=job_id) if status["state"] == "done" else None
-        return jsonify(public)
+        return jsonify(_public_status(runner, job_id, status))
+
+    @app.post("/api/jobs/<job_id>/retry")
+    def job_retry(job_id: str):
+        status = runner.retry(job_id)
+        if status is None:
+            known = runner.status(job_id)
+            if known is None:
+                return jsonify(error="no such job"), 404
+            why = (
+                "its upload is no longer there"
+                if known["state"] in RETRY_STATES
+                else f"it is {known['state']}"
+            )
+            return jsonify(error=f"this job cannot be run again: {why}"), 409
+        return jsonify(_public_status(runner, job_id, status)), 202
+
+    @app.delete("/api/jobs/<job_id>")
+    def job_delete(job_id: str):
+        if not runner.delete(job_id):
+            return jsonify(error="no such job"), 404
+        return jsonify(deleted=job_id)
+
+    @app.get("/api/jobs/<job_id>/files/<name>")
+    def api_job_file(job_id: str, name: str):
+        return _send_result_file(runner, job_id, name)
 
     @app.get("/classes.css")
     def class_css():
@@ -335,10 +479,13 @@ def get_args(argv=None) -> argparse.Namespace:
         "--max_upload_gb", type=_positive, default=4.0, help="largest upload accepted, in GiB (default 4)"
     )
     p.add_argument(
-        "--workers", type=int, default=1, help="videos processed at once; others queue (default 1)"
+        "--workers", type=_at_least_1, default=1, help="videos processed at once; others queue (default 1)"
     )
     p.add_argument(
-        "--max_jobs", type=int, default=50, help="finished jobs kept; the oldest are removed (default 50)"
+        "--max_jobs",
+        type=_at_least_1,
+        default=50,
+        help="finished jobs kept; the oldest are removed, never one finished in the last hour (default 50)",
     )
     p.add_argument(
         "--max_job_age_h",
@@ -347,8 +494,91 @@ def get_args(argv=None) -> argparse.Namespace:
         help="finished jobs older than this are removed (hours)",
     )
     p.add_argument("--device", default=None, help="torch device for inference (default: cuda when available)")
-    p.add_argument("--debug", action="store_true", help="Flask debug mode (never on a public address)")
-    return p.parse_args(argv)
+    p.add_argument(
+        "--token",
+        default=None,
+        help="access token every page, file and API call needs (default: $SPOT_APP_TOKEN; none on 127.0.0.1 is "
+        "fine); share http://HOST:PORT/?token=TOKEN, scripts send 'Authorization: Bearer TOKEN'",
+    )
+    p.add_argument(
+        "--insecure",
+        action="store_true",
+        help="allow a non-loopback --host without a token (anyone on the network sees every upload)",
+    )
+    p.add_argument("--threads", type=_at_least_1, default=8, help="request threads of the server (default 8)")
+    p.add_argument(
+        "--trusted_proxy",
+        metavar="ADDRESS",
+        help="a reverse proxy (e.g. 127.0.0.1) whose X-Forwarded-Proto/-Host/-For headers are believed, so that "
+        "HTTPS, the public host name and the same-origin check work behind it",
+    )
+    p.add_argument(
+        "--debug",
+        action="store_true",
+        help="Flask's development server in debug mode (never on a public address)",
+    )
+    args = p.parse_args(argv)
+    args.token = args.token or os.environ.get("SPOT_APP_TOKEN") or None
+    if not args.token and not args.insecure and not _is_loopback(args.host):
+        p.error(
+            f"--host {args.host} exposes every upload and result to the network: give --token (or SPOT_APP_TOKEN), "
+            "or --insecure if that is what you want"
+        )
+    return args
+
+
+def _at_least_1(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, not {text}")
+    return value
+
+
+def _is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
+
+
+def serve(app: Flask, host: str, port: int, threads: int, trusted_proxy: str | None = None) -> None:
+    """Serve with waitress until SIGINT / SIGTERM, then stop the jobs (running: interrupted; queued: kept)."""
+    from waitress import create_server
+
+    runner: JobRunner = app.extensions["spot_jobs"]
+    proxy = {}
+    if trusted_proxy:
+        headers = "x-forwarded-proto x-forwarded-host x-forwarded-for"
+        proxy = {"trusted_proxy": trusted_proxy, "trusted_proxy_headers": headers}
+    try:
+        server = create_server(app, host=host, port=port, threads=threads, ident="spot", **proxy)
+    except OSError:
+        runner.stop(0)  # the jobs recovered at start-up must not run without a server
+        raise
+
+    def on_signal(signum, _frame):
+        log.info("%s: stopping (queued jobs are kept for the next start)", signal.Signals(signum).name)
+        runner.stop(STOP_TIMEOUT_S)  # first the jobs (fast: their processes are killed), then the requests
+        raise SystemExit(0)
+
+    previous = {s: signal.signal(s, on_signal) for s in (signal.SIGINT, signal.SIGTERM)}
+    started = time.monotonic()
+    try:
+        server.run()
+    except SystemExit:
+        pass
+    finally:
+        for s, handler in previous.items():
+            signal.signal(s, handler)
+        stopping = time.monotonic()
+        clean = runner.stop(STOP_TIMEOUT_S)
+        server.close()
+        log.info("stopped in %.1f s after %.0f s of serving", time.monotonic() - stopping, stopping - started)
+        if not clean:  # a worker stuck in a long call: its job is marked interrupted, do not wait for it
+            logging.shutdown()
+            os._exit(0)
 
 
 def main(args: argparse.Namespace) -> int:
@@ -363,15 +593,30 @@ def main(args: argparse.Namespace) -> int:
         "MAX_JOBS": args.max_jobs,
         "MAX_JOB_AGE_S": args.max_job_age_h * 3600,
         "INFERENCE_KWARGS": {"device": args.device} if args.device else {},
+        "TOKEN": args.token,
+        "LOOPBACK_ONLY": not args.token and not args.insecure,
     }
-    app = create_app(config)
+    try:
+        app = create_app(config)
+    except DataError as e:
+        log.error("%s", e)
+        return 2
     model_dir = app.config["MODEL_DIR"]
     if not model_ready(model_dir):
         log.warning("no trained model in %s: run `make demo`, or pass --model_dir", model_dir)
     if args.debug and args.host not in ("127.0.0.1", "localhost", "::1"):
         log.warning("debug mode on %s: anyone who can reach it can run code on this machine", args.host)
-    log.info("serving on http://%s:%d (model: %s)", args.host, args.port, model_dir)
-    app.run(host=args.host, port=args.port, debug=args.debug, threaded=True, use_reloader=False)
+    access = " (token required)" if args.token else ""
+    log.info("serving on http://%s:%d%s (model: %s)", args.host, args.port, access, model_dir)
+    if args.debug:
+        app.run(host=args.host, port=args.port, debug=True, threaded=True, use_reloader=False)
+        app.extensions["spot_jobs"].stop(STOP_TIMEOUT_S)
+    else:
+        try:
+            serve(app, args.host, args.port, args.threads, args.trusted_proxy)
+        except OSError as e:
+            log.error("cannot serve on %s:%d: %s", args.host, args.port, e)
+            return 2
     return 0
 
 

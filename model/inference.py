@@ -380,6 +380,7 @@ def render(
     slowmo_factor: int,
     slowmo_span_s: float,
     progress: Progress | None = None,
+    highlights_s: float | None = None,
 ) -> tuple[Path | None, Path | None, int, list[float]]:
     """Draw the overlays on every frame; write ``annotated.mp4`` and/or ``frames/``.
 
@@ -400,6 +401,10 @@ def render(
     repeats = vis.slowmo_repeats(
         num_frames, [e["frame"] for e in events], slowmo_factor, round(slowmo_span_s * fps)
     )
+    if highlights_s is not None:  # a highlight reel: only the frames around each action are written
+        repeats = repeats * vis.highlight_mask(
+            num_frames, [e["frame"] for e in events], round(highlights_s * fps)
+        )
     starts = np.concatenate([[0], np.cumsum(repeats)])
     video_times = [float(starts[min(max(int(e["frame"]), 0), num_frames)]) / fps for e in events]
     frames_dir = output_dir / FRAMES_DIR
@@ -423,6 +428,9 @@ def render(
         for k, image in enumerate(_render_frames(item, fps, num_frames)):
             if size is None:
                 open_writer(image.shape[1], image.shape[0])
+            if repeats[k] == 0 and not visualize_frames:
+                yield k, None  # left out of a highlight reel: nothing to draw
+                continue
             if (image.shape[1], image.shape[0]) != size:
                 image = cv2.resize(image, size, interpolation=cv2.INTER_LINEAR)
             else:
@@ -433,11 +441,11 @@ def render(
     written, finished = 0, False
     try:
         for k, image in _in_thread(drawn(), 8, "render-draw"):
-            if writer is not None:
+            if writer is not None and image is not None:
                 for _ in range(int(repeats[k])):
                     writer.write(image)
                 written += int(repeats[k])
-            if visualize_frames:
+            if visualize_frames and image is not None:
                 cv2.imwrite(str(partial / f"{k:06d}.jpg"), image[..., ::-1], [cv2.IMWRITE_JPEG_QUALITY, 90])
             if progress is not None and (k % 16 == 0 or k + 1 == num_frames):
                 progress("rendering", k + 1, num_frames)
@@ -499,6 +507,7 @@ def run_inference(
     slowmo_span: float = DEFAULT_SLOWMO_SPAN_S,
     epoch: int | None = None,
     progress: Progress | None = None,
+    highlights_s: float | None = None,
 ) -> dict[str, Any]:
     """Spot the actions of one video and write the outputs (module docstring) into ``output_dir``.
 
@@ -507,7 +516,9 @@ def run_inference(
     ``nms_window`` (+- frames at the model's fps) or ``nms_window_s`` (seconds) and ``score_threshold`` (the
     lowest score shown) default to what the model directory recorded (None). ``slowmo_span`` is
     in seconds each side of an action; ``slowmo_factor`` repeats those frames (1 = off). ``progress(stage, done,
-    total)`` is called with stage "decoding", "detecting" and "rendering". Bad input raises DataError.
+    total)`` is called with stage "decoding", "detecting" and "rendering". ``highlights_s``: the annotated video is a
+    highlight reel, each shown action +- that many seconds (a long match is not re-encoded whole). Bad input raises
+    DataError.
 
     Returns ``{video_id, events, all_events, predictions, scores, timeline, video, frames, results_spotting, fps,
     num_frames, video_frames, video_times_s, epoch, postprocess, score_threshold, team, classes, summary, notes,
@@ -556,6 +567,7 @@ def run_inference(
             slowmo_factor,
             slowmo_span,
             progress,
+            highlights_s,
         )
         seconds["render"] = time.perf_counter() - render_started
     seconds["total"] = time.perf_counter() - started

@@ -177,7 +177,7 @@ def test_missing_file_and_bad_options_are_refused(client, match_video):
     for form in ({"threshold": "2"}, {"threshold": "nan"}, {"threshold": "abc"}, {"slowmo": "9"}):
         response = upload(client, match_video.read_bytes(), **form)
         assert response.status_code == 400, form
-    assert not any((Path(client.application.config["JOBS_DIR"])).iterdir())
+    assert [p.name for p in Path(client.application.config["JOBS_DIR"]).iterdir()] == [".lock"]  # no job
 
 
 def test_file_over_the_limit_gets_a_413_page_with_the_limit(tiny_model_dir, tmp_path):
@@ -248,7 +248,10 @@ def test_job_status_reports_stages_and_finishes(finished_job):
     assert status["state"] == "done" and status["percent"] == 100
     assert status["result_url"] == f"/jobs/{job_id}/result"
     assert {"decoding", "detecting", "rendering"} <= set(status["stages"])
-    assert "upload" not in status and "files" not in status  # no server paths in the public status
+    assert "upload" not in status  # no server paths in the public status: the files are URLs of the API
+    assert set(status["files"]) == {"video", "predictions", "results_spotting", "timeline", "scores"}
+    assert all(url == f"/api/jobs/{job_id}/files/{name}" for name, url in status["files"].items())
+    assert status["events"] == [] or {"label", "frame", "score"} <= set(status["events"][0])
     response = client.get(f"/jobs/{job_id}")
     assert response.status_code == 302 and response.headers["Location"].endswith("/result")
 
@@ -415,20 +418,29 @@ def _hand_made_status(job_id: str, state: str, when: float) -> dict:
     }
 
 
-def test_restart_marks_running_jobs_failed_and_requeues_queued_ones(tiny_model_dir, match_video, tmp_path):
+def test_restart_marks_running_jobs_interrupted_and_requeues_queued_ones(
+    tiny_model_dir, match_video, tmp_path
+):
     jobs = tmp_path / "jobs"
     running, queued = str(uuid.uuid4()), str(uuid.uuid4())
     store_json(
         jobs / running / STATUS_FILE, {**_hand_made_status(running, "running", time.time()), "percent": 40}
     )
     store_json(jobs / queued / STATUS_FILE, _hand_made_status(queued, "queued", time.time()))
-    (jobs / queued / "input.mp4").write_bytes(match_video.read_bytes())
+    for job_id in (running, queued):
+        (jobs / job_id / "input.mp4").write_bytes(match_video.read_bytes())
     flask_app = make_app(tiny_model_dir, jobs)
     client = flask_app.test_client()
     status = client.get(f"/api/jobs/{running}").get_json()
-    assert status["state"] == "failed" and "server stopped" in status["error"]
-    assert "server stopped" in client.get(f"/jobs/{running}").get_data(as_text=True)
+    assert status["state"] == "interrupted" and "server stopped" in status["error"] and status["can_retry"]
+    page = client.get(f"/jobs/{running}").get_data(as_text=True)
+    assert "server stopped" in page and "Run it again" in page
     assert wait_for(client, queued)["state"] == "done"
+    # The interrupted job runs again from its upload, once (a second retry while it is queued is refused).
+    assert client.post(f"/api/jobs/{running}/retry").status_code == 202
+    assert client.post(f"/api/jobs/{running}/retry").status_code == 409
+    assert wait_for(client, running)["state"] == "done"
+    assert client.post(f"/api/jobs/{running}/retry").status_code == 409  # done: nothing to run again
     flask_app.extensions["spot_jobs"].shutdown()
 
 
@@ -446,7 +458,7 @@ def test_cleanup_removes_jobs_by_age_and_by_count(tiny_model_dir, tmp_path):
     (jobs / fresh).mkdir()
     os.utime(jobs / stale, (now - 25 * 3600, now - 25 * 3600))
     flask_app = make_app(tiny_model_dir, jobs, MAX_JOBS=3, MAX_JOB_AGE_S=100 * 3600)
-    left = sorted(p.name for p in jobs.iterdir())
+    left = sorted(p.name for p in jobs.iterdir() if p.name != ".lock")
     assert left == sorted([*ids[:3], "not-a-job", fresh])
     flask_app.extensions["spot_jobs"].shutdown()
 
@@ -456,3 +468,100 @@ def test_human_size():
     assert human_size(2048) == "2 KiB"
     assert human_size(4 * 1024**3) == "4 GiB"
     assert human_size(1536 * 1024) == "1.5 MiB"
+
+
+# ---- access control, the API's refusals, safe cleanup, one server per jobs folder
+TOKEN = "s3cret-token"
+
+
+def test_the_token_guards_every_route(tiny_model_dir, tmp_path):
+    flask_app = make_app(tiny_model_dir, tmp_path / "jobs", TOKEN=TOKEN)
+    client = flask_app.test_client()
+    job = str(uuid.uuid4())
+    urls = {"/", "/classes.css", f"/jobs/{job}", f"/jobs/{job}/result", f"/jobs/{job}/files/video",
+            f"/api/jobs/{job}", f"/api/jobs/{job}/files/video"}  # fmt: skip
+    routes = {r.rule for r in flask_app.url_map.iter_rules()} - {"/static/<path:filename>", "/healthz"}
+    assert (
+        len(routes) == len(urls) + 3
+    )  # + POST /upload, POST /api/jobs, POST .../retry (DELETE shares a rule)
+    for url in urls:
+        assert client.get(url).status_code == 401, url
+        assert client.get(url, headers={"Authorization": "Bearer wrong"}).status_code == 401, url
+        assert client.get(url, headers={"Authorization": f"Bearer {TOKEN}"}).status_code != 401, url
+    for method, url in (("post", "/upload"), ("post", "/api/jobs"), ("post", f"/api/jobs/{job}/retry"),
+                        ("delete", f"/api/jobs/{job}")):  # fmt: skip
+        assert getattr(client, method)(url).status_code == 401, url
+        assert getattr(client, method)(url, headers={"Authorization": f"Bearer {TOKEN}"}).status_code != 401
+    assert client.get("/healthz").status_code == 200 and client.get("/static/style.css").status_code == 200
+    # A browser: the link with ?token= sets a cookie and drops the token from the address bar.
+    first = client.get(f"/?token={TOKEN}")
+    assert first.status_code == 303 and first.headers["Location"] == "/"
+    assert "HttpOnly" in first.headers["Set-Cookie"] and "SameSite=Lax" in first.headers["Set-Cookie"]
+    assert client.get(f"/jobs/{job}?token={TOKEN}&x=1").headers["Location"] == f"/jobs/{job}?x=1"
+    assert client.get(f"/nowhere?token={TOKEN}").status_code == 303  # unknown paths too: no 500
+    assert client.get("/").status_code == 200  # the cookie now
+    flask_app.extensions["spot_jobs"].shutdown()
+
+
+def test_changes_from_another_origin_are_refused(client, match_video):
+    evil = {"Origin": "http://evil.example", "Accept": "application/json"}
+    data = {"video": (io.BytesIO(match_video.read_bytes()), "m.mp4")}
+    assert client.post("/api/jobs", data=data, headers=evil).status_code == 403
+    own = {"Origin": "http://localhost", "Accept": "application/json"}
+    data = {"video": (io.BytesIO(match_video.read_bytes()), "m.mp4")}
+    reply = client.post("/api/jobs", data=data, headers=own)
+    assert reply.status_code == 202 and set(reply.get_json()) >= {"id", "url", "status_url"}
+    job_id = reply.get_json()["id"]
+    assert client.delete(f"/api/jobs/{job_id}", headers=evil).status_code == 403
+    wait_for(client, job_id)
+    assert client.delete(f"/api/jobs/{job_id}").get_json() == {"deleted": job_id}
+    assert client.get(f"/api/jobs/{job_id}").status_code == 404
+    assert client.post(f"/api/jobs/{job_id}/retry").status_code == 404
+
+
+def test_cleanup_never_removes_active_or_recent_jobs(tiny_model_dir, tmp_path):
+    jobs, now = tmp_path / "jobs", time.time()
+    cases = {"queued old": ("queued", 50), "running old": ("running", 50), "done recent": ("done", 0.5),
+             "failed recent": ("failed", 0.2), "done old": ("done", 5), "done older": ("done", 6)}  # fmt: skip
+    ids = {name: str(uuid.uuid4()) for name in cases}
+    for name, (state, age_h) in cases.items():
+        store_json(jobs / ids[name] / STATUS_FILE, _hand_made_status(ids[name], state, now - age_h * 3600))
+    from app.jobs import JobRunner
+
+    runner = JobRunner(jobs, tiny_model_dir, workers=1, max_jobs=1)  # recovery marks "running" interrupted
+    runner.stop()
+    left = {name for name, job_id in ids.items() if (jobs / job_id).is_dir()}
+    # max_jobs 1: of the finished ones only the newest stays, except those finished in the last hour.
+    assert left == {"queued old", "running old", "done recent", "failed recent"}
+    with pytest.raises(ValueError, match="at least 1"):
+        JobRunner(jobs, tiny_model_dir, workers=0)
+
+
+def test_one_server_per_jobs_folder(tiny_model_dir, tmp_path):
+    from app.jobs import JobRunner
+    from util.io import DataError
+
+    first = JobRunner(tmp_path / "jobs", tiny_model_dir)
+    with pytest.raises(DataError, match=r"another server is using this jobs folder \(pid \d+"):
+        JobRunner(tmp_path / "jobs", tiny_model_dir)
+    first.stop()
+    JobRunner(tmp_path / "jobs", tiny_model_dir).stop()  # free again
+
+
+def test_cli_refuses_an_open_address_without_a_token_and_zero_workers(capsys):
+    for argv in (["--host", "0.0.0.0"], ["--workers", "0"], ["--max_jobs", "0"]):
+        with pytest.raises(SystemExit):
+            get_args(argv)
+    assert "--token" in capsys.readouterr().err
+    assert get_args(["--host", "0.0.0.0", "--insecure"]).host == "0.0.0.0"
+    assert get_args(["--host", "0.0.0.0", "--token", "t"]).token == "t"
+    assert get_args(["--host", "::1"]).token is None
+
+
+def test_without_a_token_only_loopback_names_are_answered(tiny_model_dir, tmp_path):
+    flask_app = make_app(tiny_model_dir, tmp_path / "jobs", LOOPBACK_ONLY=True)
+    client = flask_app.test_client()
+    assert client.get("/", base_url="http://localhost:5000").status_code == 200
+    assert client.get("/", base_url="http://127.0.0.1:5000").status_code == 200
+    assert client.get("/", base_url="http://evil.example:5000").status_code == 403  # DNS rebinding
+    flask_app.extensions["spot_jobs"].shutdown()

@@ -390,3 +390,23 @@ def test_labels_show_around_their_frame_with_a_team_marker():
     hidden = draw_overlay(blank.copy(), 20, 25.0, spans.at(20), colors, 3)
     shot = np.all(shown == colors["SHOT"], axis=2).sum()
     assert shot > 500 and np.all(hidden == colors["SHOT"], axis=2).sum() == 0
+
+
+def test_a_highlight_reel_keeps_only_the_frames_around_each_action(model_dir, tmp_path):
+    from model.inference import run_inference
+    from util.visualize import highlight_mask
+
+    source = tmp_path / "upload.mp4"
+    _video_with_audio(source, seconds=4.0)
+    result = run_inference(
+        model_dir, tmp_path / "out", video=source, score_threshold=0.3, create_video=True, slowmo_factor=1,
+        highlights_s=0.2,
+    )  # fmt: skip
+    info = _video_streams(result["video"])
+    rate = float(info["rate"])
+    events = [round(e["frame"] * rate / FPS) for e in result["events"]]
+    expected = int(highlight_mask(round(4 * rate), events, round(0.2 * rate)).sum())
+    assert result["events"] and info["frames"] == result["video_frames"] == expected < 4 * rate
+    ((codec, audio_s),) = info["audio"]  # the audio follows the cuts
+    assert codec == "aac" and audio_s == pytest.approx(expected / rate, abs=0.1)
+    assert all(0 <= t <= info["duration_s"] for t in result["video_times_s"])

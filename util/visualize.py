@@ -120,6 +120,17 @@ def slowmo_repeats(num_frames: int, event_frames: Sequence[int], factor: int, sp
     return repeats
 
 
+def highlight_mask(num_frames: int, event_frames: Sequence[int], span_frames: int) -> np.ndarray:
+    """1 for the frames within ``span_frames`` of an event, else 0 (a highlight reel); with no event, the first
+    ``span_frames`` frames, so that the reel is still a video."""
+    mask = np.zeros(num_frames, np.int64)
+    for frame in event_frames:
+        mask[max(0, int(frame) - span_frames) : max(0, int(frame) + span_frames + 1)] = 1
+    if not mask.any():
+        mask[: max(1, span_frames)] = 1
+    return mask
+
+
 def repeat_segments(repeats: np.ndarray) -> list[tuple[int, int, int]]:
     """Runs of equal repeat count: ``[(first frame, end frame (exclusive), repeats), ...]``."""
     if len(repeats) == 0:
@@ -475,9 +486,9 @@ def _audio_track(
             pending = pending[:, take.shape[1] :]
             parts.append(take)
             have += take.shape[1]
-        if parts:
+        if parts and repeats > 0:  # a segment left out (a highlight reel's gaps) is read past, not played
             yield from parts
-        silence = need * (repeats - 1)
+        silence = need * (repeats - 1) if repeats > 1 else 0
         if silence:
             yield np.zeros((parts[0].shape[0] if parts else 1, silence), np.float32)
 

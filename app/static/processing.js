@@ -6,15 +6,22 @@
   var failures = 0;
   spot.rememberJob(box.dataset.jobId, box.dataset.name);
 
+  var retry = document.getElementById("retry-button");
+
   function render(s) {
     if (s.state === "done" && s.result_url) { window.location.replace(s.result_url); return false; }
-    if (s.state === "failed") {
+    if (s.state === "failed" || s.state === "interrupted") {
+      var interrupted = s.state === "interrupted";
       document.getElementById("progress-block").hidden = true;
       document.getElementById("error-reason").textContent = s.error || "Unknown error.";
+      document.getElementById("error-title").textContent = interrupted ? "Processing was interrupted" : "This video could not be processed";
       document.getElementById("error-block").hidden = false;
-      document.getElementById("job-verb").textContent = "Could not analyse";
+      document.getElementById("job-verb").textContent = interrupted ? "Interrupted:" : "Could not analyse";
+      retry.hidden = !s.can_retry;
       return false;
     }
+    document.getElementById("error-block").hidden = true;
+    document.getElementById("progress-block").hidden = false;
     var stateText = document.getElementById("state-text");
     if (s.state === "queued") {
       stateText.textContent = "Waiting for its turn" + (s.queue_position ? " (" + s.queue_position + " in the queue)" : "") + "\u2026";
@@ -44,12 +51,15 @@
     fetch(url, { headers: { Accept: "application/json" }, cache: "no-store" })
       .then(function (r) {
         if (r.status === 404) throw new Error("gone");
+        if (r.status === 401) throw new Error("token");
         return r.json();
       })
       .then(function (s) { failures = 0; if (render(s)) setTimeout(poll, 700); })
       .catch(function (err) {
-        if (err.message === "gone") {
-          render({ state: "failed", error: "This job no longer exists (old jobs are removed)." });
+        if (err.message === "gone" || err.message === "token") {
+          render({ state: "failed", can_retry: false, error: err.message === "gone"
+            ? "This job no longer exists (old jobs are removed)."
+            : "This server needs its access token: open the link you were given again." });
           return;
         }
         failures += 1;
@@ -57,5 +67,14 @@
         setTimeout(poll, Math.min(10000, 1000 * failures));
       });
   }
+  retry.addEventListener("click", function () {
+    retry.disabled = true;
+    fetch(box.dataset.retryUrl, { method: "POST", headers: { Accept: "application/json" } })
+      .then(function (r) {
+        return r.json().then(function (body) { if (!r.ok) throw new Error(body.error || "HTTP " + r.status); return body; });
+      })
+      .then(function (s) { retry.disabled = false; document.getElementById("job-verb").textContent = "Analysing"; render(s); setTimeout(poll, 700); })
+      .catch(function (err) { retry.disabled = false; document.getElementById("error-reason").textContent = "Could not start it again (" + err.message + ")."; });
+  });
   poll();
 })();

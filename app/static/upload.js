@@ -57,7 +57,7 @@
     var data = new FormData(form);
     data.set("video", chosen, chosen.name);
     var xhr = new XMLHttpRequest();
-    xhr.open("POST", form.action);
+    xhr.open("POST", form.dataset.api);  // the JSON API (POST /api/jobs); form.action serves browsers without JS
     xhr.setRequestHeader("Accept", "application/json");
     xhr.upload.addEventListener("progress", function (ev) {
       if (!ev.lengthComputable) return;

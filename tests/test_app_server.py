@@ -1,0 +1,181 @@
+"""The web app as a real server process (waitress): clean stops on SIGINT, restarts that keep queued uploads, many
+uploads at once through the JSON API, status polls that stay fast while a job runs."""
+
+from __future__ import annotations
+
+import json
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+import urllib.request
+import uuid
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from tests.conftest import render_match, write_tiny_model
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class Server:
+    """``python app/app.py`` on a free port, as a user starts it."""
+
+    def __init__(self, model_dir: Path, jobs_dir: Path, *extra: str) -> None:
+        self.port = _free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        argv = [
+            sys.executable,
+            str(REPO / "app" / "app.py"),
+            "--model_dir",
+            str(model_dir),
+            "--port",
+            str(self.port),
+        ]
+        argv += ["--jobs_dir", str(jobs_dir), *extra]
+        self.process = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                self.get("/healthz")
+                return
+            except OSError:
+                if self.process.poll() is not None:
+                    raise AssertionError(f"the server exited: {self.process.stdout.read()}") from None
+                assert time.monotonic() < deadline, "the server did not start"
+                time.sleep(0.2)
+
+    def get(self, path: str) -> dict:
+        with urllib.request.urlopen(self.url + path, timeout=10) as reply:
+            return json.load(reply)
+
+    def upload(self, video: Path, name: str, **options: str) -> str:
+        boundary = uuid.uuid4().hex
+        parts = [
+            f'--{boundary}\r\nContent-Disposition: form-data; name="{k}"\r\n\r\n{v}\r\n'
+            for k, v in options.items()
+        ]
+        head = f'--{boundary}\r\nContent-Disposition: form-data; name="video"; filename="{name}"\r\n'
+        head += "Content-Type: video/mp4\r\n\r\n"
+        body = (
+            "".join(parts).encode() + head.encode() + video.read_bytes() + f"\r\n--{boundary}--\r\n".encode()
+        )
+        request = urllib.request.Request(
+            self.url + "/api/jobs",
+            data=body,
+            headers={"Content-Type": f"multipart/form-data; boundary={boundary}"},
+        )
+        with urllib.request.urlopen(request, timeout=30) as reply:
+            assert reply.status == 202
+            return json.load(reply)["id"]
+
+    def wait(self, job_id: str, states=("done", "failed", "interrupted"), timeout_s: float = 180) -> dict:
+        deadline = time.monotonic() + timeout_s
+        while (status := self.get(f"/api/jobs/{job_id}"))["state"] not in states:
+            assert time.monotonic() < deadline, status
+            time.sleep(0.1)
+        return status
+
+    def stop(self, sig: int = signal.SIGINT) -> float:
+        """Send ``sig``; the seconds until the process exited."""
+        started = time.monotonic()
+        self.process.send_signal(sig)
+        self.process.wait(timeout=30)
+        return time.monotonic() - started
+
+
+@pytest.fixture(scope="module")
+def library(tmp_path_factory) -> dict:
+    root = tmp_path_factory.mktemp("server")
+    return {
+        "short": render_match(root / "short", seconds=4),
+        "long": render_match(root / "long", seconds=16),
+        # A model that takes its time on a CPU: 25 fps, full 398x224 frames.
+        "slow_model": write_tiny_model(
+            root / "slow", fps=25.0, frame_height=224, frame_width=398, source_width=398, source_height=224
+        ),  # fmt: skip
+        "fast_model": write_tiny_model(root / "fast"),
+    }
+
+
+@pytest.mark.slow
+def test_sigint_stops_within_5_s_interrupts_the_running_job_and_keeps_the_queue(library, tmp_path):
+    jobs = tmp_path / "jobs"
+    server = Server(library["slow_model"], jobs)
+    try:
+        running = server.upload(library["long"], "first.mp4", slowmo="1")
+        queued = [server.upload(library["short"], f"then{i}.mp4", slowmo="1") for i in range(2)]
+        server.wait(running, states=("running",))
+        # Status polls answer fast while the job runs (the model uses the CPU in another thread).
+        latencies = []
+        while len(latencies) < 40:
+            started = time.perf_counter()
+            status = server.get(f"/api/jobs/{running}")
+            latencies.append(time.perf_counter() - started)
+            time.sleep(0.05)
+        p95 = float(np.percentile(latencies, 95))
+        print(
+            f"status polls during a job: median {1000 * np.median(latencies):.1f} ms, p95 {1000 * p95:.1f} ms"
+        )
+        assert p95 < 0.1 and status["state"] == "running" and status["percent"] < 100
+        assert all(server.get(f"/api/jobs/{q}")["state"] == "queued" for q in queued)
+    finally:
+        seconds = server.stop(signal.SIGINT)
+    log = server.process.stdout.read()
+    assert seconds < 5, (seconds, log[-2000:])
+    assert server.process.returncode == 0, log[-2000:]
+    on_disk = json.loads((jobs / running / "status.json").read_text())
+    assert on_disk["state"] == "interrupted" and not (jobs / running / "output").exists()
+
+    again = Server(library["slow_model"], jobs)
+    try:
+        status = again.get(f"/api/jobs/{running}")
+        assert status["state"] == "interrupted" and status["can_retry"]
+        for job_id in queued:  # the uploads that had not started run after the restart
+            assert again.wait(job_id)["state"] == "done"
+        # The interrupted one runs again on request, to the end.
+        request = urllib.request.Request(again.url + f"/api/jobs/{running}/retry", method="POST")
+        with urllib.request.urlopen(request, timeout=10) as reply:
+            assert reply.status == 202
+        done = again.wait(running)
+        assert done["state"] == "done" and set(done["files"]) >= {"video", "predictions", "results_spotting"}
+    finally:
+        assert again.stop(signal.SIGTERM) < 5
+
+
+@pytest.mark.slow
+def test_six_uploads_from_six_threads_all_finish_with_their_own_results(library, tmp_path):
+    server = Server(library["fast_model"], tmp_path / "jobs", "--workers", "2")
+    ids: dict[str, str] = {}
+    errors: list[BaseException] = []
+
+    def send(i: int) -> None:
+        try:
+            ids[f"match{i}"] = server.upload(library["short"], f"match{i}.mp4", slowmo="1")
+        except BaseException as e:  # noqa: BLE001 - reported below
+            errors.append(e)
+
+    threads = [threading.Thread(target=send, args=(i,)) for i in range(6)]
+    try:
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(60)
+        assert not errors and len(set(ids.values())) == 6
+        for name, job_id in ids.items():
+            status = server.wait(job_id)
+            assert status["state"] == "done" and status["original_name"] == f"{name}.mp4"
+            with urllib.request.urlopen(server.url + status["files"]["predictions"], timeout=10) as reply:
+                assert json.load(reply)["video"] == name  # its own result
+    finally:
+        assert server.stop() < 5
