@@ -485,7 +485,7 @@ class JobRunner:
         with self._lock:
             processes, self._processes = self._processes, []
         for worker in processes:
-            worker.terminate()
+            worker.kill()
 
     def _release_lock(self) -> None:
         handle, self._lock_handle = getattr(self, "_lock_handle", None), None
@@ -578,15 +578,17 @@ class WorkerProcess:
         finished = False
         try:
             while True:
-                if not self.conn.poll(0.2):
+                try:
+                    ready = self.conn.poll(0.2)
+                    message = self.conn.recv() if ready else None
+                except (EOFError, OSError):  # the process is gone (killed by stop(), or crashed)
+                    self._died(progress)
+                if message is None:
                     progress.check()  # interrupted while the process computes between two reports
                     if not self.process.is_alive():
                         self._died(progress)
                     continue
-                try:
-                    kind, *rest = self.conn.recv()
-                except EOFError:
-                    self._died(progress)
+                kind, *rest = message
                 if kind == "progress":
                     progress(*rest)
                     continue
@@ -603,8 +605,18 @@ class WorkerProcess:
 
     def _died(self, progress: Callable) -> None:
         progress.check()  # the server is stopping (and took the process down): an interruption, not a failure
-        self.process.join(1)
-        raise RuntimeError(f"the inference process died (exit {self.process.exitcode})")
+        process = self.process
+        if process is not None:
+            process.join(1)
+        raise RuntimeError(
+            f"the inference process died (exit {None if process is None else process.exitcode})"
+        )
+
+    def kill(self) -> None:
+        """Kill the process from another thread (stop()); the thread running the job sees it die and ends it."""
+        process = self.process
+        if process is not None and process.is_alive():
+            process.kill()
 
     def terminate(self) -> None:
         process, self.process = self.process, None
