@@ -245,7 +245,7 @@ def _register_pages(app: Flask, runner: JobRunner) -> None:
             return refusal
         url = url_for("processing", job_id=job_id)
         if _wants_json():
-            return jsonify(job_id=job_id, id=job_id, url=url), 202
+            return _created(job_id)
         return redirect(url, code=303)
 
     @app.get("/jobs/<job_id>")
@@ -351,16 +351,17 @@ def _public_status(runner: JobRunner, job_id: str, status: dict) -> dict:
     return public
 
 
+def _created(job_id: str):
+    """The 202 reply to an accepted upload (the API's and the upload page's)."""
+    url = url_for("processing", job_id=job_id)
+    return jsonify(id=job_id, job_id=job_id, url=url, status_url=url_for("job_status", job_id=job_id)), 202
+
+
 def _register_api(app: Flask, runner: JobRunner) -> None:
     @app.post("/api/jobs")
     def api_create():
         job_id, refusal = _accept_upload(app, runner)
-        if refusal is not None:
-            return refusal
-        url = url_for("processing", job_id=job_id)
-        return jsonify(
-            id=job_id, job_id=job_id, url=url, status_url=url_for("job_status", job_id=job_id)
-        ), 202
+        return refusal if refusal is not None else _created(job_id)
 
     @app.get("/api/jobs/<job_id>")
     def job_status(job_id: str):
