@@ -20,7 +20,7 @@ DEV_STAMP := $(VENV)/.dev-$(DEV_HASH)
 DEMO_DIR ?= demo
 PYTEST_ARGS ?=
 
-.PHONY: setup setup-dev demo test lint format bench gpu-check app clean system-deps
+.PHONY: setup setup-dev demo test lint format bench gpu-check app clean system-deps fast-alloc
 
 setup: $(RUNTIME_STAMP)
 setup-dev: $(DEV_STAMP)
@@ -38,11 +38,12 @@ $(DEV_STAMP): requirements.txt requirements-dev.txt $(RUNTIME_STAMP)
 	rm -f $(VENV)/.dev-*
 	touch $@
 
-demo: setup
+demo: setup fast-alloc
 	$(PY) -m util.demo --out $(DEMO_DIR)
 
+# The scripts re-execute themselves with tcmalloc (util/allocator.py); pytest runs in-process, so it is preloaded here.
 test: setup-dev system-deps
-	$(PY) -m pytest $(PYTEST_ARGS)
+	@$(WITH_TCMALLOC) set -x; $(PY) -m pytest $(PYTEST_ARGS)
 
 lint: setup-dev
 	$(VENV)/bin/ruff check .
@@ -52,21 +53,36 @@ format: setup-dev
 	$(VENV)/bin/ruff check --fix .
 	$(VENV)/bin/ruff format .
 
-bench: setup-dev
+bench: setup-dev fast-alloc
 	$(PY) -m benchmarks
 
 gpu-check: setup-dev
 	$(PY) -m benchmarks.gpu_check --out gpu-report.json
 
-app: setup
+app: setup fast-alloc
 	$(PY) app/app.py --model_dir $(DEMO_DIR)/model
 
-# System packages the tests need (Debian's Chromium for the browser tests), installed only when missing.
+# tcmalloc, the faster allocator (util/allocator.py; SPOT_ALLOCATOR=system switches it off). Preloaded for pytest.
+TCMALLOC_LIBS = /usr/lib/*-linux-gnu/libtcmalloc_minimal.so.4 /usr/lib64/libtcmalloc_minimal.so.4
+WITH_TCMALLOC = TC=$$(ls $(TCMALLOC_LIBS) 2>/dev/null | head -n 1); \
+	if [ -n "$$TC" ] && [ "$(SPOT_ALLOCATOR)" != system ]; then \
+		export LD_PRELOAD="$$TC" TCMALLOC_LARGE_ALLOC_REPORT_THRESHOLD=1099511627776; fi;
+# Debian packages, installed only when missing: apt-get install with sudo unless root.
+APT_INSTALL = if [ "$$(id -u)" = 0 ]; then SUDO=; else SUDO=sudo; fi; \
+	$$SUDO apt-get update -qq && $$SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq
+HAVE_TCMALLOC = [ -n "$$(ls $(TCMALLOC_LIBS) 2>/dev/null)" ]
+
+# System packages the tests need (Debian's Chromium for the browser tests, tcmalloc), installed only when missing.
 system-deps:
-	@if [ ! -x /usr/bin/chromium ]; then \
-		echo "Installing Debian's chromium for the browser tests (apt-get)"; \
-		if [ "$$(id -u)" = 0 ]; then SUDO=; else SUDO=sudo; fi; \
-		$$SUDO apt-get update && $$SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y chromium; \
+	@PKGS=; [ -x /usr/bin/chromium ] || PKGS=chromium; \
+	$(HAVE_TCMALLOC) || [ "$(SPOT_ALLOCATOR)" = system ] || PKGS="$$PKGS libtcmalloc-minimal4"; \
+	if [ -n "$$PKGS" ]; then echo "Installing Debian's$$PKGS (apt-get)"; $(APT_INSTALL) $$PKGS; fi
+
+# tcmalloc alone, for demo/bench/app: optional (a failed install only costs speed; the scripts say how once).
+fast-alloc:
+	@if ! $(HAVE_TCMALLOC) && [ "$(SPOT_ALLOCATOR)" != system ] && command -v apt-get >/dev/null; then \
+		echo "Installing Debian's libtcmalloc-minimal4 (about 1.3x faster CPU training; SPOT_ALLOCATOR=system skips it)"; \
+		( $(APT_INSTALL) libtcmalloc-minimal4 ) || echo "could not install tcmalloc: going on with glibc's allocator"; \
 	fi
 
 clean:

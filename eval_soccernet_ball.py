@@ -13,6 +13,11 @@ flag is given.
 
 from __future__ import annotations
 
+if __name__ == "__main__":  # first, before torch is imported: re-execute with tcmalloc when it is installed
+    from util.allocator import use_fast_allocator
+
+    use_fast_allocator()
+
 import argparse
 import logging
 import re

@@ -12,6 +12,11 @@ Layouts: <league>/<season>/<game>/224p.mp4 (video id <league>/<season>/<game>), 
 
 from __future__ import annotations
 
+if __name__ == "__main__":  # first, before torch is imported: re-execute with tcmalloc when it is installed
+    from util.allocator import use_fast_allocator
+
+    use_fast_allocator()
+
 import argparse
 import os
 import sys

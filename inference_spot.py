@@ -16,6 +16,11 @@ video and the timeline the events scoring at least the display threshold.
 
 from __future__ import annotations
 
+if __name__ == "__main__":  # first, before torch is imported: re-execute with tcmalloc when it is installed
+    from util.allocator import use_fast_allocator
+
+    use_fast_allocator()
+
 import argparse
 import sys
 import time

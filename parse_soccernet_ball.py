@@ -8,6 +8,11 @@ events (frame, label, team, visibility), frames counted at the rate in the frame
 
 from __future__ import annotations
 
+if __name__ == "__main__":  # first, before torch is imported: re-execute with tcmalloc when it is installed
+    from util.allocator import use_fast_allocator
+
+    use_fast_allocator()
+
 import argparse
 import sys
 from pathlib import Path

@@ -13,6 +13,11 @@ shared filesystem.
 
 from __future__ import annotations
 
+if __name__ == "__main__":  # first, before torch is imported: re-execute with tcmalloc when it is installed
+    from util.allocator import use_fast_allocator
+
+    use_fast_allocator()
+
 import argparse
 import os
 import sys
@@ -157,7 +162,11 @@ def get_args(argv=None) -> argparse.Namespace:
         "--pretrained", dest="pretrained", action="store_true", help="ImageNet weights (the default)"
     )
     p.add_argument(
-        "--amp", action=argparse.BooleanOptionalAction, default=True, help="mixed precision on CUDA"
+        "--amp",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="mixed precision: autocast on CUDA (--amp_dtype), and bf16 autocast on a CPU with native bf16 "
+        "(AMX / AVX512-BF16: about 1.2x faster training there; SPOT_CPU_AMP=off also keeps inference in fp32)",
     )
     p.add_argument(
         "--amp_dtype",

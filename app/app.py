@@ -29,6 +29,11 @@ if __package__ in (None, ""):
     sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != _HERE]
     sys.path.insert(0, str(_HERE.parent))
 
+if __name__ == "__main__":  # before torch is imported: re-execute with tcmalloc when it is installed
+    from util.allocator import use_fast_allocator
+
+    use_fast_allocator()
+
 import argparse  # noqa: E402
 import hmac  # noqa: E402
 import ipaddress  # noqa: E402

@@ -40,4 +40,7 @@ def main(argv: list[str]) -> int:
 
 
 if __name__ == "__main__":
+    from util.allocator import use_fast_allocator
+
+    use_fast_allocator()
     sys.exit(main(sys.argv[1:]))

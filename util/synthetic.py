@@ -632,4 +632,7 @@ def main(args: argparse.Namespace) -> int:
 
 
 if __name__ == "__main__":
+    from util.allocator import use_fast_allocator
+
+    use_fast_allocator()
     sys.exit(main(get_args()))
