@@ -57,7 +57,14 @@ from model.common import (
     smoothing_loss,
     unwrap_model,
 )
-from model.predict import DEFAULT_BATCH_SIZE, autocast, predict_videos, resolve_device, write_predictions
+from model.predict import (
+    DEFAULT_BATCH_SIZE,
+    autocast,
+    cpu_amp_enabled,
+    predict_videos,
+    resolve_device,
+    write_predictions,
+)
 from model.select import (
     CRITERIA,
     best_epoch,
@@ -669,8 +676,9 @@ def make_trainer(args: Namespace, config: dict, dist: Dist, loaders: Loaders) ->
     steps_per_epoch = max(1, len(loaders.train) // args.acc_grad_iter)
     warmup, total = args.warm_up_epochs * steps_per_epoch, args.num_epochs * steps_per_epoch
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: lr_factor(step, warmup, total))
-    amp = bool(args.amp) and dist.device.type == "cuda"
-    amp_dtype = amp_dtype_of(args.amp_dtype) if amp else None
+    on_cuda = dist.device.type == "cuda"
+    amp = bool(args.amp) and (on_cuda or (dist.device.type == "cpu" and cpu_amp_enabled()))
+    amp_dtype = amp_dtype_of(args.amp_dtype) if amp and on_cuda else None  # the CPU's is always bf16
     scaler = torch.amp.GradScaler(dist.device.type, enabled=amp_dtype == torch.float16)
     num_outputs = len(config["classes"]) + 1
     class_weights = torch.tensor([1.0] + [args.fg_weight] * (num_outputs - 1), device=dist.device)
@@ -693,6 +701,14 @@ def make_trainer(args: Namespace, config: dict, dist: Dist, loaders: Loaders) ->
         amp,
         amp_dtype,
     )
+
+
+def _precision(trainer: Trainer) -> str:
+    if not trainer.amp:
+        return "fp32"
+    if trainer.dist.device.type == "cpu":
+        return "bf16 autocast: this CPU has native bf16; --no-amp for fp32"
+    return f"{'bf16' if trainer.amp_dtype == torch.bfloat16 else 'fp16'} autocast"
 
 
 def resume(trainer: Trainer, model_dir: Path) -> tuple[int, list[dict]]:
@@ -845,9 +861,10 @@ def _train(args: Namespace, dist: Dist) -> dict | None:
     trainer = make_trainer(args, config, dist, loaders)
     start, history = resume(trainer, model_dir) if args.resume else (0, [])
     log.info(
-        "training %s + %s on %d train videos, %d clips of %d frames per epoch, %d process(es) on %s",
+        "training %s + %s on %d train videos, %d clips of %d frames per epoch, %d process(es) on %s (%s)",
         config["feature_arch"], config["temporal_arch"], len(splits["train"]),
         len(loaders.train_sampler) * dist.world_size, args.clip_len, dist.world_size, dist.device,
+        _precision(trainer),
     )  # fmt: skip
     history = run_epochs(trainer, model_dir, start, history, splits["val"])
     if args.stop_after_epoch is not None and args.stop_after_epoch < args.num_epochs - 1:

@@ -365,3 +365,38 @@ def test_pretrained_torchvision_weights_are_loaded(monkeypatch):
     monkeypatch.setattr(torch.hub, "load_state_dict_from_url", lambda url, **kwargs: reference)
     model = build_model(tiny_config(feature_arch="rn18_gsm", pretrained=True))
     assert torch.equal(model.backbone.layer1[0].conv1.conv.weight, reference["layer1.0.conv1.weight"])
+
+
+def test_cpu_autocast_is_bf16_only_with_native_bf16_and_can_be_switched_off(monkeypatch):
+    from model import predict
+
+    cpu = torch.device("cpu")
+    monkeypatch.delenv(predict.ENV_CPU_AMP, raising=False)
+    monkeypatch.setattr(predict, "cpu_has_native_bf16", lambda: True)
+    with predict.autocast(cpu):
+        assert torch.is_autocast_enabled("cpu") and torch.get_autocast_dtype("cpu") == torch.bfloat16
+    monkeypatch.setenv(predict.ENV_CPU_AMP, "off")
+    with predict.autocast(cpu):
+        assert not torch.is_autocast_enabled("cpu")
+    monkeypatch.setenv(predict.ENV_CPU_AMP, "auto")
+    monkeypatch.setattr(predict, "cpu_has_native_bf16", lambda: False)  # emulated bf16 would be slower
+    with predict.autocast(cpu):
+        assert not torch.is_autocast_enabled("cpu")
+
+
+def test_bf16_cpu_scores_stay_close_to_fp32(monkeypatch):
+    from model import predict
+
+    torch.manual_seed(0)
+    model = build_model(
+        default_config(feature_arch="rny002", temporal_arch="gru", clip_len=8, pretrained=False)
+    )
+    model.eval()
+    frames = torch.randint(0, 256, (1, 8, 3, 64, 112), dtype=torch.uint8)
+    outputs = {}
+    for mode in ("off", "on"):
+        monkeypatch.setenv(predict.ENV_CPU_AMP, mode)
+        monkeypatch.setattr(predict, "cpu_has_native_bf16", lambda: True)
+        with torch.inference_mode(), predict.autocast(torch.device("cpu")):
+            outputs[mode] = torch.softmax(model(frames)["logits"].float(), -1)
+    assert torch.allclose(outputs["on"], outputs["off"], atol=0.02)
