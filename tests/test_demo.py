@@ -14,7 +14,7 @@ from util.cli import run_main
 from util.eval import PostProcess, scores_to_events
 from util.io import load_json, store_json
 
-# About three minutes of CPU: 5 games of a minute, 6 short epochs (14,400 training frames; the demo trains 78,000).
+# About three minutes of CPU: 5 games of a minute, 6 short epochs (14,400 training frames; the demo trains 48,000).
 SMALL = {"split_counts": "3,1,1,0", "seconds": 60, "num_epochs": 6, "epoch_num_frames": 2400}
 
 
