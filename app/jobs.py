@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
+import json
 import logging
 import multiprocessing
 import os
@@ -63,6 +64,7 @@ RETRY_STATES = ("failed", "interrupted")
 MIN_KEEP_S = 3600  # a finished job is kept at least this long, whatever --max_jobs says
 ORPHAN_AGE_S = 24 * 3600
 LOCK_FILE = ".lock"
+TIMING_FILE = "timing.json"  # what the server learned about its jobs' stage times (the ETA's guesses)
 INTERRUPTED_MESSAGE = "the server stopped while this video was being processed; run it again"
 PROGRESS_WRITE_INTERVAL_S = 0.3
 # The files of a finished job the app serves, by name (keys of run_inference's result); nothing else is served.
@@ -134,10 +136,11 @@ class JobRunner:
         self._stopping = False
         self._local = threading.local()
         self._processes: list[WorkerProcess] = []
-        # annotated kind -> rendering time / detection time of the last finished job (the ETA's guess)
-        self.render_ratio: dict[str, float] = {}
         self.jobs_dir.mkdir(parents=True, exist_ok=True)
         self._lock_handle = _lock_jobs_dir(self.jobs_dir)
+        # annotated kind -> rendering time / detection time of the last finished job (the ETA's guess), kept in
+        # the jobs folder so that a restarted server keeps what it learned
+        self.render_ratio: dict[str, float] = _load_timing(self.jobs_dir / TIMING_FILE)
         self._pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="spot-job")
         # At interpreter exit, before the executor joins its threads: stop, or a running job would be waited for.
         threading._register_atexit(self._at_exit)
@@ -390,7 +393,25 @@ class JobRunner:
     def _learn_render_ratio(self, progress: _Progress) -> None:
         times = progress.detect_render_seconds()
         if times is not None and times[0] > 0 and progress.annotated != "none":
-            self.render_ratio[progress.annotated] = times[1] / times[0]
+            with self._lock:
+                self.render_ratio[progress.annotated] = times[1] / times[0]
+                learned = dict(self.render_ratio)
+            try:
+                store_json(self.jobs_dir / TIMING_FILE, {"render_to_detect": learned})
+            except OSError as e:  # a full disk loses a better ETA, not the job
+                log.warning("could not record the job's timing (%s)", e)
+
+    def expected_render_ratio(self, annotated: str) -> float:
+        """Rendering time / detection time expected for a job making ``annotated``: learned from this server's
+        last job of that kind, else of another kind that renders (a highlight reel of dense actions costs about
+        what the whole video does), else :data:`RENDER_TO_DETECT`."""
+        if annotated == "none":
+            return 0.0
+        learned = self.render_ratio
+        if annotated in learned:
+            return learned[annotated]
+        others = [v for k, v in learned.items() if k != "none"]
+        return others[-1] if others else RENDER_TO_DETECT[annotated]
 
     def _worker_process(self) -> WorkerProcess:
         """The job process of the calling pool thread (one per --workers slot)."""
@@ -684,6 +705,15 @@ def _events_document(result: dict) -> dict:
     }
 
 
+def _load_timing(path: Path) -> dict[str, float]:
+    """The render/detect ratios a server recorded (``TIMING_FILE``); nothing when missing or unreadable."""
+    try:
+        learned = json.loads(path.read_text()).get("render_to_detect") or {}
+        return {k: float(v) for k, v in learned.items() if k in RENDER_TO_DETECT and float(v) >= 0}
+    except (OSError, ValueError, AttributeError, TypeError):
+        return {}
+
+
 class _Progress:
     """The ``progress(stage, done, total)`` callback: per-stage counts, one percentage, an ETA.
 
@@ -742,7 +772,7 @@ class _Progress:
         per_frame = spent / counted
         left = per_frame * (total - done)
         if stage == "detecting":
-            ratio = self.runner.render_ratio.get(self.annotated, RENDER_TO_DETECT[self.annotated])
+            ratio = self.runner.expected_render_ratio(self.annotated)
             left += per_frame * total * ratio
         return max(0.0, left)
 

@@ -565,3 +565,25 @@ def test_without_a_token_only_loopback_names_are_answered(tiny_model_dir, tmp_pa
     assert client.get("/", base_url="http://127.0.0.1:5000").status_code == 200
     assert client.get("/", base_url="http://evil.example:5000").status_code == 403  # DNS rebinding
     flask_app.extensions["spot_jobs"].shutdown()
+
+
+def test_the_render_ratio_a_server_learns_survives_a_restart(tiny_model_dir, tmp_path):
+    from app.jobs import RENDER_TO_DETECT, TIMING_FILE, JobRunner, _Progress
+
+    jobs = tmp_path / "jobs"
+    runner = JobRunner(jobs, tiny_model_dir)
+    assert runner.expected_render_ratio("highlights") == RENDER_TO_DETECT["highlights"]  # nothing learned yet
+    progress = _Progress(runner, "job", time.time(), "full")
+    progress.stage_started = {"detecting": (time.time() - 30, 0), "rendering": (time.time() - 6, 0)}
+    runner._learn_render_ratio(progress)  # 24 s detecting, 6 s rendering
+    runner.stop()
+    again = JobRunner(jobs, tiny_model_dir)
+    assert again.expected_render_ratio("full") == pytest.approx(0.25, abs=0.01)
+    # A kind it never made starts from one that renders; no video costs nothing.
+    assert again.expected_render_ratio("highlights") == pytest.approx(0.25, abs=0.01)
+    assert again.expected_render_ratio("none") == 0.0
+    again.stop()
+    (jobs / TIMING_FILE).write_text("{not json")
+    broken = JobRunner(jobs, tiny_model_dir)  # a damaged record is ignored, not fatal
+    assert broken.render_ratio == {}
+    broken.stop()
