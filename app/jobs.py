@@ -56,9 +56,11 @@ STAGE_WEIGHTS = {
     "highlights": {"decoding": 0.05, "detecting": 0.8, "rendering": 0.15},
     "none": {"decoding": 0.05, "detecting": 0.95, "rendering": 0.0},
 }
-# Ball actions are dense (~1,700 a game): their +-5 s highlights cover most of a match, so a reel costs about what the
-# whole video does. The server learns the real ratio from its finished jobs (``JobRunner.render_ratio``).
-RENDER_TO_DETECT = {"full": 1.0, "highlights": 1.0, "none": 0.0}
+# Measured by benchmarks/bench_app.py on a 2-core CPU (bf16 model, 224p): a 10-minute match rendered whole took 1.15x
+# its detection time, a 60-minute highlight reel 1.42x (ball actions are dense, ~1,700 a game: their +-5 s cover most
+# of a match, and the reel's slow motion adds frames). The server learns its own ratios from its finished jobs
+# (``JobRunner.render_ratio``, kept in TIMING_FILE).
+RENDER_TO_DETECT = {"full": 1.15, "highlights": 1.42, "none": 0.0}
 ACTIVE_STATES = ("queued", "running")
 RETRY_STATES = ("failed", "interrupted")
 MIN_KEEP_S = 3600  # a finished job is kept at least this long, whatever --max_jobs says
@@ -403,15 +405,18 @@ class JobRunner:
 
     def expected_render_ratio(self, annotated: str) -> float:
         """Rendering time / detection time expected for a job making ``annotated``: learned from this server's
-        last job of that kind, else of another kind that renders (a highlight reel of dense actions costs about
-        what the whole video does), else :data:`RENDER_TO_DETECT`."""
+        last job of that kind; else :data:`RENDER_TO_DETECT`'s guess for it, scaled by how this server's job of
+        another kind compared with that kind's guess (the machine and model make both kinds faster or slower)."""
         if annotated == "none":
             return 0.0
         learned = self.render_ratio
         if annotated in learned:
             return learned[annotated]
-        others = [v for k, v in learned.items() if k != "none"]
-        return others[-1] if others else RENDER_TO_DETECT[annotated]
+        others = [(k, v) for k, v in learned.items() if k != "none" and RENDER_TO_DETECT.get(k)]
+        if not others:
+            return RENDER_TO_DETECT[annotated]
+        kind, value = others[-1]
+        return RENDER_TO_DETECT[annotated] * value / RENDER_TO_DETECT[kind]
 
     def _worker_process(self) -> WorkerProcess:
         """The job process of the calling pool thread (one per --workers slot)."""
