@@ -46,7 +46,8 @@ def _usage() -> tuple[float, float, int]:
     return r.ru_utime, r.ru_stime, r.ru_minflt
 
 
-def _demo_config(height: int, width: int, clip_len: int):
+def demo_model_config(height: int = HEIGHT, width: int = WIDTH, clip_len: int = CLIP_LEN) -> dict:
+    """The config of a model the demo's size (rny002 + gru + team head, 10 fps), untrained (bench_app uses it too)."""
     from model.common import default_config
 
     return default_config(
@@ -72,7 +73,7 @@ def train_steps(steps: int, height: int, width: int, clip_len: int, batch: int) 
     from model.train import spot_loss
 
     torch.manual_seed(0)
-    config = _demo_config(height, width, clip_len)
+    config = demo_model_config(height, width, clip_len)
     net = build_model(config).train()
     optimizer = torch.optim.AdamW(net.parameters(), lr=1e-3)
     num_outputs = len(config["classes"]) + 1

@@ -44,15 +44,14 @@ def make_match(seconds: float) -> Path:
 def make_model() -> Path:
     import torch
 
-    from model.common import build_model, default_config, save_checkpoint, save_config
+    from benchmarks.bench_allocator import demo_model_config
+    from model.common import build_model, save_checkpoint, save_config
 
     folder = CACHE / "model"
     if (folder / "config.json").is_file():
         return folder
     torch.manual_seed(0)
-    config = default_config(feature_arch="rny002", temporal_arch="gru", clip_len=20, fps=10.0, team=True,
-                            frame_height=112, frame_width=200, source_height=112, source_width=200,
-                            pretrained=False)  # fmt: skip
+    config = demo_model_config()
     model = build_model(config)
     with torch.no_grad():
         model.head.fc.weight.mul_(60)
