@@ -29,30 +29,24 @@ import numpy as np
 
 from util.cli import run_main, setup_logging
 from util.dataset import SPLIT_ALIASES, load_classes, load_split, resolve_dataset, split_name
-from util.eval import PostProcess, average_scores, nms_events, scores_to_events, window_frames
 from util.io import DataError, load_json, store_json
-from util.score import (
-    METRICS,
-    SOCCERNET_FPS,
-    TEAM_METRICS,
-    format_results,
-    labels_by_game,
-    predictions_by_game,
-    spotting_results,
+from util.metrics.results import format_results, labels_by_game, predictions_by_game, spotting_results
+from util.metrics.spotting import METRICS, SOCCERNET_FPS, TEAM_METRICS
+from util.postprocess import (
+    TEAM_KEY,
+    PostProcess,
+    average_scores,
+    load_score_arrays,
+    nms_events,
+    scores_to_events,
+    window_frames,
 )
-from util.soccernet import (
-    CLASSES,
-    LABEL_FILE,
-    load_labels,
-    split_video_id,
-    write_results_spotting,
-    zip_results,
-)
+from util.soccernet import CLASSES, LABEL_FILE, load_labels, split_video_id
+from util.submission import write_results_spotting, zip_results
 
 log = logging.getLogger("eval_soccernet_ball")
 
 _PRED_FILE = re.compile(r"^pred-(?P<split>\w+)\.(?P<epoch>\d+)\.json(\.gz)?$")
-TEAM_KEY = "::team"  # "<video>::team" in a .score.npz: per-frame P(right)
 SUBMISSION_ZIP = "results_spotting.zip"
 
 
@@ -188,14 +182,6 @@ def load_prediction_file(path: Path) -> list[dict]:
     return videos
 
 
-def load_scores(path: Path) -> dict[str, np.ndarray]:
-    try:
-        with np.load(path) as data:
-            return {key: data[key] for key in data.files}
-    except (OSError, ValueError) as e:
-        raise DataError(f"{path}: cannot read the per-frame scores ({e})") from None
-
-
 def model_classes(model_dir: Path, default: list[str]) -> list[str]:
     config = model_dir / "config.json"
     if config.is_file():
@@ -208,7 +194,7 @@ def model_classes(model_dir: Path, default: list[str]) -> list[str]:
 def events_from_scores(
     scores: dict[str, np.ndarray], fps: dict[str, float], classes: list[str], post: PostProcess
 ) -> list[dict]:
-    """Per-frame score arrays -> per-video predictions, with the one post-processing (util.eval)."""
+    """Per-frame score arrays -> per-video predictions, with the one post-processing (util.postprocess)."""
     videos = []
     for video, array in scores.items():
         if video.endswith(TEAM_KEY):
@@ -271,7 +257,7 @@ def load_predictions(args: argparse.Namespace, split: str, classes: list[str]) -
         if not path.is_file():
             raise DataError(f"{path}: not found; an ensemble needs every model's per-frame scores")
     try:
-        scores = average_scores([load_scores(p) for p in npz])
+        scores = average_scores([load_score_arrays(p) for p in npz])
     except ValueError as e:
         raise DataError(f"cannot average {', '.join(map(str, npz))}: {e}") from None
     fps = {v["video"]: float(v["fps"]) for v in videos}

@@ -28,15 +28,9 @@ from tqdm import tqdm
 from tqdm.contrib.logging import logging_redirect_tqdm
 
 from util.cli import run_main, setup_logging
+from util.extract import CHROMA_SAMPLING, DEFAULT_CHROMA, DEFAULT_QUALITY, ExtractResult, extract_videos
 from util.soccernet import find_videos, parse_shard, take_shard
-from util.video import (
-    CHROMA_SAMPLING,
-    DEFAULT_CHROMA,
-    DEFAULT_HEIGHT,
-    DEFAULT_QUALITY,
-    ExtractResult,
-    extract_videos,
-)
+from util.video import DEFAULT_HEIGHT
 
 
 def _shard(text: str) -> tuple[int, int]:
@@ -125,7 +119,7 @@ def get_args(argv: list[str] | None = None) -> argparse.Namespace:
     return args
 
 
-def summary_table(results: list[ExtractResult], wall_s: float) -> str:
+def extraction_table(results: list[ExtractResult], wall_s: float) -> str:
     """Videos, frames, output fps and seconds per outcome, plus the overall throughput."""
     rows = []
     for status in ("extracted", "skipped", "failed"):
@@ -169,7 +163,7 @@ def main(args: argparse.Namespace) -> int:
             progress=bar,
             chroma=args.chroma,
         )
-    print(summary_table(results, time.perf_counter() - started))
+    print(extraction_table(results, time.perf_counter() - started))
     failed = [r for r in results if r.status == "failed"]
     if failed:
         print(f"\n{len(failed)} of {len(results)} videos failed:", file=sys.stderr)

@@ -29,8 +29,9 @@ from pathlib import Path
 from tqdm import tqdm
 from tqdm.contrib.logging import logging_redirect_tqdm
 
-from model.inference import DEFAULT_SLOWMO_FACTOR, DEFAULT_SLOWMO_SPAN_S, run_inference
+from model.inference import run_inference
 from model.predict import DEFAULT_BATCH_SIZE
+from model.render import DEFAULT_SLOWMO_FACTOR, DEFAULT_SLOWMO_SPAN_S
 from util.cli import run_main, setup_logging
 
 

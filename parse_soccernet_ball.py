@@ -19,7 +19,8 @@ from pathlib import Path
 
 from util.cli import run_main, setup_logging
 from util.io import DataError, load_text_lines
-from util.soccernet import default_splits, load_splits, parse_library, summary_table, write_parsed
+from util.parse import labels_table, parse_library, write_parsed
+from util.soccernet import default_splits, load_splits
 
 
 def get_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -75,7 +76,7 @@ def main(args: argparse.Namespace) -> int:
         args.label_dir, args.frame_dir, splits, classes=classes, skip_bad=args.skip_bad
     )
     write_parsed(args.out_dir, classes, parsed)
-    print(summary_table(classes, parsed))
+    print(labels_table(classes, parsed))
     for problem in problems:
         print(f"skipped {problem}", file=sys.stderr)
     print(f"wrote {args.out_dir}/class.txt ({len(classes)} classes) and {{train,val,test,challenge}}.json")

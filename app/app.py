@@ -112,7 +112,7 @@ def default_threshold(app: Flask) -> float:
     if app.config["DEFAULT_THRESHOLD"] is not None:
         return float(app.config["DEFAULT_THRESHOLD"])
     from model.usage import load_selection
-    from util.eval import DEFAULT_DISPLAY_THRESHOLD
+    from util.postprocess import DEFAULT_DISPLAY_THRESHOLD
 
     try:
         return float(load_selection(app.config["MODEL_DIR"])["display_threshold"])

@@ -37,7 +37,7 @@ from util.allocator import fast_allocator_env, find_tcmalloc, in_use, system_all
 WORKLOADS = ("train", "frames", "video")
 # (allocator, precision): the baseline first; bf16 only where the CPU has it natively (model/predict.py).
 SETUPS = (("glibc", "fp32"), ("tcmalloc", "fp32"), ("tcmalloc", "bf16"))
-# The demo's model and batch (util/demo.py).
+# The demo's model and batch (synthetic/demo.py).
 HEIGHT, WIDTH, CLIP_LEN, BATCH = 112, 200, 20, 8
 
 

@@ -30,7 +30,7 @@ POLL_S = 2.0
 
 
 def make_match(seconds: float) -> Path:
-    from util.synthetic import render_library
+    from synthetic.library import render_library
 
     root = CACHE / f"match-{seconds:g}s"
     found = sorted(root.rglob("224p.mp4")) if root.is_dir() else []

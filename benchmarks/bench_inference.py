@@ -1,6 +1,6 @@
 """Inference on a video file: run_inference end to end against decoding alone and the model alone, same input.
 
-Input (made once, cached under bench-out/inference/): a synthetic match from util.synthetic, 224p at 25 fps. Model:
+Input (made once, cached under bench-out/inference/): a synthetic match from synthetic.library, 224p at 25 fps. Model:
 an untrained E2E-Spot network (rny002_gsm + gru, clip 50, 25 fps, frames resized to 64 rows by default, 112 in
 the demo), saved as a model directory. Three measurements, each the best of ``--rounds`` (the machine may be shared):
 
@@ -26,7 +26,7 @@ from pathlib import Path
 import numpy as np
 from tabulate import tabulate
 
-from dataset.frame import FrameSource
+from dataset.source import FrameSource
 from model.predict import DEFAULT_BATCH_SIZE
 from util.soccernet import CLASSES, TEAMS
 
@@ -50,7 +50,7 @@ def make_inputs(seconds: float, height: int) -> tuple[Path, Path]:
     import torch
 
     from model.common import build_model, default_config, save_checkpoint, save_config
-    from util.synthetic import render_library
+    from synthetic.library import render_library
 
     library = CACHE / f"library-{seconds:g}s"
     videos = sorted(library.rglob("224p.mp4")) if library.is_dir() else []
@@ -88,9 +88,11 @@ def best_of(rounds: int, fn) -> tuple[float, object]:
 
 
 def measure(video: Path, model_dir: Path, rounds: int, batch_size: int, device: str | None) -> list[list]:
+    from dataset.source import resolve_input
     from model.common import load_model
-    from model.inference import render, resolve_input, run_inference
+    from model.inference import run_inference
     from model.predict import model_frame_source, predict_scores, resolve_device
+    from model.render import RenderOptions, render
 
     device = str(resolve_device(device))
     model, config, _ = load_model(model_dir, device=device)
@@ -119,7 +121,7 @@ def measure(video: Path, model_dir: Path, rounds: int, batch_size: int, device: 
         for i, f in enumerate(range(25, n, 50))
     ]
     render_s, (_, _, written, _) = best_of(
-        1, lambda: render(item, out, events, result["classes"], 25.0, n, True, False, 3, 0.4)
+        1, lambda: render(item, out, events, result["classes"], 25.0, n, RenderOptions(True, False, 3, 0.4))
     )
     rows = [
         ["decode alone", n / decode_s, ""],

@@ -62,7 +62,7 @@ def decode_rates(folder: Path, num_frames: int) -> dict[str, float]:
     from PIL import Image
     from torchvision.io import decode_jpeg, read_file
 
-    from dataset.frame import read_jpeg
+    from dataset.source import read_jpeg
 
     paths = [folder / f"{i:06d}.jpg" for i in range(num_frames)]
     return {

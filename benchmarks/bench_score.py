@@ -1,4 +1,4 @@
-"""SoccerNet mAP: util.score against the SoccerNet package's official evaluator, on the same predictions.
+"""SoccerNet mAP: util.metrics against the SoccerNet package's official evaluator, on the same predictions.
 
 2 games x 100 minutes x 12 classes (about 1,600 ground-truth events and 10,000 predictions per game), one video
 per game. Both are timed from the same plain data, the same way (best of ``--rounds``): the official evaluator reads
@@ -19,7 +19,7 @@ from pathlib import Path
 
 import numpy as np
 
-from util.score import METRICS, soccernet_maps
+from util.metrics.spotting import METRICS, soccernet_maps
 from util.soccernet import CLASSES, game_time
 
 GAMES = 2
@@ -131,15 +131,15 @@ def main(argv: list[str] | None = None) -> None:
             total_official += t_official
             total_ours += t_ours
             if abs(ours - map_official) > 1e-9:
-                raise RuntimeError(f"{metric}: util.score {ours} != official {map_official}")
+                raise RuntimeError(f"{metric}: util.metrics {ours} != official {map_official}")
             agree = "same"
             print(
-                f"  {metric:6s} official {t_official:7.3f} s   util.score {t_ours * 1000:7.1f} ms   "
+                f"  {metric:6s} official {t_official:7.3f} s   util.metrics {t_ours * 1000:7.1f} ms   "
                 f"speed-up {t_official / t_ours:6.1f}x   mAP {ours:.4f} ({agree})"
             )
         t_all, _ = _timed(lambda: soccernet_maps(labels, predictions, metrics=METRICS), rounds)
         print(
-            f"  {'+'.join(metrics)}: speed-up {total_official / total_ours:.1f}x; util.score computes all 7 "
+            f"  {'+'.join(metrics)}: speed-up {total_official / total_ours:.1f}x; util.metrics computes all 7 "
             f"metrics (16 deltas) in {t_all * 1000:.0f} ms"
         )
 

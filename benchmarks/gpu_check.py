@@ -80,7 +80,7 @@ def make_library(root: Path, quick: bool) -> dict[str, Path]:
     """A synthetic library (7 games: 4 train, 1 val, 2 test) of a few seconds, its 25 fps frames and labels."""
     import frames_as_jpg_soccernet_ball as extract
     import parse_soccernet_ball as parse
-    from util.synthetic import render_library
+    from synthetic.library import render_library
 
     videos, frames, data = root / "videos", root / "frames", root / "data"
     seconds = 4 if quick else 12
@@ -301,7 +301,7 @@ def step_jpeg_decode(library: dict[str, Path], device: str, quick: bool) -> dict
     import torch
     from torchvision.io import decode_jpeg, read_file
 
-    from dataset.frame import read_jpeg
+    from dataset.source import read_jpeg
 
     paths = sorted(library["frames"].rglob("*.jpg"))[: 64 if quick else 512]
     started = time.perf_counter()

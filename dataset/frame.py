@@ -1,9 +1,5 @@
-"""Frames in, clips out: JPEG reading, frame sources, training clips and sliding inference windows.
+"""Training clips over frame folders (the frame sources, read by the predict path, are ``dataset.source``).
 
-- ``read_jpeg`` decodes one frame (libjpeg-turbo through OpenCV); a missing or unreadable file raises
-  ``DataError`` naming it, never a silent black frame.
-- ``FrameSource`` is what the one predict path reads: ``JpegDirSource`` (a frame folder of step 1) or
-  ``VideoFileSource`` (a video decoded on the fly by ``util.video.read_frames`` at the model's fps and size).
 - ``ClipSampler`` + ``clip_targets`` are the pure parts of training-clip construction (random windows with padding
   at the video ends, foreground up-sampling, per-frame targets with dilation); ``FrameClipDataset`` reads the frames
   of those clips. A clip is a pure function of ``(seed, stream, epoch, index)``, so the data of an epoch does not
@@ -14,198 +10,21 @@ from __future__ import annotations
 
 import bisect
 from collections.abc import Iterator, Sequence
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
-import cv2
 import numpy as np
 import torch
 from torch.utils.data import Dataset, Sampler
 
+from dataset.source import fit_frame, frame_path, read_jpeg
 from util.io import DataError
-from util.video import FRAME_NAME, count_frames, read_fps, read_frames
 
 # Frames of black padding allowed before the first / after the last frame of a video in a training clip.
 DEFAULT_PAD_LEN = 5
 # Streams of clip randomness: training clips and the fixed validation-loss clips never share draws.
 TRAIN_STREAM = 0
 VAL_STREAM = 1
-
-
-# ---------------------------------------------------------------------------------------------------------------
-# Reading frames
-
-
-def frame_path(frame_dir: str | Path, video: str, frame: int) -> Path:
-    return Path(frame_dir) / video / FRAME_NAME.format(frame)
-
-
-def read_jpeg(path: str | Path) -> np.ndarray:
-    """Decode one JPEG as an (H, W, 3) RGB uint8 array; a missing or unreadable file raises DataError."""
-    path = Path(path)
-    try:
-        data = np.fromfile(path, dtype=np.uint8)
-    except FileNotFoundError as e:
-        raise DataError(
-            f"{path}: frame missing; extract the frames again (frames_as_jpg_soccernet_ball.py)"
-        ) from e
-    except OSError as e:
-        raise DataError(f"{path}: cannot read frame ({e})") from e
-    image = cv2.imdecode(data, cv2.IMREAD_COLOR) if data.size else None
-    if image is None:
-        raise DataError(f"{path}: not a readable JPEG (truncated or corrupt); extract the frames again")
-    return cv2.cvtColor(image, cv2.COLOR_BGR2RGB)
-
-
-def fit_frame(image: np.ndarray, size: tuple[int, int] | None) -> np.ndarray:
-    """Resize an (H, W, 3) frame to ``size`` = (width, height) when it differs."""
-    if size is None or (image.shape[1], image.shape[0]) == tuple(size):
-        return image
-    return cv2.resize(image, tuple(size), interpolation=cv2.INTER_AREA)
-
-
-# ---------------------------------------------------------------------------------------------------------------
-# Frame sources for prediction
-
-
-class FrameSource:
-    """Frames of one video, in order, as (n, H, W, 3) RGB uint8 chunks.
-
-    ``fps`` is the frame rate of the frames yielded; ``num_frames`` is known up front for a frame folder and may
-    be None for a video decoded on the fly (the stream's end tells). ``name`` is used in messages.
-    """
-
-    name: str
-    fps: float
-    num_frames: int | None
-
-    def iter_chunks(self, chunk_len: int) -> Iterator[np.ndarray]:
-        raise NotImplementedError
-
-
-class JpegDirSource(FrameSource):
-    """A frame folder of step 1 (``000000.jpg`` ... plus ``fps.txt``), decoded by a small thread pool."""
-
-    def __init__(
-        self,
-        video_dir: str | Path,
-        num_frames: int | None = None,
-        size: tuple[int, int] | None = None,
-        fps: float | None = None,
-        num_threads: int = 4,
-    ):
-        self.video_dir = Path(video_dir)
-        if not self.video_dir.is_dir():
-            raise DataError(f"{self.video_dir}: frame folder not found; extract the frames first")
-        self.name = str(self.video_dir)
-        self.fps = fps if fps is not None else read_fps(self.video_dir)
-        self.num_frames = num_frames if num_frames is not None else count_frames(self.video_dir)
-        self.size = size
-        self.num_threads = max(1, num_threads)
-
-    def _read(self, frame: int) -> np.ndarray:
-        return fit_frame(read_jpeg(self.video_dir / FRAME_NAME.format(frame)), self.size)
-
-    def iter_chunks(self, chunk_len: int) -> Iterator[np.ndarray]:
-        with ThreadPoolExecutor(self.num_threads) as pool:
-            # Decode one chunk ahead, frame by frame in parallel, so reading overlaps with the model's work.
-            pending = None
-            for start in range(0, self.num_frames, chunk_len):
-                futures = [
-                    pool.submit(self._read, i) for i in range(start, min(start + chunk_len, self.num_frames))
-                ]
-                if pending is not None:
-                    yield np.stack([f.result() for f in pending])
-                pending = futures
-            if pending is not None:
-                yield np.stack([f.result() for f in pending])
-
-
-class VideoFileSource(FrameSource):
-    """A video file decoded on the fly by ``util.video`` at ``fps`` and ``size`` (no JPEGs written)."""
-
-    def __init__(self, path: str | Path, fps: float, size: tuple[int, int] | None):
-        self.path = Path(path)
-        if not self.path.is_file():
-            raise DataError(f"{self.path}: video file not found")
-        self.name = str(self.path)
-        self.fps = float(fps)
-        self.size = size
-        self.num_frames = None
-
-    def iter_chunks(self, chunk_len: int) -> Iterator[np.ndarray]:
-        width, height = self.size if self.size is not None else (None, None)
-        buffer: list[np.ndarray] = []
-        for _, image in read_frames(self.path, sample_fps=self.fps, height=height, width=width):
-            buffer.append(image)
-            if len(buffer) == chunk_len:
-                yield np.stack(buffer)
-                buffer = []
-        if buffer:
-            yield np.stack(buffer)
-
-
-def open_frame_source(
-    path: str | Path,
-    fps: float | None = None,
-    size: tuple[int, int] | None = None,
-    num_frames: int | None = None,
-) -> FrameSource:
-    """A frame folder or a video file. ``size`` = (width, height) the frames are resized to (None: as stored);
-    ``fps`` is required for a video file (its frames are resampled to it) and checked against a folder's fps.txt."""
-    path = Path(path)
-    if path.is_dir():
-        source = JpegDirSource(path, num_frames=num_frames, size=size)
-        if fps is not None and abs(source.fps - fps) > 1e-3 * fps:
-            raise DataError(
-                f"{path}: frames are at {source.fps:g} fps but the model expects {fps:g} fps; "
-                f"extract them with --sample_fps {fps:g}, or pass the video file itself"
-            )
-        return source
-    if fps is None:
-        raise DataError(f"{path}: a video file needs the frame rate to decode at")
-    return VideoFileSource(path, fps=fps, size=size)
-
-
-# ---------------------------------------------------------------------------------------------------------------
-# Sliding inference windows
-
-
-def iter_windows(
-    chunks: Iterator[np.ndarray], clip_len: int, stride: int
-) -> Iterator[tuple[int, np.ndarray, int]]:
-    """Stream ``(start, frames (clip_len, H, W, 3), num_valid)`` windows from frame chunks of unknown total length.
-
-    Windows start every ``stride`` frames; once the stream ends, one last window aligned to the end covers the
-    tail. Frames past the end of a short video are zeros and ``num_valid`` counts the real ones.
-    """
-    buffer: np.ndarray | None = None  # frames [buffer_start, buffer_start + len(buffer))
-    buffer_start = 0
-    next_start = 0
-    last_end = 0
-    total = 0
-    for chunk in chunks:
-        total += len(chunk)
-        buffer = chunk if buffer is None else np.concatenate([buffer, chunk])
-        while next_start + clip_len <= buffer_start + len(buffer):
-            offset = next_start - buffer_start
-            yield next_start, buffer[offset : offset + clip_len], clip_len
-            last_end = next_start + clip_len
-            next_start += stride
-        # Keep what the next window needs, and the last clip_len frames for a final end-aligned window.
-        keep_from = max(buffer_start, min(next_start, total - clip_len))
-        buffer, buffer_start = buffer[keep_from - buffer_start :], keep_from
-    if buffer is None or total == 0:
-        return
-    if last_end < total:
-        start = max(total - clip_len, 0)
-        tail = buffer[start - buffer_start :]
-        num_valid = len(tail)
-        if num_valid < clip_len:
-            pad = np.zeros((clip_len - num_valid, *tail.shape[1:]), tail.dtype)
-            tail = np.concatenate([tail, pad])
-        yield start, tail, num_valid
 
 
 # ---------------------------------------------------------------------------------------------------------------

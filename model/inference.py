@@ -2,7 +2,7 @@
 
 ``run_inference`` is the one function behind ``inference_spot.py`` and the web app. It loads a model directory,
 reads the video through the one predict path (``model.predict.predict_scores``; a video file is decoded on the
-fly at the model's frame rate and size, no JPEGs written), turns scores into events (``util.eval`` through
+fly at the model's frame rate and size, no JPEGs written), turns scores into events (``util.postprocess`` through
 ``model.predict.scores_to_predictions``) and writes into ``output_dir``:
 
 - ``predictions.json``: ``{video, fps, num_frames, events: [{frame, label, score[, team, team_score], time_s,
@@ -13,7 +13,7 @@ fly at the model's frame rate and size, no JPEGs written), turns scores into eve
   ``eval_soccernet_ball.py --eval_dir`` writes);
 - ``scores.npz``: per-frame scores, the array of ``pred-*.score.npz`` (and ``<video>::team`` for a team head);
 - ``timeline.png``: per-class score curves with the detected events;
-- ``frames/`` (``visualize``): every frame with its overlays, as JPEGs;
+- ``frames/`` (``visualize``; drawn by ``model.render``): every frame with its overlays, as JPEGs;
 - ``annotated.mp4`` (``create_video``): H.264 (browser-playable), at the source's resolution, labels around each
   action, slow motion around each action, a timeline bar, and the source's audio.
 
@@ -27,20 +27,22 @@ decodes, the caller's thread draws and another encodes.
 from __future__ import annotations
 
 import logging
-import math
-import queue
-import re
-import shutil
-import threading
 import time
-from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
-import cv2
 import numpy as np
 
-from dataset.frame import FrameSource, JpegDirSource, read_fps
+from dataset.source import (
+    FPS_TOLERANCE,
+    FrameSource,
+    JpegDirSource,
+    LimitedSource,
+    PrefetchSource,
+    ResampledSource,
+    VideoInput,
+    resolve_input,
+)
 from model.common import load_model, load_selection
 from model.predict import (
     DEFAULT_BATCH_SIZE,
@@ -48,221 +50,18 @@ from model.predict import (
     predict_scores,
     scores_to_predictions,
     source_size,
-    store_scores,
 )
+from model.render import DEFAULT_SLOWMO_FACTOR, DEFAULT_SLOWMO_SPAN_S, Progress, RenderOptions, render
 from util import visualize as vis
-from util.eval import PostProcess
 from util.io import DataError, store_json
-from util.soccernet import split_video_id, write_results_spotting
+from util.postprocess import PostProcess, store_scores
+from util.submission import write_video_results
 
 log = logging.getLogger(__name__)
 
-Progress = Callable[[str, int, int], None]
-
-DEFAULT_SLOWMO_FACTOR = 3
-DEFAULT_SLOWMO_SPAN_S = 0.4
 PREDICTIONS_FILE = "predictions.json"
 SCORES_FILE = "scores.npz"
 TIMELINE_FILE = "timeline.png"
-VIDEO_FILE = "annotated.mp4"
-FRAMES_DIR = "frames"
-RESULTS_SPOTTING_FILE = "results_spotting.json"
-# A SoccerNet video file's stem: "224p" / "720p" (one video per game) or "1_224p" (halves).
-_SOCCERNET_STEM = re.compile(r"^(?:(?P<half>[12])_)?(?:\d+p|HQ)$", re.IGNORECASE)
-_FPS_TOLERANCE = 1e-3
-
-
-# ---------------------------------------------------------------------------------------------------------------
-# Frame source wrappers: resampling a frame folder, a frame limit, reading ahead in a thread
-
-
-class ResampledSource(FrameSource):
-    """Frames of ``inner`` at another rate: output frame k is the source frame nearest to time k / fps."""
-
-    def __init__(self, inner: FrameSource, fps: float):
-        self.inner, self.fps, self.name = inner, float(fps), inner.name
-        self.ratio = inner.fps / self.fps
-        self.num_frames = None
-        if inner.num_frames is not None:
-            self.num_frames = self._count(inner.num_frames)
-
-    def _index(self, k: int) -> int:
-        return int(math.floor(k * self.ratio + 0.5 - 1e-9))
-
-    def _count(self, num_source: int) -> int:
-        k = max(0, int((num_source - 0.5) / self.ratio) - 2)
-        while self._index(k) < num_source:
-            k += 1
-        return k
-
-    def iter_chunks(self, chunk_len: int) -> Iterator[np.ndarray]:
-        out: list[np.ndarray] = []
-        k, seen = 0, 0
-        for chunk in self.inner.iter_chunks(chunk_len):
-            while self._index(k) < seen + len(chunk):
-                out.append(chunk[self._index(k) - seen])
-                k += 1
-                if len(out) == chunk_len:
-                    yield np.stack(out)
-                    out = []
-            seen += len(chunk)
-        if out:
-            yield np.stack(out)
-
-
-class LimitedSource(FrameSource):
-    """The first ``max_frames`` frames of ``inner`` (reading stops there)."""
-
-    def __init__(self, inner: FrameSource, max_frames: int):
-        self.inner, self.fps, self.name = inner, inner.fps, inner.name
-        self.max_frames = int(max_frames)
-        self.num_frames = None if inner.num_frames is None else min(inner.num_frames, self.max_frames)
-
-    def iter_chunks(self, chunk_len: int) -> Iterator[np.ndarray]:
-        left = self.max_frames
-        chunks = self.inner.iter_chunks(chunk_len)
-        try:
-            for chunk in chunks:
-                if left <= 0:
-                    break
-                yield chunk[:left]
-                left -= len(chunk)
-        finally:
-            chunks.close()
-
-
-_END = object()
-
-
-class _Failed:
-    def __init__(self, error: BaseException):
-        self.error = error
-
-
-def _in_thread(items: Iterable[Any], depth: int, name: str) -> Iterator[Any]:
-    """Iterate ``items`` in a background thread, ``depth`` items ahead; errors are raised in the caller."""
-    slots: queue.Queue = queue.Queue(maxsize=max(1, depth))
-    stop = threading.Event()
-
-    def put(item: Any) -> bool:
-        while not stop.is_set():
-            try:
-                slots.put(item, timeout=0.1)
-                return True
-            except queue.Full:
-                continue
-        return False
-
-    def work() -> None:
-        iterator = iter(items)
-        try:
-            for item in iterator:
-                if not put(item):
-                    break
-            put(_END)
-        except BaseException as e:  # noqa: BLE001 - handed to the consuming thread, which raises it
-            put(_Failed(e))
-        finally:
-            close = getattr(iterator, "close", None)
-            if close is not None:
-                close()
-
-    thread = threading.Thread(target=work, name=name, daemon=True)
-    thread.start()
-    try:
-        while True:
-            item = slots.get()
-            if item is _END:
-                return
-            if isinstance(item, _Failed):
-                raise item.error
-            yield item
-    finally:
-        stop.set()
-        thread.join()
-
-
-class PrefetchSource(FrameSource):
-    """Reads ``inner`` in a background thread a few chunks ahead, so decoding overlaps the model.
-    ``frames_read`` counts the frames decoded so far (for progress)."""
-
-    def __init__(self, inner: FrameSource, depth: int = 3):
-        self.inner, self.fps, self.name, self.num_frames = inner, inner.fps, inner.name, inner.num_frames
-        self.depth = depth
-        self.frames_read = 0
-
-    def iter_chunks(self, chunk_len: int) -> Iterator[np.ndarray]:
-        def counted() -> Iterator[np.ndarray]:
-            for chunk in self.inner.iter_chunks(chunk_len):
-                self.frames_read += len(chunk)
-                yield chunk
-
-        yield from _in_thread(counted(), self.depth, "frame-prefetch")
-
-
-# ---------------------------------------------------------------------------------------------------------------
-# Input: what to read and how
-
-
-class VideoInput:
-    """One resolved input: a frame folder or a video file, with its id, frame rate and expected length."""
-
-    def __init__(self, video_id: str, path: Path, is_file: bool, source_fps: float, expected_frames: int):
-        self.video_id = video_id
-        self.path = path
-        self.is_file = is_file
-        self.source_fps = source_fps
-        self.expected_frames = expected_frames
-        self.width = 0
-        self.height = 0
-
-
-def video_id_of_file(path: Path) -> str:
-    """The SoccerNet video id of a library file (``<league>/<season>/<game>`` for ``.../<game>/224p.mp4``,
-    ``.../<game>/1`` for ``1_224p.mkv``), else the file's stem."""
-    match = _SOCCERNET_STEM.match(path.stem)
-    parents = path.resolve().parent.parts
-    if match is None or len(parents) < 4:
-        return path.stem
-    game = "/".join(parents[-3:])
-    return f"{game}/{match['half']}" if match["half"] else game
-
-
-def is_soccernet_game(video_id: str) -> bool:
-    """True for ``<league>/<season>/<game>`` or ``<league>/<season>/<game>/<half>`` ids."""
-    game, _ = split_video_id(video_id)
-    return len(game.split("/")) == 3
-
-
-def resolve_input(
-    video: str | Path | None, frame_dir: str | Path | None, video_name: str | None, max_frames: int | None
-) -> VideoInput:
-    """Check the input and read what is known before decoding; bad input raises DataError."""
-    from util.video import probe_video
-
-    if (video is None) == (frame_dir is None):
-        raise DataError("give either a video file (--video) or a frame folder (--frame_dir [--video_name])")
-    if video is not None:
-        path = Path(video)
-        info = probe_video(path)  # DataError for a missing, empty or unreadable file
-        expected = round(info.duration_s * info.fps) if info.fps else info.num_frames
-        video_id = video_name.strip("/") if video_name else video_id_of_file(path)
-        result = VideoInput(video_id, path, True, info.fps, expected)
-        result.width, result.height = info.width, info.height
-    else:
-        path = Path(frame_dir) / video_name if video_name else Path(frame_dir)
-        if not path.is_dir():
-            hint = f" (no folder {video_name!r} in {frame_dir})" if video_name else ""
-            raise DataError(f"{path}: frame folder not found{hint}; extract the frames first")
-        fps = read_fps(path)
-        source = JpegDirSource(path, fps=fps)
-        if not source.num_frames:
-            raise DataError(f"{path}: no frames (000000.jpg ...); extract the frames first")
-        video_id = video_name.strip("/") if video_name else path.name
-        result = VideoInput(video_id, path, False, fps, source.num_frames)
-    if max_frames is not None:
-        result.expected_frames = min(result.expected_frames, max_frames)
-    return result
 
 
 def _model_config_for(config: dict, item: VideoInput) -> dict:
@@ -279,13 +78,13 @@ def open_source(config: dict, item: VideoInput, max_frames: int | None, notes: l
     """The frames the model reads: at its frame rate (a frame folder at another rate is resampled, with a
     note) and size, cut at ``max_frames``."""
     fps = float(config["fps"])
-    if abs(item.source_fps - fps) > _FPS_TOLERANCE * fps:
+    if abs(item.source_fps - fps) > FPS_TOLERANCE * fps:
         notes.append(f"{item.path}: {item.source_fps:g} fps resampled to the model's {fps:g} fps")
     if item.is_file:
         source = model_frame_source(_model_config_for(config, item), item.path)
     else:
         source = JpegDirSource(item.path, fps=item.source_fps, size=source_size(config))
-        if abs(item.source_fps - fps) > _FPS_TOLERANCE * fps:
+        if abs(item.source_fps - fps) > FPS_TOLERANCE * fps:
             source = ResampledSource(source, fps)
     if max_frames is not None:
         source = LimitedSource(source, max_frames)
@@ -305,7 +104,7 @@ def event_rows(events: list[dict], fps: float) -> list[dict]:
     return rows
 
 
-def summary_table(events: list[dict], classes: list[str], team: bool) -> str:
+def events_table(events: list[dict], classes: list[str], team: bool) -> str:
     """Detected events per class: count, best and mean score (and per team when the model has a team head)."""
     from tabulate import tabulate
 
@@ -331,137 +130,6 @@ def summary_table(events: list[dict], classes: list[str], team: bool) -> str:
     return tabulate([*rows, total], headers=headers, tablefmt="simple")
 
 
-def _write_results_spotting(prediction: dict, output_dir: Path) -> Path:
-    """SoccerNet's results_spotting.json of the video, placed directly in ``output_dir``; a video that is not a
-    SoccerNet game (an upload) is written as one game of one half."""
-    staging = output_dir / ".results_spotting.tmp"
-    shutil.rmtree(staging, ignore_errors=True)
-    if not is_soccernet_game(prediction["video"]):
-        game = str(prediction["video"] or "video")
-        prediction = dict(prediction, video="video" if set(game) <= {".", "/"} else game.replace("/", "_"))
-    try:
-        (written,) = write_results_spotting([prediction], staging)
-        target = output_dir / RESULTS_SPOTTING_FILE
-        written.replace(target)
-    finally:
-        shutil.rmtree(staging, ignore_errors=True)
-    return target
-
-
-# ---------------------------------------------------------------------------------------------------------------
-# Rendering: frames with overlays, slow motion, H.264
-
-
-def _render_frames(item: VideoInput, fps: float, num_frames: int) -> Iterator[np.ndarray]:
-    """The frames to draw on, at full resolution, frame k at time k / fps (the frames the model saw)."""
-    if item.is_file:
-        from util.video import VideoReader
-
-        reader = VideoReader(item.path, sample_fps=fps, max_frames=num_frames)
-        for _, image in reader:
-            yield image
-        return
-    source: FrameSource = JpegDirSource(item.path, fps=item.source_fps)
-    if abs(item.source_fps - fps) > _FPS_TOLERANCE * fps:
-        source = ResampledSource(source, fps)
-    for chunk in LimitedSource(source, num_frames).iter_chunks(16):
-        yield from chunk
-
-
-def render(
-    item: VideoInput,
-    output_dir: Path,
-    events: list[dict],
-    classes: list[str],
-    fps: float,
-    num_frames: int,
-    create_video: bool,
-    visualize_frames: bool,
-    slowmo_factor: int,
-    slowmo_span_s: float,
-    progress: Progress | None = None,
-    highlights_s: float | None = None,
-) -> tuple[Path | None, Path | None, int, list[float]]:
-    """Draw the overlays on every frame; write ``annotated.mp4`` and/or ``frames/``.
-
-    ``events`` and ``num_frames`` count frames at the model's ``fps``; a source with a higher frame rate (a 25 fps
-    video under a 10 fps model) is drawn at its own rate, the events placed at their times, so the video plays
-    smoothly. Returns (video path or None, frames folder or None, frames in the video, each event's time in the
-    video in seconds (slow motion stretches the clock), in the order of ``events``).
-    """
-    render_fps = item.source_fps if item.source_fps > fps * (1 + _FPS_TOLERANCE) else fps
-    if render_fps != fps:
-        scale = render_fps / fps
-        num_frames = max(1, round(num_frames * scale))
-        events = [{**e, "frame": min(num_frames - 1, round(int(e["frame"]) * scale))} for e in events]
-        fps = render_fps
-    colors = vis.class_colors(classes)
-    label_span = max(1, round(vis.LABEL_SPAN_S * fps))
-    spans = vis.EventSpans(events, label_span)
-    repeats = vis.slowmo_repeats(
-        num_frames, [e["frame"] for e in events], slowmo_factor, round(slowmo_span_s * fps)
-    )
-    if highlights_s is not None:  # a highlight reel: only the frames around each action are written
-        repeats = repeats * vis.highlight_mask(
-            num_frames, [e["frame"] for e in events], round(highlights_s * fps)
-        )
-    starts = np.concatenate([[0], np.cumsum(repeats)])
-    video_times = [float(starts[min(max(int(e["frame"]), 0), num_frames)]) / fps for e in events]
-    frames_dir = output_dir / FRAMES_DIR
-    partial = output_dir / f".{FRAMES_DIR}.partial"
-    if visualize_frames:
-        shutil.rmtree(partial, ignore_errors=True)
-        partial.mkdir(parents=True)
-    writer: vis.H264Writer | None = None
-    bar: np.ndarray | None = None
-    size: tuple[int, int] | None = None
-
-    def open_writer(width: int, height: int) -> None:
-        nonlocal writer, bar, size
-        size = vis.output_size(width, height)
-        bar = vis.timeline_bar(size[0], num_frames, events, colors, vis.bar_height(size[1]))
-        if create_video:
-            audio = (item.path, vis.repeat_segments(repeats)) if item.is_file else None
-            writer = vis.H264Writer(output_dir / VIDEO_FILE, fps, size[0], size[1], audio=audio)
-
-    def drawn() -> Iterator[tuple[int, np.ndarray]]:
-        for k, image in enumerate(_render_frames(item, fps, num_frames)):
-            if size is None:
-                open_writer(image.shape[1], image.shape[0])
-            if repeats[k] == 0 and not visualize_frames:
-                yield k, None  # left out of a highlight reel: nothing to draw
-                continue
-            if (image.shape[1], image.shape[0]) != size:
-                image = cv2.resize(image, size, interpolation=cv2.INTER_LINEAR)
-            else:
-                image = image.copy()
-            vis.draw_overlay(image, k, fps, spans.at(k), colors, label_span, int(repeats[k]), bar, num_frames)
-            yield k, image
-
-    written, finished = 0, False
-    try:
-        for k, image in _in_thread(drawn(), 8, "render-draw"):
-            if writer is not None and image is not None:
-                for _ in range(int(repeats[k])):
-                    writer.write(image)
-                written += int(repeats[k])
-            if visualize_frames and image is not None:
-                cv2.imwrite(str(partial / f"{k:06d}.jpg"), image[..., ::-1], [cv2.IMWRITE_JPEG_QUALITY, 90])
-            if progress is not None and (k % 16 == 0 or k + 1 == num_frames):
-                progress("rendering", k + 1, num_frames)
-        video_path = writer.close() if writer is not None else None
-        finished = True
-    finally:
-        if not finished:  # an error on the way: leave no half-written video or frame folder
-            if writer is not None:
-                writer.abort()
-            shutil.rmtree(partial, ignore_errors=True)
-    if visualize_frames:
-        shutil.rmtree(frames_dir, ignore_errors=True)
-        partial.replace(frames_dir)
-    return video_path, (frames_dir if visualize_frames else None), written, video_times
-
-
 # ---------------------------------------------------------------------------------------------------------------
 # The one entry point
 
@@ -471,8 +139,6 @@ def _check_options(
     nms_window: float | None,
     max_frames: int | None,
     batch_size: int,
-    slowmo_factor: int,
-    slowmo_span: float,
 ) -> None:
     if score_threshold is not None and not 0.0 <= score_threshold <= 1.0:
         raise DataError(f"score threshold {score_threshold} is not between 0 and 1")
@@ -482,10 +148,6 @@ def _check_options(
         raise DataError(f"max_frames {max_frames} must be at least 1")
     if batch_size < 1:
         raise DataError(f"batch size {batch_size} must be at least 1")
-    if slowmo_factor < 1:
-        raise DataError(f"slow-motion factor {slowmo_factor} must be at least 1 (1 = no slow motion)")
-    if slowmo_span < 0:
-        raise DataError(f"slow-motion span {slowmo_span} s is negative")
 
 
 def run_inference(
@@ -528,7 +190,8 @@ def run_inference(
     for the user (a resampled frame rate), ``seconds`` the time of each stage (load, detect, render, total).
     """
     window = nms_window if nms_window is not None else nms_window_s
-    _check_options(score_threshold, window, max_frames, batch_size, slowmo_factor, slowmo_span)
+    _check_options(score_threshold, window, max_frames, batch_size)
+    drawing = RenderOptions(create_video, visualize, slowmo_factor, slowmo_span, highlights_s)
     started = time.perf_counter()
     if progress is not None:  # opening the input and loading the model
         progress("decoding", 0, 1)
@@ -553,7 +216,7 @@ def run_inference(
     fps, num_frames = float(config["fps"]), len(scores)
     video_path = frames_path = video_times = None
     video_frames = 0
-    if create_video or visualize:
+    if drawing.any:
         render_started = time.perf_counter()
         video_path, frames_path, video_frames, video_times = render(
             item,
@@ -562,12 +225,8 @@ def run_inference(
             list(config["classes"]),
             fps,
             num_frames,
-            create_video,
-            visualize,
-            slowmo_factor,
-            slowmo_span,
+            drawing,
             progress,
-            highlights_s,
         )
         seconds["render"] = time.perf_counter() - render_started
     seconds["total"] = time.perf_counter() - started
@@ -608,7 +267,7 @@ def detect(
         log.warning("%s", note)
     fps = float(config["fps"])
     expected = item.expected_frames
-    if item.source_fps and abs(item.source_fps - fps) > _FPS_TOLERANCE * fps:
+    if item.source_fps and abs(item.source_fps - fps) > FPS_TOLERANCE * fps:
         expected = round(expected * fps / item.source_fps)
 
     # Decoding runs alongside the model, so it is reported as part of "detecting".
@@ -662,7 +321,7 @@ def _write_outputs(
     }
     store_json(output_dir / PREDICTIONS_FILE, document)
     store_scores(output_dir / SCORES_FILE, results)
-    results_spotting = _write_results_spotting(prediction, output_dir)
+    results_spotting = write_video_results(prediction, output_dir)
     colors = vis.class_colors(classes)
     title = f"{item.video_id}: {len(events)} events (score >= {score_threshold:g}; {post.describe(fps)})"
     vis.plot_timeline(
@@ -676,5 +335,5 @@ def _write_outputs(
         "scores": output_dir / SCORES_FILE,
         "timeline": output_dir / TIMELINE_FILE,
         "results_spotting": results_spotting,
-        "summary": summary_table(events, classes, team is not None),
+        "summary": events_table(events, classes, team is not None),
     }

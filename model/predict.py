@@ -20,15 +20,15 @@ import numpy as np
 import torch
 from torch import nn
 
-from dataset.frame import FrameSource, iter_windows, open_frame_source
+from dataset.source import FrameSource, iter_windows, open_frame_source
 from dataset.transform import center_crop, to_clips
-from util.eval import PostProcess, scores_to_events
-from util.io import atomic_open, store_json
+from model.common import unwrap_model
+from util.io import store_json
+from util.postprocess import PostProcess, scores_to_events, store_scores
 
 log = logging.getLogger(__name__)
 
 DEFAULT_BATCH_SIZE = 8  # windows per batch, everywhere: scores then agree bit for bit between the steps
-TEAM_KEY = "{video}::team"
 
 
 def source_size(config: dict) -> tuple[int, int] | None:
@@ -114,10 +114,6 @@ class _Accumulator:
         return scores, team
 
 
-def _unwrap(model: nn.Module) -> nn.Module:
-    return model.module if hasattr(model, "module") else model
-
-
 def _crop_hw(config: dict) -> tuple[int, int] | None:
     if config.get("frame_height") and config.get("frame_width"):
         return int(config["frame_height"]), int(config["frame_width"])
@@ -152,7 +148,7 @@ def predict_scores(
     is called after each batch (total is None for a video whose length is not known in advance).
     """
     device = resolve_device(device)
-    model = _unwrap(model)
+    model = unwrap_model(model)
     was_training = model.training
     model.eval()
     clip_len = int(config["clip_len"])
@@ -215,7 +211,7 @@ def scores_to_predictions(
     peaks: bool = True,
 ) -> list[dict]:
     """Per-video predictions ``{video, fps, events: [{frame, label, score[, team, team_score]}]}``; events come
-    from ``util.eval.scores_to_events`` under ``post`` (windows in seconds, read at the model's fps; None = the
+    from ``util.postprocess.scores_to_events`` under ``post`` (windows in seconds, read at the model's fps; None = the
     default ``PostProcess()``), with the team head's P(right) when the model has one."""
     fps = float(config["fps"])
     options = (post or PostProcess()).event_options(fps)
@@ -230,27 +226,6 @@ def prediction_paths(out_dir: str | Path, split: str, epoch: int) -> tuple[Path,
     """``pred-{split}.{epoch}.json`` and ``pred-{split}.{epoch}.score.npz`` in ``out_dir``."""
     stem = Path(out_dir) / f"pred-{split}.{epoch}"
     return stem.with_name(stem.name + ".json"), stem.with_name(stem.name + ".score.npz")
-
-
-def store_scores(path: str | Path, results: dict[str, tuple[np.ndarray, np.ndarray | None]]) -> None:
-    """Per-frame scores as one .npz: an array per video id, plus ``<video>::team`` for a team head."""
-    arrays = {}
-    for video, (scores, team) in results.items():
-        arrays[video] = scores
-        if team is not None:
-            arrays[TEAM_KEY.format(video=video)] = team
-    with atomic_open(path, "wb") as f:
-        np.savez_compressed(f, **arrays)
-
-
-def load_scores(path: str | Path) -> dict[str, tuple[np.ndarray, np.ndarray | None]]:
-    """Read a ``.score.npz`` written by ``store_scores``: video id -> (scores, team or None)."""
-    with np.load(path) as data:
-        arrays = {key: data[key] for key in data.files}
-    suffix = TEAM_KEY.format(video="")
-    return {
-        key: (value, arrays.get(key + suffix)) for key, value in arrays.items() if not key.endswith(suffix)
-    }
 
 
 def write_predictions(

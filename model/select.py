@@ -1,8 +1,8 @@
 """Choosing how a model is used, on val, by the task's metric: the epoch and the post-processing.
 
 Each validation epoch, training predicts the val videos once through the one predict path and scores the events of
-every post-processing in ``util.eval.postprocess_grid()`` with SoccerNet's mAP@1 (and Team mAP@1 for a team head)
-on the parsed val labels (``util.score``, equal to the official evaluator); the epoch's ``val_mAP`` /
+every post-processing in ``util.postprocess.postprocess_grid()`` with SoccerNet's mAP@1 (and Team mAP@1 for a team head)
+on the parsed val labels (``util.metrics``, equal to the official evaluator); the epoch's ``val_mAP`` /
 ``val_team_mAP`` are the best over the grid, ``val_frame_mAP`` is E2E-Spot's frame-tolerance mAP of the score
 peaks. ``--criterion`` picks the best epoch from those numbers (``best_epoch``); the chosen epoch, its
 post-processing and the grid's numbers go to ``selection.json`` (``model.common.save_selection``), which eval,
@@ -17,8 +17,10 @@ from typing import Any
 import numpy as np
 
 from model.predict import scores_to_predictions
-from util.eval import PostProcess, postprocess_grid
-from util.score import frame_map, labels_by_game, predictions_by_game, soccernet_map, team_map
+from util.metrics.frame import frame_map
+from util.metrics.results import labels_by_game, predictions_by_game
+from util.metrics.spotting import soccernet_map, team_map
+from util.postprocess import PostProcess, postprocess_grid
 
 # criterion -> (loss.json key, larger is better, what it is, for logs and selection.json)
 CRITERIA: dict[str, tuple[str, bool, str]] = {

@@ -74,9 +74,9 @@ from model.select import (
     selection_record,
     validation_metrics,
 )
-from util.eval import DEFAULT_DISPLAY_THRESHOLD, PostProcess
+from util.frame_folder import read_fps
 from util.io import DataError, atomic_write_text, load_json, store_json
-from util.video import read_fps
+from util.postprocess import DEFAULT_DISPLAY_THRESHOLD, PostProcess
 
 log = logging.getLogger(__name__)
 
@@ -252,7 +252,7 @@ def _same_dataset(old: str, new: str) -> bool:
 def frame_folder_differences(frame_dir: Path, videos: Sequence[dict]) -> list[str]:
     """How the frame folders of ``videos`` under ``frame_dir`` differ from what the parsed labels say (their
     number of frames and frame rate); empty when they hold the frames that were trained on."""
-    from util.soccernet import read_frame_folder
+    from util.frame_folder import read_frame_folder
 
     diffs = []
     for video in videos:

@@ -13,8 +13,8 @@ import re
 from pathlib import Path
 from typing import Any
 
-from util.eval import DEFAULT_DISPLAY_THRESHOLD, PostProcess
 from util.io import DataError, load_json, store_json
+from util.postprocess import DEFAULT_DISPLAY_THRESHOLD, PostProcess
 
 log = logging.getLogger(__name__)
 

@@ -7,8 +7,11 @@ from collections.abc import Callable, Sequence
 from fractions import Fraction
 from pathlib import Path
 
+import cv2
 import numpy as np
 import pytest
+
+from util.io import store_json
 
 INDEX_BITS = 10  # frame index modulo 1024, drawn as 10 black/white vertical stripes (bit 0 leftmost)
 
@@ -110,11 +113,37 @@ def write_tiny_model(model_dir: Path, sharpen: float = 1.0, **config_overrides) 
 
 def render_match(root: Path, seconds: float = 4) -> Path:
     """A short synthetic match (398x224, 25 fps, H.264 .mp4)."""
-    from util.synthetic import render_library
+    from synthetic.library import render_library
 
     render_library(root, games=1, seconds=seconds)
     (video,) = root.rglob("224p.mp4")
     return video
+
+
+@pytest.fixture(scope="session")
+def tiny_model_dir(tmp_path_factory) -> Path:
+    """``write_tiny_model`` with its defaults, written once per test run (read-only: copy it to change it)."""
+    return write_tiny_model(tmp_path_factory.mktemp("tiny-model"))
+
+
+@pytest.fixture(scope="session")
+def match_video(tmp_path_factory) -> Path:
+    """A 4-second synthetic match (``render_match``), rendered once per test run (read-only)."""
+    return render_match(tmp_path_factory.mktemp("match"))
+
+
+@pytest.fixture(scope="session")
+def match_video_6s(tmp_path_factory) -> Path:
+    """A 6-second synthetic match, rendered once per test run (read-only)."""
+    return render_match(tmp_path_factory.mktemp("match-6s"), seconds=6)
+
+
+def make_app(model_dir: Path, jobs_dir: Path, **config):
+    """The Flask app on ``model_dir`` with its jobs under ``jobs_dir`` (call ``.extensions["spot_jobs"].shutdown()``
+    when done)."""
+    from app.app import create_app
+
+    return create_app({"MODEL_DIR": model_dir, "JOBS_DIR": jobs_dir, "TESTING": True, **config})
 
 
 # ---- reference definitions the tests check the library against
@@ -141,3 +170,54 @@ def window_starts(num_frames: int, clip_len: int, stride: int) -> list[int]:
     if starts[-1] + clip_len < num_frames:
         starts.append(num_frames - clip_len)
     return starts
+
+
+# ---- toy libraries of flat JPEG frames with parsed labels (dataset and training tests)
+
+HEIGHT, WIDTH = 64, 112
+CLASSES = ["PASS", "DRIVE"]  # the toy libraries' classes
+
+
+def frame_value(frame: int) -> int:
+    """Grey level of frame ``frame`` in the fixtures (flat images survive JPEG almost exactly)."""
+    return 20 + (frame * 5) % 200
+
+
+def write_video_frames(
+    folder: Path, num_frames: int, fps: float = 25.0, draw=None, size: tuple[int, int] = (WIDTH, HEIGHT)
+) -> None:
+    folder.mkdir(parents=True, exist_ok=True)
+    for i in range(num_frames):
+        image = np.full((size[1], size[0], 3), frame_value(i), np.uint8)
+        if draw is not None:
+            draw(image, i)
+        cv2.imwrite(str(folder / f"{i:06d}.jpg"), image)
+    (folder / "fps.txt").write_text(f"{fps}\n")
+
+
+def make_library(
+    root: Path,
+    splits: dict[str, list[dict]],
+    fps: float = 25.0,
+    draw=None,
+    size: tuple[int, int] = (WIDTH, HEIGHT),
+) -> tuple[Path, Path]:
+    """A frame directory and a parsed-label folder (DESIGN.md formats) for ``splits``: {split: [video entry]}.
+
+    ``draw(image, frame, video)`` may paint on each frame (BGR, as written)."""
+    frame_dir, data_dir = root / "frames", root / "data"
+    data_dir.mkdir(parents=True, exist_ok=True)
+    (data_dir / "class.txt").write_text("\n".join(CLASSES) + "\n")
+    for split, videos in splits.items():
+        for v in videos:
+            v.setdefault("fps", fps)
+            v.setdefault("width", size[0])
+            v.setdefault("height", size[1])
+            paint = None if draw is None else (lambda image, i, v=v: draw(image, i, v))
+            write_video_frames(frame_dir / v["video"], v["num_frames"], fps, paint, size)
+        store_json(data_dir / f"{split}.json", videos)
+    return frame_dir, data_dir
+
+
+def event(frame: int, label: str = "PASS", team: str = "left") -> dict:
+    return {"frame": frame, "label": label, "team": team, "visibility": "visible"}

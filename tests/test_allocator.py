@@ -23,8 +23,8 @@ ENTRY_POINTS = [
     ["eval_soccernet_ball.py"],
     ["inference_spot.py"],
     ["app/app.py"],
-    ["-m", "util.demo"],
-    ["-m", "util.synthetic"],
+    ["-m", "synthetic.demo"],
+    ["-m", "synthetic.library"],
     ["-m", "benchmarks.gpu_check"],
     ["-m", "benchmarks"],
 ]
@@ -68,7 +68,7 @@ def test_every_entry_point_runs_with_tcmalloc(tmp_path, argv):
     assert "libtcmalloc" in report
 
 
-@pytest.mark.parametrize("argv", [["train_e2e.py"], ["-m", "util.demo"]], ids=lambda a: a[-1])
+@pytest.mark.parametrize("argv", [["train_e2e.py"], ["-m", "synthetic.demo"]], ids=lambda a: a[-1])
 def test_spot_allocator_system_switches_it_off(tmp_path, argv):
     report = _run(argv, _clean_env(tmp_path, SPOT_ALLOCATOR="system"))
     assert report.startswith("system"), report
@@ -93,10 +93,10 @@ def test_re_execution_keeps_the_command_line_and_marks_itself(monkeypatch):
     monkeypatch.delenv("LD_PRELOAD", raising=False)
     monkeypatch.delenv(allocator.ENV_CHOICE, raising=False)
     monkeypatch.delenv(allocator.ENV_REEXECED, raising=False)
-    monkeypatch.setattr(sys, "orig_argv", ["python", "-m", "util.demo", "--out", "x"])
+    monkeypatch.setattr(sys, "orig_argv", ["python", "-m", "synthetic.demo", "--out", "x"])
     allocator.use_fast_allocator()
     (executable, argv, env) = calls[0]
-    assert executable == sys.executable and argv == ["python", "-m", "util.demo", "--out", "x"]
+    assert executable == sys.executable and argv == ["python", "-m", "synthetic.demo", "--out", "x"]
     assert "tcmalloc" in env["LD_PRELOAD"] and env[allocator.ENV_REEXECED] == "1"
     # The re-executed process (marked) does not loop, and its children may re-execute again.
     monkeypatch.setenv(allocator.ENV_REEXECED, "1")

@@ -20,28 +20,15 @@ from markupsafe import escape
 
 from app.app import create_app, get_args, human_size
 from app.jobs import STATUS_FILE, is_job_id
-from tests.conftest import render_match, write_tiny_model
+from tests.conftest import make_app
 from util.io import load_json, store_json
 from util.visualize import class_colors
 
 JOB_TIMEOUT_S = 120
+UNKNOWN_JOB = str(uuid.UUID(int=0x7B8DFEED969148A5990B4839817213E4, version=4))  # fixed: test ids must agree across workers
 
 
-# ---- helpers shared with tests/test_app_browser.py (the model and the match live in conftest.py)
-
-
-@pytest.fixture(scope="session")
-def tiny_model_dir(tmp_path_factory) -> Path:
-    return write_tiny_model(tmp_path_factory.mktemp("model"))
-
-
-@pytest.fixture(scope="session")
-def match_video(tmp_path_factory) -> Path:
-    return render_match(tmp_path_factory.mktemp("library"))
-
-
-def make_app(model_dir, jobs_dir, **config):
-    return create_app({"MODEL_DIR": model_dir, "JOBS_DIR": jobs_dir, "TESTING": True, **config})
+# ---- helpers (the model, the match and make_app live in conftest.py)
 
 
 @pytest.fixture
@@ -222,14 +209,14 @@ def test_undecodable_video_fails_with_a_reason_and_the_server_keeps_serving(clie
     "url",
     [
         "/jobs/not-a-job",
-        f"/jobs/{uuid.uuid4()}",
-        f"/jobs/{uuid.uuid4()}/result",
-        f"/api/jobs/{uuid.uuid4()}",
+        f"/jobs/{UNKNOWN_JOB}",
+        f"/jobs/{UNKNOWN_JOB}/result",
+        f"/api/jobs/{UNKNOWN_JOB}",
         "/api/jobs/..%2F..%2Fetc%2Fpasswd",
         "/jobs/../../etc/passwd",
         "/jobs/..%2F..%2Fapp/files/video",
         "/jobs/%2e%2e%2f%2e%2e%2fapp/files/video",
-        f"/jobs/{str(uuid.uuid4()).upper()}",
+        f"/jobs/{UNKNOWN_JOB.upper()}",
         "/static/..%2Fapp.py",
         "/static/../app.py",
     ],

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.test_app import make_app, render_match, write_tiny_model
+from tests.conftest import make_app, write_tiny_model
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
 
@@ -53,8 +53,8 @@ def server(tmp_path_factory):
 
 
 @pytest.fixture(scope="module")
-def video(tmp_path_factory) -> Path:
-    return render_match(tmp_path_factory.mktemp("library"), seconds=6)
+def video(match_video_6s) -> Path:
+    return match_video_6s
 
 
 @pytest.fixture(scope="module")

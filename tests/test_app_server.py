@@ -95,16 +95,16 @@ class Server:
 
 
 @pytest.fixture(scope="module")
-def library(tmp_path_factory) -> dict:
+def library(tmp_path_factory, match_video, tiny_model_dir) -> dict:
     root = tmp_path_factory.mktemp("server")
     return {
-        "short": render_match(root / "short", seconds=4),
+        "short": match_video,
         "long": render_match(root / "long", seconds=16),
         # A model that takes its time on a CPU: 25 fps, full 398x224 frames.
         "slow_model": write_tiny_model(
             root / "slow", fps=25.0, frame_height=224, frame_width=398, source_width=398, source_height=224
         ),  # fmt: skip
-        "fast_model": write_tiny_model(root / "fast"),
+        "fast_model": tiny_model_dir,
     }
 
 

@@ -2,78 +2,24 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
-import cv2
 import numpy as np
 import pytest
 import torch
 
 from dataset.feature import FeatureClipDataset
-from dataset.frame import (
-    ClipSampler,
-    EpochSampler,
-    FrameClipDataset,
-    JpegDirSource,
-    VideoEvents,
-    clip_targets,
-    iter_windows,
-    open_frame_source,
-    read_jpeg,
-    video_events,
-)
+from dataset.frame import ClipSampler, EpochSampler, FrameClipDataset, VideoEvents, clip_targets, video_events
+from dataset.source import JpegDirSource, iter_windows, open_frame_source, read_jpeg
 from dataset.transform import ClipAugment, center_crop, mixup_clips, swap_team, to_clips
-from tests.conftest import window_starts
-from util.io import DataError, store_json
-
-HEIGHT, WIDTH = 64, 112
-CLASSES = ["PASS", "DRIVE"]
-
-
-def frame_value(frame: int) -> int:
-    """Grey level of frame ``frame`` in the fixtures (flat images survive JPEG almost exactly)."""
-    return 20 + (frame * 5) % 200
-
-
-def write_video_frames(
-    folder: Path, num_frames: int, fps: float = 25.0, draw=None, size: tuple[int, int] = (WIDTH, HEIGHT)
-) -> None:
-    folder.mkdir(parents=True, exist_ok=True)
-    for i in range(num_frames):
-        image = np.full((size[1], size[0], 3), frame_value(i), np.uint8)
-        if draw is not None:
-            draw(image, i)
-        cv2.imwrite(str(folder / f"{i:06d}.jpg"), image)
-    (folder / "fps.txt").write_text(f"{fps}\n")
-
-
-def make_library(
-    root: Path,
-    splits: dict[str, list[dict]],
-    fps: float = 25.0,
-    draw=None,
-    size: tuple[int, int] = (WIDTH, HEIGHT),
-) -> tuple[Path, Path]:
-    """A frame directory and a parsed-label folder (DESIGN.md formats) for ``splits``: {split: [video entry]}.
-
-    ``draw(image, frame, video)`` may paint on each frame (BGR, as written)."""
-    frame_dir, data_dir = root / "frames", root / "data"
-    data_dir.mkdir(parents=True, exist_ok=True)
-    (data_dir / "class.txt").write_text("\n".join(CLASSES) + "\n")
-    for split, videos in splits.items():
-        for v in videos:
-            v.setdefault("fps", fps)
-            v.setdefault("width", size[0])
-            v.setdefault("height", size[1])
-            paint = None if draw is None else (lambda image, i, v=v: draw(image, i, v))
-            write_video_frames(frame_dir / v["video"], v["num_frames"], fps, paint, size)
-        store_json(data_dir / f"{split}.json", videos)
-    return frame_dir, data_dir
-
-
-def event(frame: int, label: str = "PASS", team: str = "left") -> dict:
-    return {"frame": frame, "label": label, "team": team, "visibility": "visible"}
-
+from tests.conftest import (
+    CLASSES,
+    HEIGHT,
+    WIDTH,
+    event,
+    frame_value,
+    make_library,
+    window_starts,
+)
+from util.io import DataError
 
 # ---- targets
 

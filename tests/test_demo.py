@@ -1,4 +1,4 @@
-"""The embedded default (util/demo.py): a shrunken demo runs every step and its model beats trivial baselines."""
+"""The embedded default (synthetic/demo.py): a shrunken demo runs every step and its model beats trivial baselines."""
 
 from __future__ import annotations
 
@@ -9,10 +9,10 @@ import numpy as np
 import pytest
 
 import eval_soccernet_ball
-from util import demo
+from synthetic import demo
 from util.cli import run_main
-from util.eval import PostProcess, scores_to_events
 from util.io import load_json, store_json
+from util.postprocess import PostProcess, scores_to_events
 
 # About three minutes of CPU: 5 games of a minute, 6 short epochs (14,400 training frames; the demo trains 48,000).
 SMALL = {"split_counts": "3,1,1,0", "seconds": 60, "num_epochs": 6, "epoch_num_frames": 2400}
@@ -22,7 +22,7 @@ def test_demo_commands_are_the_real_scripts_in_order(tmp_path):
     steps = demo.demo_steps(tmp_path, python="python")
     scripts = [s.argv[1] if s.argv[1] != "-m" else s.argv[2] for s in steps]
     assert scripts == [
-        "util.synthetic",
+        "synthetic.library",
         "frames_as_jpg_soccernet_ball.py",
         "parse_soccernet_ball.py",
         "train_e2e.py",

@@ -1,4 +1,4 @@
-"""util.eval (scores -> events, NMS, ensembles) and eval_soccernet_ball.py end to end on a tiny dataset."""
+"""util.postprocess (scores -> events, NMS, ensembles) and eval_soccernet_ball.py end to end on a tiny dataset."""
 
 from __future__ import annotations
 
@@ -11,7 +11,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from util.eval import (
+from util.io import DataError, store_json
+from util.postprocess import (
     PostProcess,
     average_scores,
     find_peaks,
@@ -23,8 +24,8 @@ from util.eval import (
     soft_nms,
     window_frames,
 )
-from util.io import DataError, store_json
-from util.soccernet import frame_to_position_ms, game_time, write_labels
+from util.soccernet import frame_to_position_ms, game_time
+from util.submission import write_labels
 
 CLASSES4 = ["PASS", "DRIVE", "HEADER", "HIGH PASS"]
 

@@ -17,18 +17,11 @@ import pytest
 
 import frames_as_jpg_soccernet_ball as script
 from tests.conftest import read_index, sample_times, write_index_video
+from util.extract import extract_video
+from util.frame_folder import FPS_FILE, partial_dir, read_fps
 from util.io import DataError
 from util.soccernet import VideoEntry, find_videos, parse_shard, take_shard
-from util.video import (
-    FPS_FILE,
-    VideoReader,
-    extract_video,
-    output_size,
-    partial_dir,
-    probe_video,
-    read_fps,
-    read_frames,
-)
+from util.video import VideoReader, output_size, probe_video, read_frames
 
 REPO = Path(__file__).resolve().parents[1]
 NTSC = Fraction(30000, 1001)
@@ -329,7 +322,7 @@ def test_rerun_finishes_after_a_kill(tmp_path, make_index_video):
     out = tmp_path / "frames"
     # A slow disk (each frame write sleeps) leaves time to kill the run mid-video, as a crash would.
     slow = (
-        "import sys, time, runpy, util.video as v\n"
+        "import sys, time, runpy, util.extract as v\n"
         "make = v._write_jpeg\n"
         "def slow(*a):\n"
         "    write = make(*a)\n"
@@ -418,7 +411,7 @@ def test_help_explains_every_flag(capsys):
 
 
 def test_extracts_a_synthetic_library(tmp_path):
-    synthetic = pytest.importorskip("util.synthetic")
+    synthetic = pytest.importorskip("synthetic.library")
     for layout in ("game", "halves"):
         synthetic.render_library(tmp_path / layout, games=1, seconds=1, seed=0, layout=layout)
         out = tmp_path / f"frames-{layout}"

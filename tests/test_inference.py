@@ -32,13 +32,8 @@ def model_dir(tmp_path_factory) -> Path:
 
 
 @pytest.fixture(scope="module")
-def clip(tmp_path_factory) -> Path:
-    from util.synthetic import render_library
-
-    root = tmp_path_factory.mktemp("library")
-    render_library(root, games=1, seconds=SECONDS)
-    (video,) = root.rglob("224p.mp4")
-    return video
+def clip(match_video) -> Path:
+    return match_video  # SECONDS long
 
 
 @pytest.fixture(scope="module")
@@ -110,7 +105,7 @@ def test_video_predictions_in_both_formats(video_run):
 
 
 def test_scores_timeline_and_summary(video_run):
-    from model.predict import load_scores
+    from util.postprocess import load_scores
 
     ((video, (scores, team)),) = load_scores(video_run["scores"]).items()
     assert video == video_run["video_id"]
@@ -161,7 +156,7 @@ def test_slowmo_factor_one_keeps_every_frame_once_and_max_frames(model_dir, clip
 
 def test_video_and_its_frame_folder_give_the_same_scores(model_dir, clip, video_run, tmp_path):
     from model.inference import run_inference
-    from util.video import extract_video
+    from util.extract import extract_video
 
     extract_video(clip, tmp_path / "frames" / "clip", sample_fps=FPS, height=64)
     result = run_inference(
@@ -186,8 +181,7 @@ def test_video_and_its_frame_folder_give_the_same_scores(model_dir, clip, video_
 def test_resampled_frame_folder_picks_the_nearest_frames(tmp_path):
     import cv2
 
-    from dataset.frame import JpegDirSource
-    from model.inference import ResampledSource
+    from dataset.source import JpegDirSource, ResampledSource
 
     folder = tmp_path / "v"
     folder.mkdir()
@@ -203,7 +197,7 @@ def test_resampled_frame_folder_picks_the_nearest_frames(tmp_path):
 
 def test_frame_folder_at_another_fps_is_resampled_with_a_note(model_dir, clip, tmp_path):
     from model.inference import run_inference
-    from util.video import extract_video
+    from util.extract import extract_video
 
     extract_video(clip, tmp_path / "frames" / "clip", sample_fps=10, height=64)
     result = run_inference(model_dir, tmp_path / "out", frame_dir=tmp_path / "frames" / "clip")
@@ -282,7 +276,7 @@ def _not_a_video(clip: Path, tmp: Path) -> Path:
 
 
 def _folder_without_fps(clip: Path, tmp: Path) -> Path:
-    from util.video import extract_video
+    from util.extract import extract_video
 
     folder = tmp / "frames" / "clip"
     extract_video(clip, folder, sample_fps=FPS, height=64)

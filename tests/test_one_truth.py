@@ -10,10 +10,10 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import render_match, write_tiny_model
+from tests.conftest import write_tiny_model
 from util.cli import run_main
-from util.eval import PostProcess
 from util.io import load_json
+from util.postprocess import PostProcess
 
 # Not the defaults, so that a step that ignored selection.json would give other events.
 CHOSEN = PostProcess(nms_window_s=0.6, soft=True, sigma_s=0.0, threshold=0.02)
@@ -22,21 +22,21 @@ FPS = 5.0  # the tiny model's frame rate
 
 
 @pytest.fixture(scope="module")
-def world(tmp_path_factory) -> dict:
+def world(tmp_path_factory, match_video_6s) -> dict:
     """A one-game library (its video, its 5 fps frames, parsed labels with the game as the test split) and a model
     directory of two epochs whose selection.json picks the earlier one, with ``CHOSEN`` post-processing."""
     import torch
 
     from model.common import build_model, load_config, save_checkpoint
     from model.usage import save_selection
-    from util.soccernet import parse_library, write_parsed
-    from util.video import extract_video
+    from util.extract import extract_video
+    from util.parse import parse_library, write_parsed
 
-    root = tmp_path_factory.mktemp("truth")
-    video = render_match(root / "videos", seconds=6)
-    game = video.parent.relative_to(root / "videos").as_posix()
+    root, video = tmp_path_factory.mktemp("truth"), match_video_6s
+    videos = video.parents[3]  # the library: <league>/<season>/<game>/224p.mp4
+    game = video.parent.relative_to(videos).as_posix()
     extract_video(video, root / "frames" / game, sample_fps=FPS, height=64)
-    classes, parsed, _ = parse_library(root / "videos", root / "frames", {"test": [game]})
+    classes, parsed, _ = parse_library(videos, root / "frames", {"test": [game]})
     write_parsed(root / "data", classes, parsed)
     model_dir = write_tiny_model(root / "model")
     net = build_model(load_config(model_dir))

@@ -12,7 +12,9 @@ import pytest
 from PIL import Image
 
 import parse_soccernet_ball as script
+from util.frame_folder import read_frame_folder
 from util.io import DataError, load_json, store_json
+from util.parse import infer_classes, labels_table, parse_library
 from util.soccernet import (
     CLASSES,
     CLASSES_2023,
@@ -22,16 +24,10 @@ from util.soccernet import (
     default_splits,
     frame_to_position_ms,
     game_time,
-    infer_classes,
     load_labels,
-    parse_library,
     position_to_frame,
-    read_frame_folder,
-    summary_table,
-    write_labels,
-    write_results_spotting,
-    zip_results,
 )
+from util.submission import write_labels, write_results_spotting, zip_results
 
 GAME_A = "league_a/2024-2025/2024-09-01 - A - B"
 GAME_B = "league_a/2024-2025/2024-09-02 - C - D"
@@ -218,7 +214,7 @@ def test_summary_table_counts_videos_and_events_per_class(library):
     label_dir, frame_dir, splits = library
     classes, parsed, _ = parse_library(label_dir, frame_dir, splits)
     rows = {
-        line.split("  ")[0].strip(): line.split()[-5:] for line in summary_table(classes, parsed).splitlines()
+        line.split("  ")[0].strip(): line.split()[-5:] for line in labels_table(classes, parsed).splitlines()
     }
     # columns: train val test challenge total
     assert rows["videos"] == ["1", "0", "2", "1", "4"]
@@ -548,7 +544,7 @@ def extract_frames(video_file: Path, folder: Path) -> int:
 
 @pytest.mark.parametrize("layout", ["game", "halves"])
 def test_synthetic_library_parses_end_to_end(tmp_path, layout):
-    synthetic = pytest.importorskip("util.synthetic")
+    synthetic = pytest.importorskip("synthetic.library")
     library_dir, frame_dir, out = tmp_path / "lib", tmp_path / "frames", tmp_path / "data"
     splits = synthetic.render_library(library_dir, games=2, seconds=6, seed=0, layout=layout)
     for video_file in sorted(library_dir.rglob("*.m[kp][v4]")):

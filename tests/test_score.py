@@ -1,4 +1,4 @@
-"""util.score: the SoccerNet mAP against the SoccerNet package's own evaluator, Team mAP against a loop-based
+"""util.metrics: the SoccerNet mAP against the SoccerNet package's own evaluator, Team mAP against a loop-based
 reference of its definition, hand-computed APs, and E2E-Spot's frame mAP."""
 
 from __future__ import annotations
@@ -11,16 +11,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from util.score import (
-    METRIC_DELTAS_S,
-    frame_map,
-    labels_by_game,
-    predictions_by_game,
-    soccernet_map,
-    soccernet_maps,
-    team_maps,
-)
-from util.soccernet import CLASSES, game_time, write_results_spotting
+from util.metrics.frame import frame_map
+from util.metrics.results import labels_by_game, predictions_by_game
+from util.metrics.spotting import METRIC_DELTAS_S, soccernet_map, soccernet_maps, team_maps
+from util.soccernet import CLASSES, game_time
+from util.submission import write_results_spotting
 
 FPS = 25
 VECTOR = 120 * 60 * FPS

@@ -1,4 +1,4 @@
-"""util/synthetic.py: the library decodes as stated, in SoccerNet's layouts, and labels match the pixels."""
+"""synthetic/library.py: the library decodes as stated, in SoccerNet's layouts, and labels match the pixels."""
 
 from __future__ import annotations
 
@@ -11,8 +11,7 @@ import cv2
 import numpy as np
 import pytest
 
-from util.soccernet import CLASSES, LABEL_FILE
-from util.synthetic import (
+from synthetic.library import (
     LEAGUE,
     MARKERS,
     SEASON,
@@ -22,6 +21,7 @@ from util.synthetic import (
     render_library,
     split_counts,
 )
+from util.soccernet import CLASSES, LABEL_FILE
 
 
 def _videos(root: Path) -> list[Path]:
@@ -230,7 +230,7 @@ def test_marker_is_outlined_in_the_acting_team_colour(game_library):
 
 
 def test_cli(tmp_path):
-    from util.synthetic import get_args, main
+    from synthetic.library import get_args, main
 
     assert main(get_args([str(tmp_path), "--games", "1", "--seconds", "1", "--layout", "halves"])) == 0
     assert len(_videos(tmp_path)) == 2

@@ -15,14 +15,14 @@ import torch
 from torch import nn
 
 import train_e2e
-from dataset.frame import JpegDirSource
-from model.predict import load_scores, predict_scores, predict_split, prediction_paths
+from dataset.source import JpegDirSource
+from model.predict import predict_scores, predict_split, prediction_paths
 from model.select import best_epoch
 from model.train import lr_factor
-from tests.conftest import window_starts
-from tests.test_dataset import CLASSES, event, frame_value, make_library, write_video_frames
+from tests.conftest import CLASSES, event, frame_value, make_library, window_starts, write_video_frames
 from util.cli import run_main
 from util.io import DataError, load_json
+from util.postprocess import load_scores
 
 REPO = Path(__file__).resolve().parents[1]
 

@@ -15,7 +15,7 @@ Labels: an event drawn first at video frame ``f`` gets ``position = round((f + 0
 of that frame's interval, so ``int(fps * (position / 1000))`` (the official evaluator's expression) gives ``f``
 back at the video's own frame rate.
 
-Usage: ``python -m util.synthetic OUT_DIR [--games N --seconds S --seed K --layout game|halves
+Usage: ``python -m synthetic.library OUT_DIR [--games N --seconds S --seed K --layout game|halves
 --resolution 224p|720p --fps F]``
 """
 
@@ -526,7 +526,7 @@ def render_library(
         store_json(out_dir / LEAGUE / SEASON / name / LABEL_FILE, labels_doc, indent=4)
     store_json(out_dir / "splits.json", splits)
     info = {
-        "generator": "util.synthetic",
+        "generator": "synthetic.library",
         "games": games,
         "seconds": seconds,
         "seed": seed,
@@ -562,7 +562,7 @@ def _run_jobs(jobs: list, num_workers: int, progress) -> list[list[Event]]:
 
 def get_args(argv=None) -> argparse.Namespace:
     p = argparse.ArgumentParser(
-        prog="python -m util.synthetic",
+        prog="python -m synthetic.library",
         description="Render a synthetic SoccerNet-Ball library (videos + Labels-ball.json + splits.json).",
     )
     p.add_argument("out_dir", type=Path, help="where to write the library")

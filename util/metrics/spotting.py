@@ -1,4 +1,4 @@
-"""Spotting metrics: SoccerNet's action-spotting mAP and Team mAP (vectorised), and E2E-Spot's frame mAP.
+"""SoccerNet's action-spotting mAP and Team mAP, vectorised (E2E-Spot's frame mAP is ``util.metrics.frame``).
 
 ``soccernet_maps`` gives the numbers of ``SoccerNet.Evaluation.ActionSpotting.evaluate`` (called with
 ``framerate=25``, ``version=2`` and the classes' dictionary) on the same ground truth and predictions, following
@@ -30,15 +30,10 @@ Inputs are plain data: ``{game: [event, ...]}``, where an event is a dict with `
 officially); ground truth: ``visibility`` (default visible), predictions: ``confidence`` or ``score``; ``team``
 ("left" / "right") for Team mAP. Labels-ball.json annotations and results_spotting.json predictions can be passed
 as they are; ``labels_by_game`` / ``predictions_by_game`` convert the per-video formats of this toolkit.
-
-``frame_map`` is E2E-Spot's validation metric: per class, predictions of every video sorted by score each take the
-nearest unmatched ground-truth event of their video (a true positive when within the tolerance in frames), and AP
-is the precision averaged over the true positives with its interpolated (non-increasing) envelope.
 """
 
 from __future__ import annotations
 
-import bisect
 import logging
 import math
 from collections.abc import Callable, Mapping, Sequence
@@ -48,7 +43,7 @@ from typing import Any
 import numpy as np
 
 from util.io import DataError
-from util.soccernet import CLASSES, TEAMS, frame_to_position_ms, split_video_id
+from util.soccernet import CLASSES, TEAMS
 
 log = logging.getLogger(__name__)
 
@@ -66,7 +61,6 @@ METRIC_DELTAS_S: dict[str, tuple[int, ...]] = {
 }
 METRICS = tuple(METRIC_DELTAS_S)
 TEAM_METRICS = ("team_at1", "team_at2", "team_at3", "team_at4", "team_at5", "team_tight")
-FRAME_TOLERANCES = (0, 1, 2, 4)
 NUM_THRESHOLDS = 200
 UNSHOWN_SCALE = 17 / 13  # a SoccerNet-v2 leftover in the official code, applied to tight/loose only
 _CHUNK_PREDICTIONS = 1 << 18  # bounds the memory of the range-maximum tables
@@ -533,182 +527,3 @@ def team_map(
 ) -> dict[str, Any]:
     """One metric of ``team_maps``."""
     return team_maps(ground_truth, predictions, classes, (metric,), framerate)[metric]
-
-
-def has_team(events_by_game: EventsByGame) -> bool:
-    """True when some event carries a team ("left" / "right")."""
-    return any(e.get("team") in TEAMS for events in events_by_game.values() for e in events)
-
-
-def spotting_results(
-    ground_truth: EventsByGame,
-    predictions: EventsByGame,
-    classes: Sequence[str] = CLASSES,
-    metrics: Sequence[str] = METRICS,
-    team_metrics: Sequence[str] = TEAM_METRICS,
-) -> dict[str, dict[str, Any]]:
-    """Every metric in the ``--results_json`` shape: ``{metric: {"mAP", "per_class", ...}}``, with the
-    ``team_*`` metrics added when both the ground truth and the predictions carry teams."""
-    results = soccernet_maps(ground_truth, predictions, classes, metrics)
-    if team_metrics and has_team(ground_truth) and has_team(predictions):
-        results.update(team_maps(ground_truth, predictions, classes, team_metrics))
-    return results
-
-
-def format_results(results: Mapping[str, Mapping[str, Any]], classes: Sequence[str]) -> str:
-    """Text tables of ``spotting_results`` (percent): rows = classes, columns = metrics; Team mAP separately."""
-    from tabulate import tabulate
-
-    def table(metrics: list[str], title: str, extra_rows: bool) -> str:
-        rows = [[c, *(100 * results[m]["per_class"][c] for m in metrics)] for c in classes]
-        rows.append([title, *(100 * results[m]["mAP"] for m in metrics)])
-        if extra_rows:
-            rows.append(["visible", *(100 * results[m]["mAP_visible"] for m in metrics)])
-            rows.append(["not shown", *(100 * results[m]["mAP_unshown"] for m in metrics)])
-        return tabulate(rows, headers=["AP (%)", *metrics], floatfmt=".2f", tablefmt="simple")
-
-    plain = [m for m in results if not m.startswith("team_")]
-    team = [m for m in results if m.startswith("team_")]
-    parts = [table(plain, "mAP", True)] if plain else []
-    if team:
-        parts.append(table(team, "Team mAP", False))
-    return "\n\n".join(parts)
-
-
-# ---- per-video formats -> per-game events
-
-
-def predictions_by_game(predictions: Sequence[Mapping[str, Any]]) -> dict[str, list[dict]]:
-    """Per-video predictions ``{video, fps, events: [{frame, label, score[, team]}]}`` -> ``{game: [row, ...]}``
-    with the rows ``util.soccernet.write_results_spotting`` writes (same positions, same order), so the scores
-    equal the official evaluator's on the submission files, duplicated rows included."""
-    games: dict[str, list[tuple]] = {}
-    for video in predictions:
-        game, half = split_video_id(video["video"])
-        rows = games.setdefault(game, [])
-        for event in video.get("events", []):
-            try:
-                position_ms = frame_to_position_ms(int(event["frame"]), float(video["fps"]))
-                confidence = float(event["score"])
-            except (KeyError, TypeError, ValueError) as e:
-                raise DataError(f"predictions of {video['video']!r}: event {event}: {e}") from None
-            row = {
-                "half": half or 1,
-                "position_ms": position_ms,
-                "label": event["label"],
-                "confidence": confidence,
-            }
-            if event.get("team") is not None:
-                row["team"] = event["team"]
-            rows.append((half or 1, position_ms, row))
-    out = {}
-    for game, rows in games.items():
-        # The writer's order (stable by half and position): of the rows of one frame and class, the last in the
-        # prediction file is the one the evaluator keeps.
-        rows.sort(key=lambda r: r[:2])
-        out[game] = [r[2] for r in rows]
-    return out
-
-
-def labels_by_game(
-    videos: Sequence[Mapping[str, Any]], framerate: int = SOCCERNET_FPS
-) -> dict[str, list[dict]]:
-    """Parsed label entries ``{video, fps, events: [{frame, label, team?, visibility}]}`` -> ``{game: [event]}``.
-
-    Events that keep their ``position_ms`` (step 2 writes it) are exact at any frame rate; otherwise, at 25 fps a
-    parsed frame is exactly the official frame, and at another frame rate the event is placed at the middle of
-    its 25 fps frame (``frame_to_position_ms``), an approximation.
-    """
-    out: dict[str, list[dict]] = {}
-    for video in videos:
-        game, half = split_video_id(video["video"])
-        fps = float(video["fps"])
-        rows = out.setdefault(game, [])
-        for event in video.get("events", []):
-            row = {k: v for k, v in event.items() if k in ("label", "team", "visibility")}
-            row["half"] = half or 1
-            if event.get("position_ms") is not None:
-                row["position_ms"] = int(event["position_ms"])
-            elif fps == framerate:
-                row["frame"] = int(event["frame"])
-            else:
-                row["position_ms"] = frame_to_position_ms(int(event["frame"]), fps, framerate)
-            rows.append(row)
-    return out
-
-
-# ---- E2E-Spot frame-tolerance mAP
-
-
-def _class_ap(
-    truth: dict[int, np.ndarray], preds: list[tuple[float, int, int]], tolerance: int, n_truth: int
-) -> float:
-    """AP of one class: ``preds`` are (score, video index, frame), ``truth`` video index -> sorted frames."""
-    preds = sorted(preds, key=lambda p: -p[0])  # stable: ties keep video then frame order
-    unmatched = {v: frames.tolist() for v, frames in truth.items()}
-    hits = np.zeros(len(preds), bool)
-    for rank, (_, video, frame) in enumerate(preds):
-        frames = unmatched.get(video)
-        if not frames:
-            continue
-        j = bisect.bisect_left(frames, frame)
-        # The nearest unmatched event (on a tie, the earlier one).
-        if j == len(frames) or (j > 0 and frame - frames[j - 1] <= frames[j] - frame):
-            j -= 1
-        if abs(frames[j] - frame) <= tolerance:
-            hits[rank] = True
-            frames.pop(j)
-    if not hits.any():
-        return 0.0
-    precision = np.cumsum(hits)[hits] / (np.flatnonzero(hits) + 1)
-    envelope = np.maximum.accumulate(precision[::-1])[::-1]
-    return float(envelope.sum() / n_truth)
-
-
-def frame_map(
-    truth: Sequence[Mapping[str, Any]],
-    predictions: Sequence[Mapping[str, Any]],
-    classes: Sequence[str] | None = None,
-    tolerances: Sequence[int] = FRAME_TOLERANCES,
-) -> dict[str, Any]:
-    """E2E-Spot's frame-tolerance mAP, at each video's own frame rate.
-
-    ``truth``: per-video ``{video, events: [{frame, label}]}`` (parsed labels); ``predictions``: per-video
-    ``{video, events: [{frame, label, score}]}``. Classes without ground truth are left out of the mean (their
-    per-class value is None). Returns ``{"mAP": mean over tolerances, "by_tolerance": {tolerance: {"mAP",
-    "per_class": {class: AP}}}}``.
-    """
-    if classes is None:
-        classes = sorted({e["label"] for v in truth for e in v.get("events", [])})
-    video_index = {v["video"]: i for i, v in enumerate(truth)}
-    gt: dict[str, dict[int, list[int]]] = {c: {} for c in classes}
-    for i, video in enumerate(truth):
-        for event in video.get("events", []):
-            if event["label"] in gt:
-                gt[event["label"]].setdefault(i, []).append(int(event["frame"]))
-    pred: dict[str, list[tuple[float, int, int]]] = {c: [] for c in classes}
-    for video in predictions:
-        i = video_index.get(video["video"])
-        if i is None:
-            continue
-        for event in sorted(video.get("events", []), key=lambda e: int(e["frame"])):
-            if event["label"] in pred:
-                pred[event["label"]].append((float(event["score"]), i, int(event["frame"])))
-    by_tolerance = {}
-    for tolerance in tolerances:
-        per_class: dict[str, float | None] = {}
-        for c in classes:
-            truth_c = {v: np.sort(np.asarray(f, np.int64)) for v, f in gt[c].items()}
-            n_truth = sum(len(f) for f in truth_c.values())
-            per_class[c] = (
-                _class_ap(truth_c, sorted(pred[c], key=lambda p: p[1]), tolerance, n_truth)
-                if n_truth
-                else None
-            )
-        scored = [ap for ap in per_class.values() if ap is not None]
-        by_tolerance[int(tolerance)] = {
-            "mAP": float(np.mean(scored)) if scored else 0.0,
-            "per_class": per_class,
-        }
-    maps = [r["mAP"] for r in by_tolerance.values()]
-    return {"mAP": float(np.mean(maps)) if maps else 0.0, "by_tolerance": by_tolerance}

@@ -25,10 +25,12 @@ import heapq
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, replace
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from util.io import DataError, atomic_open
 from util.soccernet import TEAMS
 
 DEFAULT_THRESHOLD = 0.01  # events for mAP: every peak worth ranking
@@ -322,3 +324,38 @@ def average_scores(score_sets: Sequence[Mapping[str, np.ndarray]]) -> dict[str, 
             raise ValueError(f"{key}: score arrays of different shapes {sorted(shapes)}")
         out[key] = np.mean(arrays, axis=0)
     return out
+
+
+# ---- per-frame scores on disk (.score.npz): an array per video id, plus "<video>::team" (P(right)) for a team head
+TEAM_KEY = "::team"
+
+
+def store_scores(path: str | Path, results: dict[str, tuple[np.ndarray, np.ndarray | None]]) -> None:
+    """Per-frame scores as one .npz: an array per video id, plus ``<video>::team`` for a team head."""
+    arrays = {}
+    for video, (scores, team) in results.items():
+        arrays[video] = scores
+        if team is not None:
+            arrays[video + TEAM_KEY] = team
+    with atomic_open(path, "wb") as f:
+        np.savez_compressed(f, **arrays)
+
+
+def load_score_arrays(path: str | Path) -> dict[str, np.ndarray]:
+    """Every array of a ``.score.npz`` by its key (``<video>`` and ``<video>::team``); an unreadable file is a
+    DataError naming it."""
+    try:
+        with np.load(path) as data:
+            return {key: data[key] for key in data.files}
+    except (OSError, ValueError) as e:
+        raise DataError(f"{path}: cannot read the per-frame scores ({e})") from None
+
+
+def load_scores(path: str | Path) -> dict[str, tuple[np.ndarray, np.ndarray | None]]:
+    """Read a ``.score.npz`` written by ``store_scores``: video id -> (scores, team or None)."""
+    arrays = load_score_arrays(path)
+    return {
+        key: (value, arrays.get(key + TEAM_KEY))
+        for key, value in arrays.items()
+        if not key.endswith(TEAM_KEY)
+    }

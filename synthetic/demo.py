@@ -1,6 +1,6 @@
 """The embedded default: the whole pipeline on the synthetic library, exactly as a user would type it.
 
-``make demo`` runs ``python -m util.demo --out demo``: it renders a synthetic SoccerNet-Ball library, then runs the
+``make demo`` runs ``python -m synthetic.demo --out demo``: it renders a synthetic SoccerNet-Ball library, then runs the
 five numbered scripts in order (extract frames, parse labels, train, evaluate, infer), printing each command before
 it runs, so the demo doubles as a walk-through of the real workflow (README, "The demo"). Everything it makes goes
 under ``--out``: ``videos/`` (the library), ``frames/``, ``data/`` (parsed labels), ``model/``,
@@ -53,7 +53,7 @@ class Step:
 
 def first_test_game(size: dict) -> str:
     """The first test game of the library the demo renders (known before rendering: the layout is seeded)."""
-    from util.synthetic import SPLITS, library_splits
+    from synthetic.library import SPLITS, library_splits
 
     counts = dict(zip(SPLITS, (int(x) for x in size["split_counts"].split(",")), strict=True))
     return library_splits(sum(counts.values()), size["seed"], counts)["test"][0]
@@ -68,7 +68,7 @@ def demo_steps(out: Path, python: str = sys.executable, size: dict | None = None
     return [
         Step(
             "Render the synthetic SoccerNet-Ball library (the stand-in for the real videos and labels)",
-            [python, "-m", "util.synthetic", str(videos), "--split_counts", s["split_counts"],
+            [python, "-m", "synthetic.library", str(videos), "--split_counts", s["split_counts"],
              "--seconds", str(s["seconds"]), "--seed", str(s["seed"]), "-j", "2"],
         ),
         Step(
@@ -176,7 +176,7 @@ def summary(out: Path) -> str:
 
 
 def get_args(argv=None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(prog="python -m util.demo", description=__doc__)
+    p = argparse.ArgumentParser(prog="python -m synthetic.demo", description=__doc__)
     p.add_argument(
         "--out",
         type=Path,

@@ -1,0 +1,190 @@
+"""Step 2: a library (Labels-ball.json files + step 1's frame folders) -> the parsed splits of ``data/<name>/``.
+
+Each video's events are placed at the frame rate of its frame folder (``fps.txt``); games come from SoccerNet's
+split lists (or a ``splits.json``), classes from SoccerNet-Ball's list or the labels found. The formats are in
+DESIGN.md; ``labels_table`` is the summary step 2 prints.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Iterable
+from pathlib import Path
+
+from tabulate import tabulate
+
+from util.frame_folder import read_frame_folder
+from util.io import DataError, atomic_write_text, store_json
+from util.soccernet import (
+    CLASSES,
+    HALVES,
+    LABEL_FILE,
+    SPLITS,
+    SPLITS_FILE,
+    VIDEO_EXTENSIONS,
+    load_labels,
+    position_to_frame,
+)
+
+log = logging.getLogger(__name__)
+
+
+def _has_half_videos(game_dir: Path) -> bool:
+    if not game_dir.is_dir():
+        return False
+    return any(
+        p.name[:2] in ("1_", "2_") and p.suffix.lower() in VIDEO_EXTENSIONS for p in game_dir.iterdir()
+    )
+
+
+def game_video_ids(game: str, label_dir: str | os.PathLike, frame_dir: str | os.PathLike) -> dict[int, str]:
+    """``{half: video id}`` of a game: ``{1: game}`` in the one-video layout, ``{1: game/1, 2: game/2}`` in halves.
+
+    A game is in the halves layout when its frame folder has a ``1/`` or ``2/`` subfolder or its library folder
+    holds ``1_*.mkv``-style half videos.
+    """
+    frames = Path(frame_dir) / game
+    if any((frames / str(h)).is_dir() for h in HALVES) or _has_half_videos(Path(label_dir) / game):
+        return {h: f"{game}/{h}" for h in HALVES}
+    return {1: game}
+
+
+def infer_classes(labels: Iterable[str]) -> list[str]:
+    """The classes the labels use, in SoccerNet's order when they are SoccerNet classes, else sorted.
+
+    The real 2024/2025 labels use all 12 classes; the 2023 labels use PASS and DRIVE; a library that draws a subset
+    (the synthetic one) gets that subset, so no class without any example lowers the mAP (the official evaluator
+    scores a class with no ground truth as AP 0).
+    """
+    used = set(labels)
+    if used <= set(CLASSES):
+        return [c for c in CLASSES if c in used]
+    return sorted(used)
+
+
+def _parse_game(game: str, label_dir: Path, frame_dir: Path, require_labels: bool) -> list[dict]:
+    """Parsed entries (one per video) of one game; labels are checked against the classes later."""
+    label_file = label_dir / game / LABEL_FILE
+    if label_file.is_file():
+        annotations = load_labels(label_file)
+    elif require_labels:
+        raise DataError(f"{label_file}: not found (only challenge games may come without labels)")
+    else:
+        annotations = []
+    videos = {}
+    for half, video in game_video_ids(game, label_dir, frame_dir).items():
+        info = read_frame_folder(frame_dir / video)
+        videos[half] = {"video": video, "num_frames": info["num_frames"], "fps": info["fps"]}
+        videos[half].update(width=info["width"], height=info["height"], events=[])
+    for i, annotation in enumerate(annotations):
+        where = f"{label_file}: annotation {i} ({annotation['game_time']})"
+        half = annotation["half"]
+        if half not in videos:
+            raise DataError(
+                f"{where}: unknown half {half}: the game has one video (2024/2025 layout), so every annotation "
+                "must be in half 1"
+            )
+        video = videos[half]
+        frame = position_to_frame(annotation["position_ms"], video["fps"])
+        if frame >= video["num_frames"]:
+            raise DataError(
+                f"{where}: {annotation['position_ms']} ms is frame {frame}, past the end of {video['video']} "
+                f"({video['num_frames']} frames at {video['fps']:g} fps); re-extract the frames or fix the label"
+            )
+        # position_ms keeps the exact time, so metrics on parsed labels at any fps equal those on Labels-ball.json.
+        event = {"frame": frame, "label": annotation["label"], "position_ms": annotation["position_ms"]}
+        if "team" in annotation:
+            event["team"] = annotation["team"]
+        event["visibility"] = annotation["visibility"]
+        video["events"].append(event)
+    for video in videos.values():
+        video["events"].sort(key=lambda e: e["frame"])  # stable: ties keep the file's order
+    return [videos[h] for h in sorted(videos)]
+
+
+def _check_games_present(label_dir: Path, frame_dir: Path, splits: dict[str, list[str]]) -> None:
+    games = [g for split in SPLITS for g in splits.get(split, [])]
+    if not games:
+        raise DataError("the split lists are empty: no game to parse")
+    if any((label_dir / g).is_dir() or (frame_dir / g).is_dir() for g in games):
+        return
+    hint = "pass --splits FILE (a splits.json) for a library other than SoccerNet-Ball"
+    if (label_dir / SPLITS_FILE).is_file():
+        hint = f"pass --splits {label_dir / SPLITS_FILE}"
+    raise DataError(
+        f"{label_dir}: none of the {len(games)} games of the split lists is here ({games[0]}, ...); {hint}"
+    )
+
+
+def parse_library(
+    label_dir: str | os.PathLike,
+    frame_dir: str | os.PathLike,
+    splits: dict[str, list[str]],
+    classes: list[str] | None = None,
+    skip_bad: bool = False,
+) -> tuple[list[str], dict[str, list[dict]], list[str]]:
+    """Parse every game of ``splits`` -> ``(classes, {split: [video entry, ...]}, problems)``.
+
+    ``classes=None`` infers them (``infer_classes``). Every bad game is reported at once in one DataError; with
+    ``skip_bad`` bad games are dropped whole (a game with some events dropped would teach false background) and
+    their problems returned. A challenge game without labels gets empty event lists.
+    """
+    label_dir, frame_dir = Path(label_dir), Path(frame_dir)
+    _check_games_present(label_dir, frame_dir, splits)
+    problems: list[str] = []
+    games: list[tuple[str, str, list[dict]]] = []
+    for split in SPLITS:
+        for game in splits.get(split, []):
+            try:
+                games.append((split, game, _parse_game(game, label_dir, frame_dir, split != "challenge")))
+            except DataError as e:
+                problems.append(f"game {game}: {e}")
+    if classes is None:
+        classes = infer_classes(e["label"] for _, _, videos in games for v in videos for e in v["events"])
+    parsed: dict[str, list[dict]] = {split: [] for split in SPLITS}
+    for split, game, videos in games:
+        unknown = sorted({e["label"] for v in videos for e in v["events"]} - set(classes))
+        if unknown:
+            problems.append(
+                f"game {game}: {label_dir / game / LABEL_FILE}: unknown label(s) {unknown}; "
+                f"the classes are {classes} (a --classes file sets them)"
+            )
+            continue
+        parsed[split].extend(videos)
+    if problems and not skip_bad:
+        raise DataError(
+            f"{len(problems)} bad game(s), nothing written (--skip_bad skips them):\n  "
+            + "\n  ".join(problems)
+        )
+    for problem in problems:
+        log.warning("skipped %s", problem)
+    return list(classes), parsed, problems
+
+
+def write_parsed(out_dir: str | os.PathLike, classes: list[str], parsed: dict[str, list[dict]]) -> list[Path]:
+    """Write ``class.txt`` and ``{train,val,test,challenge}.json`` (each atomically); returns their paths."""
+    out_dir = Path(out_dir)
+    atomic_write_text(out_dir / "class.txt", "".join(f"{c}\n" for c in classes))
+    paths = [out_dir / "class.txt"]
+    for split in SPLITS:
+        store_json(out_dir / f"{split}.json", parsed.get(split, []))
+        paths.append(out_dir / f"{split}.json")
+    return paths
+
+
+def labels_table(classes: list[str], parsed: dict[str, list[dict]]) -> str:
+    """Videos and events per class per split, as a text table."""
+    splits = [s for s in SPLITS if s in parsed]
+    counts = {s: {c: 0 for c in classes} for s in splits}
+    for split in splits:
+        for video in parsed[split]:
+            for event in video["events"]:
+                if event["label"] in counts[split]:
+                    counts[split][event["label"]] += 1
+    rows = [["videos", *(len(parsed[s]) for s in splits)]]
+    rows += [[c, *(counts[s][c] for s in splits)] for c in classes]
+    rows.append(["all events", *(sum(counts[s].values()) for s in splits)])
+    for row in rows:
+        row.append(sum(row[1:]))
+    return tabulate(rows, headers=["", *splits, "total"], tablefmt="simple")
