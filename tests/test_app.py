@@ -25,7 +25,9 @@ from util.io import load_json, store_json
 from util.visualize import class_colors
 
 JOB_TIMEOUT_S = 120
-UNKNOWN_JOB = str(uuid.UUID(int=0x7B8DFEED969148A5990B4839817213E4, version=4))  # fixed: test ids must agree across workers
+UNKNOWN_JOB = str(
+    uuid.UUID(int=0x7B8DFEED969148A5990B4839817213E4, version=4)
+)  # fixed: test ids must agree across workers
 
 
 # ---- helpers (the model, the match and make_app live in conftest.py)
