@@ -87,6 +87,30 @@ def get_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     )
     parser.add_argument("--eval_dir", help="write the SoccerNet submission files and zip here")
     parser.add_argument("--results_json", help="write every metric here as JSON (fractions)")
+    report = parser.add_argument_group("the evaluation report (--report)")
+    report.add_argument(
+        "--report",
+        metavar="DIR",
+        type=Path,
+        help="write DIR/report.html (self-contained: opens offline), its figures as PNGs and report.json: "
+        "AP against delta, precision-recall curves, timing offsets, confusions, worst errors, bootstrap intervals",
+    )
+    report.add_argument(
+        "--report_threshold",
+        type=float,
+        default=0.5,
+        help="confidence from which a prediction counts as shown, for the report's confusions and error lists "
+        "(default 0.5; the APs use every threshold)",
+    )
+    report.add_argument(
+        "--bootstrap_rounds", type=int, default=500, help="bootstrap resamples of the intervals (default 500)"
+    )
+    report.add_argument(
+        "--bootstrap_chunk_s",
+        type=float,
+        default=60.0,
+        help="length of the contiguous chunks of play the bootstrap resamples, seconds (default 60)",
+    )
     parser.add_argument("-v", "--verbose", action="store_true")
     args = parser.parse_args(argv)
     for name in ("nms_window", "nms_window_s", "sigma", "sigma_s"):
@@ -94,6 +118,10 @@ def get_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
             parser.error(f"--{name} must be >= 0")
     if args.threshold is not None and not 0.0 <= args.threshold <= 1.0:
         parser.error("--threshold must be in [0, 1]")
+    if not 0.0 <= args.report_threshold <= 1.0:
+        parser.error("--report_threshold must be in [0, 1]")
+    if args.bootstrap_rounds < 1 or args.bootstrap_chunk_s <= 0:
+        parser.error("--bootstrap_rounds must be >= 1 and --bootstrap_chunk_s > 0")
     return args
 
 
@@ -362,6 +390,13 @@ def main(args: argparse.Namespace) -> int:
     if args.results_json:
         store_json(args.results_json, results)
         print(f"wrote {args.results_json}")
+    if args.report:
+        from util.report import write_report
+
+        page = write_report(args.report, ground_truth, predicted, classes, results, split,
+                            source=" ".join(str(m) for m in args.model_dir), threshold=args.report_threshold,
+                            rounds=args.bootstrap_rounds, chunk_s=args.bootstrap_chunk_s)  # fmt: skip
+        print(f"wrote {page} (open it in a browser; the figures are also beside it as PNGs)")
     return 0
 
 

@@ -3,7 +3,7 @@
 
 Reads a frame folder of step 1 (--frame_dir FRAME_DIR --video_name VIDEO_ID) or any video file directly (--video
 FILE, decoded on the fly at the model's frame rate and size; no JPEGs written). Writes into --output_dir:
-predictions.json (events with their time), results_spotting.json (SoccerNet format, for a SoccerNet game),
+predictions.json (events with their time), events.csv (the same events for a spreadsheet), results_spotting.json (SoccerNet format, for a SoccerNet game),
 scores.npz (per-frame scores, to re-threshold without rerunning the model), timeline.png, and on request frames
 with overlays (--visualize, frames/) and a browser-playable H.264 video (--create_video, annotated.mp4) with the
 actions labelled, slowed down around each action, and a timeline bar.
@@ -169,7 +169,7 @@ def main(args: argparse.Namespace) -> int:
     )
     print(result["summary"])
     print()
-    for key in ("predictions", "results_spotting", "scores", "timeline", "frames", "video"):
+    for key in ("predictions", "events_csv", "results_spotting", "scores", "timeline", "frames", "video"):
         if result.get(key) is not None:
             print(f"{key:>16}: {result[key]}")
     return 0

@@ -88,11 +88,13 @@ SLOWMO_CHOICES = (1, 2, 3, 4)
 DOWNLOAD_NAMES = {
     "video": "{stem}_annotated.mp4",
     "predictions": "{stem}_predictions.json",
+    "events_csv": "{stem}_events.csv",
     "results_spotting": "{stem}_results_spotting.json",
     "timeline": "{stem}_timeline.png",
     "scores": "{stem}_scores.npz",
 }
-MIMETYPES = {"video": "video/mp4", "timeline": "image/png", "scores": "application/octet-stream"}
+MIMETYPES = {"video": "video/mp4", "timeline": "image/png", "scores": "application/octet-stream",
+             "events_csv": "text/csv"}  # fmt: skip
 
 
 def human_size(num_bytes: float) -> str:

@@ -70,7 +70,7 @@ TIMING_FILE = "timing.json"  # what the server learned about its jobs' stage tim
 INTERRUPTED_MESSAGE = "the server stopped while this video was being processed; run it again"
 PROGRESS_WRITE_INTERVAL_S = 0.3
 # The files of a finished job the app serves, by name (keys of run_inference's result); nothing else is served.
-RESULT_FILES = ("video", "predictions", "results_spotting", "timeline", "scores")
+RESULT_FILES = ("video", "predictions", "events_csv", "results_spotting", "timeline", "scores")
 _UUID_RE = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$")
 
 

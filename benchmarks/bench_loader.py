@@ -58,7 +58,7 @@ def rate(fn, count: int, min_seconds: float = 1.0) -> float:
             return runs * count / elapsed
 
 
-def decode_rates(folder: Path, num_frames: int) -> dict[str, float]:
+def decode_rates(folder: Path, num_frames: int, min_seconds: float = 1.0) -> dict[str, float]:
     from PIL import Image
     from torchvision.io import decode_jpeg, read_file
 
@@ -66,9 +66,13 @@ def decode_rates(folder: Path, num_frames: int) -> dict[str, float]:
 
     paths = [folder / f"{i:06d}.jpg" for i in range(num_frames)]
     return {
-        "read_jpeg (OpenCV)": rate(lambda: [read_jpeg(p) for p in paths], len(paths)),
-        "torchvision decode_jpeg": rate(lambda: [decode_jpeg(read_file(str(p))) for p in paths], len(paths)),
-        "PIL": rate(lambda: [np.asarray(Image.open(p).convert("RGB")) for p in paths], len(paths)),
+        "read_jpeg (OpenCV)": rate(lambda: [read_jpeg(p) for p in paths], len(paths), min_seconds),
+        "torchvision decode_jpeg": rate(
+            lambda: [decode_jpeg(read_file(str(p))) for p in paths], len(paths), min_seconds
+        ),
+        "PIL": rate(
+            lambda: [np.asarray(Image.open(p).convert("RGB")) for p in paths], len(paths), min_seconds
+        ),
     }
 
 
@@ -95,7 +99,7 @@ def loader_rate(frame_dir: Path, workers: int, num_batches: int) -> float:
     return num_clips / (time.perf_counter() - start)
 
 
-def train_step_rate(device: torch.device, steps: int) -> float:
+def train_step_rate(device: torch.device, steps: int, min_seconds: float = 2.0) -> float:
     """Clips/s of the model's own training step on clips of the benchmark's size."""
     from dataset.transform import ClipAugment, to_clips
     from model.common import build_model, default_config
@@ -130,18 +134,23 @@ def train_step_rate(device: torch.device, steps: int) -> float:
         if device.type == "cuda":
             torch.cuda.synchronize()
 
-    return rate(lambda: [step() for _ in range(steps)], steps * BATCH_SIZE, min_seconds=2.0)
+    return rate(lambda: [step() for _ in range(steps)], steps * BATCH_SIZE, min_seconds=min_seconds)
 
 
 def get_args(argv=None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--quick", action="store_true", help="fewer frames and batches")
+    p.add_argument(
+        "--quick", action="store_true", help="fewer frames and batches, each rate timed once (a smoke test)"
+    )
     return p.parse_args(argv)
 
 
 def main(argv=None) -> None:
     args = get_args(argv if argv is not None else [])
     num_frames, num_batches = (60, 4) if args.quick else (120, 12)
+    min_seconds = (
+        0.0 if args.quick else 1.0
+    )  # how long each rate is repeated for (a quick run times one pass)
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     print(
         f"bench_loader: {WIDTH}x{HEIGHT} JPEG frames, clips of {CLIP_LEN}, batches of {BATCH_SIZE}, {os.cpu_count()} CPUs"
@@ -149,11 +158,11 @@ def main(argv=None) -> None:
     with tempfile.TemporaryDirectory() as tmp:
         frame_dir = Path(tmp)
         write_frames(frame_dir / "v")
-        decode = decode_rates(frame_dir / "v", num_frames)
+        decode = decode_rates(frame_dir / "v", num_frames, min_seconds)
         baseline = decode["torchvision decode_jpeg"]
         for name, value in decode.items():
             print(f"  JPEG decode {name:26s} {value:8.0f} frames/s  ({value / baseline:.2f}x torchvision)")
-        train = train_step_rate(device, steps=2 if device.type == "cpu" else 10)
+        train = train_step_rate(device, steps=2 if device.type == "cpu" else 10, min_seconds=2 * min_seconds)
         amp = " with AMP" if device.type == "cuda" else ""
         print(
             f"  training step on {device.type}{amp}: {train:8.2f} clips/s ({train * CLIP_LEN:.0f} frames/s), "

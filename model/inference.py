@@ -12,6 +12,8 @@ fly at the model's frame rate and size, no JPEGs written), turns scores into eve
   and the SoccerNet server take them (for a SoccerNet game ``<league>/<season>/<game>[/<half>]``, the same rows
   ``eval_soccernet_ball.py --eval_dir`` writes);
 - ``scores.npz``: per-frame scores, the array of ``pred-*.score.npz`` (and ``<video>::team`` for a team head);
+- ``events.csv``: the events shown, one row each (time_s, time, label, team, score, team_score, frame), for a
+  spreadsheet or an editing tool;
 - ``timeline.png``: per-class score curves with the detected events;
 - ``frames/`` (``visualize``; drawn by ``model.render``): every frame with its overlays, as JPEGs;
 - ``annotated.mp4`` (``create_video``): H.264 (browser-playable), at the source's resolution, labels around each
@@ -55,13 +57,14 @@ from model.render import DEFAULT_SLOWMO_FACTOR, DEFAULT_SLOWMO_SPAN_S, Progress,
 from util import visualize as vis
 from util.io import DataError, store_json
 from util.postprocess import PostProcess, store_scores
-from util.submission import write_video_results
+from util.submission import write_events_csv, write_video_results
 
 log = logging.getLogger(__name__)
 
 PREDICTIONS_FILE = "predictions.json"
 SCORES_FILE = "scores.npz"
 TIMELINE_FILE = "timeline.png"
+EVENTS_CSV = "events.csv"
 
 
 def _model_config_for(config: dict, item: VideoInput) -> dict:
@@ -301,7 +304,8 @@ def _write_outputs(
     score_threshold: float,
     epoch: int,
 ) -> dict[str, Any]:
-    """predictions.json (the events shown), scores.npz, results_spotting.json (every event), timeline.png."""
+    """predictions.json and events.csv (the events shown), scores.npz, results_spotting.json (every event),
+    timeline.png."""
     fps, classes = float(config["fps"]), list(config["classes"])
     results = {item.video_id: (scores, team)}
     (prediction,) = scores_to_predictions(results, config, post)
@@ -320,6 +324,7 @@ def _write_outputs(
         "nms_window": post.event_options(fps)["nms_window"],
     }
     store_json(output_dir / PREDICTIONS_FILE, document)
+    write_events_csv(output_dir / EVENTS_CSV, events)
     store_scores(output_dir / SCORES_FILE, results)
     results_spotting = write_video_results(prediction, output_dir)
     colors = vis.class_colors(classes)
@@ -332,6 +337,7 @@ def _write_outputs(
         "events": events,
         "all_events": prediction["events"],
         "predictions": output_dir / PREDICTIONS_FILE,
+        "events_csv": output_dir / EVENTS_CSV,
         "scores": output_dir / SCORES_FILE,
         "timeline": output_dir / TIMELINE_FILE,
         "results_spotting": results_spotting,

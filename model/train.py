@@ -75,7 +75,7 @@ from model.select import (
     validation_metrics,
 )
 from util.frame_folder import read_fps
-from util.io import DataError, atomic_write_text, load_json, store_json
+from util.io import DataError, atomic_write_bytes, atomic_write_text, load_json, store_json
 from util.postprocess import DEFAULT_DISPLAY_THRESHOLD, PostProcess
 
 log = logging.getLogger(__name__)
@@ -621,6 +621,9 @@ def predict_sharded(trainer: Trainer, videos: Sequence[dict]) -> dict | None:
 # The run
 
 
+TRAINING_PLOT = "training.png"  # loss.csv drawn: train/val loss, val mAP@1 (team, frame), learning rate
+
+
 def write_history(model_dir: Path, history: list[dict]) -> None:
     store_json(model_dir / "loss.json", history)
     keys = [
@@ -641,6 +644,12 @@ def write_history(model_dir: Path, history: list[dict]) -> None:
         values.append("" if post is None else f"{post['nms_window_s']:g}{' soft' if post['soft'] else ''}")
         rows.append(",".join(values))
     atomic_write_text(model_dir / "loss.csv", "\n".join(rows) + "\n")
+    try:  # the curves are for people: a plotting failure must not stop training
+        from util.report import figure_training
+
+        atomic_write_bytes(model_dir / TRAINING_PLOT, figure_training(history))
+    except Exception as e:  # noqa: BLE001
+        log.warning("could not draw %s (%s)", model_dir / TRAINING_PLOT, e)
 
 
 def _prune_optim_files(model_dir: Path, keep_epoch: int) -> None:

@@ -4,7 +4,7 @@
 five numbered scripts in order (extract frames, parse labels, train, evaluate, infer), printing each command before
 it runs, so the demo doubles as a walk-through of the real workflow (README, "The demo"). Everything it makes goes
 under ``--out``: ``videos/`` (the library), ``frames/``, ``data/`` (parsed labels), ``model/``,
-``results-test.json`` (step 4's metrics) and ``infer/`` (step 5 on a test game's frames and on its video file).
+``results-test.json`` (step 4's metrics), ``report/`` (step 4's report: ``report/report.html``) and ``infer/`` (step 5 on a test game's frames and on its video file).
 
 The size and schedule (:data:`DEMO`) are chosen so that the whole demo, setup excluded, takes at most 15 minutes on
 a 2-core CPU whose ffmpeg extracts 720p -> 224p at about 290 frames/s (``make bench``), with test mAP@1 and Team
@@ -42,7 +42,7 @@ DEMO = {
     "fg_upsample": 0.8,
 }
 # What the demo writes under --out (removed first, so a rerun starts clean).
-OUTPUTS = ("videos", "frames", "data", "model", "infer", "results-test.json")
+OUTPUTS = ("videos", "frames", "data", "model", "infer", "report", "results-test.json")
 
 
 @dataclass
@@ -92,9 +92,10 @@ def demo_steps(out: Path, python: str = sys.executable, size: dict | None = None
              "--no-mixup", "--no-augment", "--team", "--no_pretrained", "-j", "1"],
         ),
         Step(
-            "Step 4: evaluate on the test games (SoccerNet mAP and Team mAP, ground truth from Labels-ball.json)",
+            "Step 4: evaluate on the test games (SoccerNet mAP and Team mAP, ground truth from Labels-ball.json), "
+            "with the report",
             [python, "eval_soccernet_ball.py", str(data), str(frames), str(model), "-s", "test",
-             "-l", str(videos), "--results_json", str(out / "results-test.json")],
+             "-l", str(videos), "--results_json", str(out / "results-test.json"), "--report", str(out / "report")],
         ),
         Step(
             "Step 5a: inference on a test game's frame folder",
@@ -166,6 +167,10 @@ def summary(out: Path) -> str:
         if "team_at1" in metrics:
             parts.append(f"Team mAP@1 {metrics['team_at1']['mAP']:.3f}")
         lines.append("Test games: " + ", ".join(parts) + f" ({results})")
+        if (out / "report" / "report.html").is_file():
+            lines.append(
+                f"Why: {out / 'report' / 'report.html'} (figures, intervals, errors; open it in a browser)"
+            )
     for name in ("frames", "video"):
         folder = out / "infer" / name
         lines.append(

@@ -238,7 +238,18 @@ def test_job_status_reports_stages_and_finishes(finished_job):
     assert status["result_url"] == f"/jobs/{job_id}/result"
     assert {"decoding", "detecting", "rendering"} <= set(status["stages"])
     assert "upload" not in status  # no server paths in the public status: the files are URLs of the API
-    assert set(status["files"]) == {"video", "predictions", "results_spotting", "timeline", "scores"}
+    assert set(status["files"]) == {
+        "video",
+        "predictions",
+        "events_csv",
+        "results_spotting",
+        "timeline",
+        "scores",
+    }
+    csv_file = client.get(status["files"]["events_csv"] + "?download=1")
+    assert csv_file.status_code == 200 and csv_file.mimetype == "text/csv"
+    assert csv_file.data.decode().startswith("time_s,time,label,team,score,team_score,frame\n")
+    assert "_events.csv" in csv_file.headers["Content-Disposition"]
     assert all(url == f"/api/jobs/{job_id}/files/{name}" for name, url in status["files"].items())
     assert status["events"] == [] or {"label", "frame", "score"} <= set(status["events"][0])
     response = client.get(f"/jobs/{job_id}")

@@ -99,7 +99,10 @@ def library(tmp_path_factory, match_video, tiny_model_dir) -> dict:
     root = tmp_path_factory.mktemp("server")
     return {
         "short": match_video,
-        "long": render_match(root / "long", seconds=16),
+        "brief": render_match(root / "brief", seconds=2),  # what the slow model's queued jobs run on
+        # Long enough for the slow model to be still at work after 40 status polls (it runs ~0.6 s per second of
+        # video here, after ~3 s starting its process), short enough that its retry is quick.
+        "long": render_match(root / "long", seconds=8),
         # A model that takes its time on a CPU: 25 fps, full 398x224 frames.
         "slow_model": write_tiny_model(
             root / "slow", fps=25.0, frame_height=224, frame_width=398, source_width=398, source_height=224
@@ -114,7 +117,7 @@ def test_sigint_stops_within_5_s_interrupts_the_running_job_and_keeps_the_queue(
     server = Server(library["slow_model"], jobs)
     try:
         running = server.upload(library["long"], "first.mp4", slowmo="1")
-        queued = [server.upload(library["short"], f"then{i}.mp4", slowmo="1") for i in range(2)]
+        queued = [server.upload(library["brief"], f"then{i}.mp4", slowmo="1") for i in range(2)]
         server.wait(running, states=("running",))
         # Status polls answer fast while the job runs (the model uses the CPU in another thread).
         latencies = []

@@ -8,6 +8,7 @@ slow motion, audio kept).
 
 from __future__ import annotations
 
+import csv
 import json
 import shutil
 from fractions import Fraction
@@ -94,6 +95,15 @@ def test_video_predictions_in_both_formats(video_run):
         assert event["time_s"] == pytest.approx(event["frame"] / FPS)
         minutes, seconds = event["time"].split(":")
         assert int(minutes) * 60 + float(seconds) == pytest.approx(event["frame"] / FPS)
+    # events.csv: the same events, one row each in time order, for a spreadsheet.
+    with result["events_csv"].open(newline="") as f:
+        rows = list(csv.DictReader(f))
+    assert list(rows[0]) == ["time_s", "time", "label", "team", "score", "team_score", "frame"]
+    shown = sorted(doc["events"], key=lambda e: (e["frame"], -e["score"]))
+    assert [(int(r["frame"]), r["label"], r["team"], r["time"]) for r in rows] == [
+        (e["frame"], e["label"], e["team"], e["time"]) for e in shown
+    ]
+    assert [float(r["score"]) for r in rows] == pytest.approx([e["score"] for e in shown], abs=1e-4)
     soccernet = json.loads(result["results_spotting"].read_text())
     assert result["results_spotting"].parent == result["predictions"].parent
     assert len(soccernet["predictions"]) == len(doc["events"])

@@ -347,46 +347,11 @@ LEARN_FLAGS = ("--num_epochs", "8", "--epoch_num_frames", "512", "--start_val_ep
                "--fg_upsample", "0.5", "--dilate_len", "1", "-lr", "0.002")  # fmt: skip
 
 
-def learnable_library(root: Path) -> tuple[Path, Path]:
-    """Frames of 56x32 where each event shows its class on its frame and the next and previous ones (as dilation 1
-    labels them): PASS a red square at the top left, DRIVE a blue one at the bottom right."""
-    rng = np.random.default_rng(0)
-
-    def video(name: str, num_frames: int) -> dict:
-        frames = sorted(rng.choice(np.arange(2, num_frames - 2), num_frames // 10, replace=False).tolist())
-        events = [event(f, CLASSES[j % 2], "left" if j % 3 else "right") for j, f in enumerate(frames)]
-        return {"video": name, "num_frames": num_frames, "events": events}
-
-    def draw(image: np.ndarray, frame: int, video: dict) -> None:
-        for e in video["events"]:
-            if abs(e["frame"] - frame) <= 1:
-                if e["label"] == "PASS":
-                    image[2:14, 2:14] = (0, 0, 255)
-                else:
-                    image[18:30, 42:54] = (255, 0, 0)
-
-    splits = {"train": [video("lg/s/a", 160), video("lg/s/b", 160)], "val": [video("lg/s/c", 120)]}
-    return make_library(root, splits, draw=draw, size=(56, 32))
-
-
-@pytest.mark.slow
-def test_training_learns_a_visible_cue(tmp_path):
-    frame_dir, data_dir = learnable_library(tmp_path)
-    assert run(train_argv(tmp_path, frame_dir, data_dir, *LEARN_FLAGS)) == 0
-    history = load_json(tmp_path / "model/loss.json")
-
-    assert history[-1]["train"] < 0.5 * history[0]["train"]
-    assert history[-1]["val"] < 0.5 * history[0]["val"]
-    # E2E-Spot's frame mAP (tolerances 0-4 frames) and SoccerNet mAP@1 (the best of the post-processing grid).
-    assert max(h["val_frame_mAP"] for h in history) > 0.6 > history[0]["val_frame_mAP"]
-    assert max(h["val_mAP"] for h in history) > 0.95 > history[0]["val_mAP"]
-    selection = load_json(tmp_path / "model/selection.json")
-    assert selection["epoch"] == best_epoch(history, "map") and selection["val_mAP"] > 0.95
-
-
 def team_library(root: Path) -> tuple[Path, Path]:
-    """Like ``learnable_library``, plus the acting team as a green bar at the image's left or right edge (a
-    horizontal flip moves the bar and swaps the label together, so the cue survives augmentation)."""
+    """Frames of 56x32 where each event shows its class on its frame and the next and previous ones (as dilation 1
+    labels them: PASS a red square, DRIVE a blue one, at the top left), and the acting team as a green bar at the
+    image's left or right edge (a horizontal flip moves the bar and swaps the label together, so the cue survives
+    augmentation)."""
     rng = np.random.default_rng(1)
 
     def video(name: str, num_frames: int) -> dict:
@@ -408,12 +373,27 @@ def team_library(root: Path) -> tuple[Path, Path]:
 
 
 @pytest.mark.slow
-def test_team_head_learns_which_team_acted(tmp_path):
+def test_training_learns_the_visible_cues_of_class_and_team(tmp_path):
     frame_dir, data_dir = team_library(tmp_path)
     assert run(train_argv(tmp_path, frame_dir, data_dir, *LEARN_FLAGS, "--team")) == 0
     model = tmp_path / "model"
-    config = load_json(model / "config.json")
-    assert config["team"] is True
+    history = load_json(model / "loss.json")
+
+    # Margins measured with --seed 0, 1, 2 (bf16 on an AMX CPU): the val loss fell to 0.02-0.46x its first epoch's,
+    # the frame mAP rose from 0.27-0.36 to 0.62-0.86, the best mAP@1 was 0.98-1.0, the team accuracy 1.0.
+    assert history[-1]["train"] < history[0]["train"] and history[-1]["val"] < 0.6 * history[0]["val"]
+    # E2E-Spot's frame mAP (tolerances 0-4 frames) starts low and climbs; SoccerNet mAP@1 (the best of the
+    # post-processing grid, +-12 frames at 25 fps) is lenient on these sparse cues: already ~0.9 after epoch 0.
+    assert max(h["val_frame_mAP"] for h in history) > 0.5 > history[0]["val_frame_mAP"]
+    assert max(h["val_mAP"] for h in history) > 0.95
+    selection = load_json(model / "selection.json")
+    assert selection["criterion"] == "team_map" and selection["epoch"] == best_epoch(history, "team_map")
+    # loss.csv drawn each epoch (util.report.figure_training): a PNG of three panels.
+    png = (model / "training.png").read_bytes()
+    assert png[:8] == b"\x89PNG\r\n\x1a\n" and len(png) > 20_000
+
+    # The team head: which side acted, at each true event of the selected epoch's val predictions.
+    assert load_json(model / "config.json")["team"] is True
     (npz,) = model.glob("pred-val.*.score.npz")
     ((video, (_, team)),) = load_scores(npz).items()
     truth = load_json(data_dir / "val.json")[0]["events"]

@@ -1,6 +1,7 @@
 """SoccerNet's files out of this toolkit's predictions: ``results_spotting.json`` per game (what the evaluator
 and the evaluation server take), the zip of a split's submission, and ``Labels-ball.json`` back from parsed
-videos (the synthetic library and tests write ground truth with it).
+videos (the synthetic library and tests write ground truth with it), and ``events.csv`` (step 5's events for a
+spreadsheet).
 
 A prediction's frame becomes a position in ms at its video's frame rate (``frame_to_position_ms``), the halves of
 a game go into one file, and each file is written atomically.
@@ -153,3 +154,22 @@ def write_video_results(prediction: dict, output_dir: Path) -> Path:
     finally:
         shutil.rmtree(staging, ignore_errors=True)
     return target
+
+
+EVENTS_CSV_COLUMNS = ("time_s", "time", "label", "team", "score", "team_score", "frame")
+
+
+def write_events_csv(path: Path, events: Iterable[dict]) -> Path:
+    """Events (``predictions.json``'s, with ``time_s`` and ``time``) as CSV for spreadsheets and video tools:
+    one row per event in time order, the columns of :data:`EVENTS_CSV_COLUMNS` (team and team_score empty
+    without a team head); written atomically."""
+    import csv
+
+    rows = sorted(events, key=lambda e: (e["frame"], -e["score"]))
+    with atomic_open(path, "w") as f:
+        writer = csv.writer(f, lineterminator="\n")
+        writer.writerow(EVENTS_CSV_COLUMNS)
+        for e in rows:
+            writer.writerow(["" if e.get(k) is None else (f"{e[k]:.4f}" if k in ("score", "team_score") else e[k])
+                             for k in EVENTS_CSV_COLUMNS])  # fmt: skip
+    return path

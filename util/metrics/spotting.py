@@ -350,6 +350,15 @@ def _interpolated_ap(tp: np.ndarray, n_pred: np.ndarray, n_gt: np.ndarray) -> np
     return best.sum(axis=0) / 11
 
 
+def _counts(prep: _Prepared, matched: np.ndarray, mask: np.ndarray | None) -> tuple[np.ndarray, np.ndarray]:
+    """(C, T) true positives and predictions at each threshold, of the predictions in ``mask`` (all: None);
+    ``matched`` is in ``prep.order``."""
+    counted = np.ones(len(matched), bool) if mask is None else mask
+    cum_pred = np.concatenate([[0], np.cumsum(counted)])
+    cum_tp = np.concatenate([[0], np.cumsum(matched & counted)])
+    return cum_tp[prep.ends] - cum_tp[prep.at_threshold], cum_pred[prep.ends] - cum_pred[prep.at_threshold]
+
+
 def _delta_aps(prep: _Prepared, delta_frames: int) -> dict[str, np.ndarray]:
     """Per-class AP (all, visible, not shown) at one delta in frames."""
     radius = math.floor(delta_frames / 2)
@@ -360,13 +369,19 @@ def _delta_aps(prep: _Prepared, delta_frames: int) -> dict[str, np.ndarray]:
         ("visible", prep.visible, prep.n_visible),
         ("unshown", prep.unshown, prep.n_unshown),
     ):
-        counted = np.ones(len(matched), bool) if mask is None else mask
-        cum_pred = np.concatenate([[0], np.cumsum(counted)])
-        cum_tp = np.concatenate([[0], np.cumsum(matched & counted)])
-        n_pred = cum_pred[prep.ends] - cum_pred[prep.at_threshold]
-        tp = cum_tp[prep.ends] - cum_tp[prep.at_threshold]
-        out[name] = _interpolated_ap(tp, n_pred, n_gt)
+        out[name] = _interpolated_ap(*_counts(prep, matched, mask), n_gt)
     return out
+
+
+def _threshold_counts(
+    prep: _Prepared, delta_frames: int
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """(C, T) true positives and predictions at each threshold, (C,) ground-truth counts and the (C,) APs
+    they give, at one delta (every prediction, visible or not): what the precision-recall curves draw."""
+    matched = _match(prep, math.floor(delta_frames / 2))[prep.order]
+    tp, n_pred = _counts(prep, matched, None)
+    n_gt = prep.n_visible + prep.n_unshown
+    return tp, n_pred, n_gt, _interpolated_ap(tp, n_pred, n_gt)
 
 
 def _combine(per_delta: list[dict[str, np.ndarray]]) -> dict[str, Any]:
