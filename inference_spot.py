@@ -9,7 +9,8 @@ with overlays (--visualize, frames/) and a browser-playable H.264 video (--creat
 actions labelled, slowed down around each action, and a timeline bar.
 
 By default the model is used as training chose on val (MODEL_DIR/selection.json): that epoch, that post-processing
-(NMS window in seconds) and that display threshold; --epoch, --nms_window / --nms_window_s and --score_threshold
+(NMS window in seconds) and those display thresholds (per class, the lowest that held a target precision on val);
+--epoch, --nms_window / --nms_window_s and --score_threshold
 override them. results_spotting.json holds every event (what SoccerNet's evaluator scores); predictions.json, the
 video and the timeline the events scoring at least the display threshold.
 """
@@ -56,8 +57,8 @@ def get_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument(
         "--score_threshold",
         type=float,
-        help="show events scoring at least this (default: the model's display threshold, 0.3 unless it recorded "
-        "another)",
+        help="show events scoring at least this, every class (default: per class, the threshold that held the "
+        "target precision on val, recorded by training in selection.json; 0.3 for a model that recorded none)",
     )
     parser.add_argument("--max_frames", type=int, help="process only the first N frames (for testing)")
     nms = parser.add_mutually_exclusive_group()
@@ -163,7 +164,7 @@ def main(args: argparse.Namespace) -> int:
     print(
         f"\n{result['video_id']}: {result['num_frames']} frames at {result['fps']:g} fps, "
         f"{len(result['events'])} events shown of {len(result['all_events'])} (epoch {result['epoch']}, "
-        f"{result['postprocess'].describe(result['fps'])}, shown from score {result['score_threshold']:g}; "
+        f"{result['postprocess'].describe(result['fps'])}, shown from {result['threshold_text']}; "
         f"{seconds:.1f} s, detection "
         f"{result['num_frames'] / max(result['seconds']['detect'], 1e-9):.1f} frames/s)"
     )

@@ -77,6 +77,7 @@ def get_args(argv=None) -> argparse.Namespace:
     from model.common import available_backbones, available_heads
     from model.select import CRITERIA
     from model.train import EPOCH_NUM_FRAMES, FG_WEIGHT
+    from util.postprocess import DEFAULT_TARGET_PRECISION
 
     p = argparse.ArgumentParser(description=__doc__, formatter_class=_HelpFormatter)
     p.add_argument("dataset", nargs="?", help="dataset name (data/<name>/) or a folder of parsed labels")
@@ -113,6 +114,14 @@ def get_args(argv=None) -> argparse.Namespace:
         choices=list(CRITERIA),
         help="how the best epoch is chosen on val: map = SoccerNet mAP@1, team_map = Team mAP@1 (the default "
         "with --team; map otherwise), frame_map = E2E-Spot's frame-tolerance mAP, loss = val loss",
+    )
+    p.add_argument(
+        "--target_precision",
+        type=_fraction,
+        default=DEFAULT_TARGET_PRECISION,
+        help="per class, the display threshold recorded on val (selection.json) is the lowest from which val "
+        "precision at delta = 1 s stays at least this (a class that never reaches it: its best-F1 threshold); "
+        f"inference and the app show events from there (default {DEFAULT_TARGET_PRECISION})",
     )
     p.add_argument(
         "--mixup",

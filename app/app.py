@@ -122,6 +122,21 @@ def default_threshold(app: Flask) -> float:
         return DEFAULT_DISPLAY_THRESHOLD
 
 
+def model_thresholds(app: Flask) -> dict:
+    """The per-class display thresholds the model recorded on val (selection.json) and their target precision:
+    ``{"classes": {class: threshold}, "target_precision": p}`` ({} classes when it recorded none, or the app's
+    DEFAULT_THRESHOLD setting replaces them)."""
+    from model.usage import load_selection
+
+    if app.config["DEFAULT_THRESHOLD"] is not None:
+        return {"classes": {}, "target_precision": None}
+    try:
+        usage = load_selection(app.config["MODEL_DIR"])
+    except DataError:
+        return {"classes": {}, "target_precision": None}
+    return {"classes": dict(usage["class_thresholds"]), "target_precision": usage["target_precision"]}
+
+
 def create_app(config: dict | None = None) -> Flask:
     """The Flask app; ``config`` overrides DEFAULTS (and any Flask setting). Starts the job runner."""
     app = Flask(__name__)
@@ -217,18 +232,30 @@ def _refuse(status: int, message: str):
 ANNOTATED_CHOICES = ("auto", "full", "highlights", "none")
 
 
-def _parse_options(form, default_threshold: float, default_slowmo: int) -> dict:
-    """Threshold, slow-motion factor and annotated-video kind from the upload form; bad values raise ValueError."""
-    threshold = float(form.get("threshold") or default_threshold)
-    if not (0.0 < threshold < 1.0) or math.isnan(threshold):
-        raise ValueError("the detection threshold must be between 0 and 1")
+def _parse_options(form, default_threshold: float, default_slowmo: int, per_class: bool = False) -> dict:
+    """Threshold, slow-motion factor and annotated-video kind from the upload form; bad values raise ValueError.
+
+    ``thresholds=model`` (the form's checkbox), or no ``threshold`` when the model recorded per-class thresholds
+    (``per_class``), keeps the model's per-class thresholds (no "threshold" in the options); a ``threshold``
+    applies to every class."""
+    wanted = form.get("thresholds")
+    if wanted not in (None, "", "model", "one"):
+        raise ValueError("thresholds must be 'model' or 'one'")
+    options: dict = {}
+    if per_class and (wanted == "model" or (not form.get("threshold") and wanted != "one")):
+        options["thresholds"] = "model"
+    else:
+        threshold = float(form.get("threshold") or default_threshold)
+        if not (0.0 < threshold < 1.0) or math.isnan(threshold):
+            raise ValueError("the detection threshold must be between 0 and 1")
+        options["threshold"] = threshold
     slowmo = int(form.get("slowmo") or default_slowmo)
     if slowmo not in SLOWMO_CHOICES:
         raise ValueError(f"slow motion must be one of {', '.join(map(str, SLOWMO_CHOICES))}")
     annotated = form.get("annotated") or "auto"
     if annotated not in ANNOTATED_CHOICES:
         raise ValueError(f"annotated must be one of {', '.join(ANNOTATED_CHOICES)}")
-    return {"threshold": threshold, "slowmo_factor": slowmo, "annotated": annotated}
+    return {**options, "slowmo_factor": slowmo, "annotated": annotated}
 
 
 def _register_pages(app: Flask, runner: JobRunner) -> None:
@@ -241,6 +268,7 @@ def _register_pages(app: Flask, runner: JobRunner) -> None:
             model_dir=model_dir,
             extensions=ALLOWED_EXTENSIONS,
             default_threshold=default_threshold(app),
+            class_thresholds=model_thresholds(app),
             slowmo_choices=SLOWMO_CHOICES,
             default_slowmo=app.config["DEFAULT_SLOWMO"],
         )
@@ -309,7 +337,10 @@ def _accept_upload(app: Flask, runner: JobRunner) -> tuple[str | None, Any]:
         allowed = " ".join(ALLOWED_EXTENSIONS)
         return None, _refuse(400, f"{name!r} is not a supported video: use one of {allowed}.")
     try:
-        options = _parse_options(request.form, default_threshold(app), app.config["DEFAULT_SLOWMO"])
+        per_class = bool(model_thresholds(app)["classes"])
+        options = _parse_options(
+            request.form, default_threshold(app), app.config["DEFAULT_SLOWMO"], per_class
+        )
     except ValueError as e:
         return None, _refuse(400, str(e) if "must" in str(e) else "The options are not valid numbers.")
     return runner.create(file.save, ext, name, options), None

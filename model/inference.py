@@ -153,6 +153,30 @@ def _check_options(
         raise DataError(f"batch size {batch_size} must be at least 1")
 
 
+def display_thresholds(usage: dict, classes: list[str], override: float | None) -> dict[str, float]:
+    """The lowest score shown, per class: ``override`` for every class when given; else what the model recorded
+    on val (``selection.json``'s class_thresholds), and its display threshold for a class it recorded none for."""
+    if override is not None:
+        return dict.fromkeys(classes, float(override))
+    recorded = usage.get("class_thresholds") or {}
+    return {c: float(recorded.get(c, usage["display_threshold"])) for c in classes}
+
+
+def _uniform(thresholds: dict[str, float]) -> float | None:
+    values = set(thresholds.values())
+    return values.pop() if len(values) == 1 else None
+
+
+def describe_thresholds(thresholds: dict[str, float], usage: dict, override: float | None) -> str:
+    """``"score 0.3"`` or ``"per-class thresholds (val precision >= 0.8 at 1 s): PASS 0.42, ..."``, for logs."""
+    uniform = _uniform(thresholds)
+    if override is not None or uniform is not None and not usage.get("class_thresholds"):
+        return f"score {uniform:g}"
+    target = usage.get("target_precision")
+    why = f" (val precision >= {target:g} at 1 s, else best F1)" if target is not None else ""
+    return f"per-class thresholds{why}: " + ", ".join(f"{c} {t:.2f}" for c, t in thresholds.items())
+
+
 def run_inference(
     model_dir: str | Path,
     output_dir: str | Path,
@@ -179,15 +203,16 @@ def run_inference(
     Input: ``video`` (a video file; ``video_name``, if given, is the id recorded for it, else the SoccerNet id
     of a library file or the file's stem) or ``frame_dir`` (+ ``video_name``, a video id under it). ``epoch``,
     ``nms_window`` (+- frames at the model's fps) or ``nms_window_s`` (seconds) and ``score_threshold`` (the
-    lowest score shown) default to what the model directory recorded (None). ``slowmo_span`` is
+    lowest score shown, every class) default to what the model directory recorded (None: per class, the
+    thresholds that held the target precision on val, ``display_thresholds``). ``slowmo_span`` is
     in seconds each side of an action; ``slowmo_factor`` repeats those frames (1 = off). ``progress(stage, done,
     total)`` is called with stage "decoding", "detecting" and "rendering". ``highlights_s``: the annotated video is a
     highlight reel, each shown action +- that many seconds (a long match is not re-encoded whole). Bad input raises
     DataError.
 
     Returns ``{video_id, events, all_events, predictions, scores, timeline, video, frames, results_spotting, fps,
-    num_frames, video_frames, video_times_s, epoch, postprocess, score_threshold, team, classes, summary, notes,
-    seconds}``: ``events`` are those shown, ``all_events`` those of results_spotting.json; paths are ``Path`` or None,
+    num_frames, video_frames, video_times_s, epoch, postprocess, score_threshold (None when per class),
+    class_thresholds, threshold_text, team, classes, summary, notes, seconds}``: ``events`` are those shown, ``all_events`` those of results_spotting.json; paths are ``Path`` or None,
     ``video_frames`` counts the annotated video's frames (slow motion included), ``video_times_s`` gives each
     event's time in that video (None without one), ``notes`` are one-line remarks
     for the user (a resampled frame rate), ``seconds`` the time of each stage (load, detect, render, total).
@@ -205,17 +230,17 @@ def run_inference(
         post = usage["postprocess"].with_overrides(nms_window, nms_window_s, float(config["fps"]))
     except ValueError as e:
         raise DataError(str(e)) from None
-    if score_threshold is None:
-        score_threshold = usage["display_threshold"]
+    thresholds = display_thresholds(usage, list(config["classes"]), score_threshold)
     log.info(
-        "post-processing: %s; events shown from score %g%s",
-        post.describe(float(config["fps"])), score_threshold,
+        "post-processing: %s; events shown from %s%s",
+        post.describe(float(config["fps"])), describe_thresholds(thresholds, usage, score_threshold),
         "" if usage["recorded"] else " (the defaults: the model recorded none)",
     )  # fmt: skip
     seconds = {"load": time.perf_counter() - started}
     scores, team, notes = detect(model, config, item, max_frames, batch_size, device, progress)
     seconds["detect"] = time.perf_counter() - started - seconds["load"]
-    outputs = _write_outputs(item, Path(output_dir), config, scores, team, post, score_threshold, epoch)
+    outputs = _write_outputs(item, Path(output_dir), config, scores, team, post, thresholds, epoch)
+    outputs["threshold_text"] = describe_thresholds(thresholds, usage, score_threshold)
     fps, num_frames = float(config["fps"]), len(scores)
     video_path = frames_path = video_times = None
     video_frames = 0
@@ -243,7 +268,8 @@ def run_inference(
         "num_frames": num_frames,
         "epoch": epoch,
         "postprocess": post,
-        "score_threshold": score_threshold,
+        "score_threshold": _uniform(thresholds),
+        "class_thresholds": thresholds,
         "team": team is not None,
         "classes": list(config["classes"]),
         "notes": notes,
@@ -301,7 +327,7 @@ def _write_outputs(
     scores: np.ndarray,
     team: np.ndarray | None,
     post: PostProcess,
-    score_threshold: float,
+    thresholds: dict[str, float],
     epoch: int,
 ) -> dict[str, Any]:
     """predictions.json and events.csv (the events shown), scores.npz, results_spotting.json (every event),
@@ -309,7 +335,7 @@ def _write_outputs(
     fps, classes = float(config["fps"]), list(config["classes"])
     results = {item.video_id: (scores, team)}
     (prediction,) = scores_to_predictions(results, config, post)
-    shown = [e for e in prediction["events"] if e["score"] >= score_threshold]
+    shown = [e for e in prediction["events"] if e["score"] >= thresholds[e["label"]]]
     events = event_rows(shown, fps)
     output_dir.mkdir(parents=True, exist_ok=True)
     document = {
@@ -319,7 +345,8 @@ def _write_outputs(
         "events": events,
         "source": str(item.path),
         "epoch": epoch,
-        "score_threshold": score_threshold,
+        "score_threshold": _uniform(thresholds),
+        "class_thresholds": thresholds,
         "postprocess": post.to_dict(),
         "nms_window": post.event_options(fps)["nms_window"],
     }
@@ -328,10 +355,10 @@ def _write_outputs(
     store_scores(output_dir / SCORES_FILE, results)
     results_spotting = write_video_results(prediction, output_dir)
     colors = vis.class_colors(classes)
-    title = f"{item.video_id}: {len(events)} events (score >= {score_threshold:g}; {post.describe(fps)})"
-    vis.plot_timeline(
-        output_dir / TIMELINE_FILE, scores, classes, fps, events, colors, score_threshold, title
-    )
+    uniform = _uniform(thresholds)
+    shown_from = f"score >= {uniform:g}" if uniform is not None else "score >= each class's threshold (- -)"
+    title = f"{item.video_id}: {len(events)} events ({shown_from}; {post.describe(fps)})"
+    vis.plot_timeline(output_dir / TIMELINE_FILE, scores, classes, fps, events, colors, thresholds, title)
     return {
         "video_id": item.video_id,
         "events": events,

@@ -127,3 +127,25 @@ def selection_record(
             for r in rows
         ],  # fmt: skip
     }
+
+
+def class_threshold_record(
+    results: Results, videos: Sequence[dict], config: dict, post: PostProcess, target_precision: float
+) -> dict[str, Any]:
+    """The per-class display thresholds of ``selection.json``: on the val ``results`` post-processed by ``post``,
+    each class's lowest threshold from which precision at delta = 1 s holds ``target_precision``
+    (``util.metrics.analysis.precision_thresholds``; its best-F1 threshold when it never does; a class without
+    val events or predictions gets none and is shown from the display threshold)."""
+    from util.metrics.analysis import precision_thresholds
+
+    classes = list(config["classes"])
+    truth = labels_by_game(videos)
+    predicted = predictions_by_game(scores_to_predictions(results, config, post))
+    found = precision_thresholds(truth, predicted, classes, target_precision)
+    return {
+        "target_precision": float(target_precision),
+        "class_thresholds": {c: v["threshold"] for c, v in found.items() if v["threshold"] is not None},
+        "class_threshold_rules": {
+            c: {k: v[k] for k in ("rule", "precision", "recall")} for c, v in found.items()
+        },
+    }

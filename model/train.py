@@ -68,6 +68,7 @@ from model.predict import (
 from model.select import (
     CRITERIA,
     best_epoch,
+    class_threshold_record,
     criterion_used,
     default_criterion,
     grid_scores,
@@ -76,7 +77,7 @@ from model.select import (
 )
 from util.frame_folder import read_fps
 from util.io import DataError, atomic_write_bytes, atomic_write_text, load_json, store_json
-from util.postprocess import DEFAULT_DISPLAY_THRESHOLD, PostProcess
+from util.postprocess import DEFAULT_DISPLAY_THRESHOLD, DEFAULT_TARGET_PRECISION, PostProcess
 
 log = logging.getLogger(__name__)
 
@@ -101,6 +102,7 @@ RUNTIME_KEYS = (
     "config",
     "resolved",
     "dist_backend",
+    "target_precision",  # only what is recorded at the end, not what is trained
 )
 # Flags added after runs were saved, with the value those runs had: a saved run without one resumes at it.
 ADDED_FLAGS = {"amp_dtype": "auto"}
@@ -811,8 +813,12 @@ def predict_best(
         record = selection_record(
             history, trainer.args.criterion, epoch, rows, config, DEFAULT_DISPLAY_THRESHOLD
         )
-        save_selection(model_dir, record)
         post = PostProcess.from_dict(record["postprocess"])
+        target = getattr(trainer.args, "target_precision", DEFAULT_TARGET_PRECISION)
+        record.update(class_threshold_record(val_results, splits["val"], config, post, target))
+        save_selection(model_dir, record)
+        log.info("display thresholds per class (val precision >= %g at delta 1 s, else best F1): %s", target,
+                 ", ".join(f"{c} {t:g}" for c, t in record["class_thresholds"].items()) or "none")  # fmt: skip
         log.info(
             "selected epoch %d (%s %s); post-processing %s (by %s: %.4f)",
             epoch, record["metric"], "-" if record["value"] is None else f"{record['value']:.4f}",

@@ -1,7 +1,7 @@
 """How a model directory is used, without torch (the web app reads it before any job runs).
 
 ``selection.json`` holds the decisions training made on val (``model.select``): the epoch, the post-processing
-(windows in seconds) and the display threshold. Eval, inference and the app take them by default
+(windows in seconds) and the display thresholds (one per class, holding a target precision on val). Eval, inference and the app take them by default
 (:func:`load_selection`); a directory without one (older, or unfinished) falls back to the best val mAP in
 ``loss.json``, else the latest checkpoint, and the default post-processing.
 """
@@ -49,7 +49,9 @@ def _best_in_history(model_dir: Path, epochs: list[int]) -> int | None:
 
 
 def load_selection(model_dir: str | Path) -> dict[str, Any]:
-    """How a model directory is used: ``{epoch, postprocess (PostProcess), display_threshold, why, recorded}``.
+    """How a model directory is used: ``{epoch, postprocess (PostProcess), display_threshold, class_thresholds
+    ({class: threshold}, possibly empty: classes missing from it use display_threshold), target_precision, why,
+    recorded}``.
 
     From ``selection.json`` when training wrote one (its epoch even when that checkpoint was deleted: loading it
     then fails, saying so, rather than silently using other weights); else (an older or unfinished directory) the
@@ -67,20 +69,23 @@ def load_selection(model_dir: str | Path) -> dict[str, Any]:
             post = PostProcess.from_dict(record.get("postprocess") or {})
             epoch = int(record["epoch"])
             display = float(record.get("display_threshold", DEFAULT_DISPLAY_THRESHOLD))
-        except (KeyError, TypeError, ValueError) as e:
+            per_class = {str(c): float(t) for c, t in (record.get("class_thresholds") or {}).items()}
+        except (KeyError, TypeError, ValueError, AttributeError) as e:
             raise DataError(f"{path}: not a valid selection ({e}); train again or delete the file") from None
         metric = record.get("metric") or record.get("criterion")
         value = record.get("value")
         why = f"the best on val by {metric}" + (f" ({value:.4f})" if isinstance(value, float) else "")
-        return {"epoch": epoch, "postprocess": post, "display_threshold": display, "why": why,
-                "recorded": True, "record": record}  # fmt: skip
+        return {"epoch": epoch, "postprocess": post, "display_threshold": display, "class_thresholds": per_class,
+                "target_precision": record.get("target_precision"), "why": why, "recorded": True,
+                "record": record}  # fmt: skip
     best = _best_in_history(model_dir, epochs)
     if best is not None:
         epoch, why = best, "the best val mAP in loss.json (no selection.json)"
     else:
         epoch, why = (epochs[-1] if epochs else None), "the latest checkpoint (no selection.json)"
     return {"epoch": epoch, "postprocess": PostProcess(), "display_threshold": DEFAULT_DISPLAY_THRESHOLD,
-            "why": why, "recorded": False, "record": record or {}}  # fmt: skip
+            "class_thresholds": {}, "target_precision": None, "why": why, "recorded": False,
+            "record": record or {}}  # fmt: skip
 
 
 def selected_epoch(model_dir: str | Path) -> tuple[int, str]:

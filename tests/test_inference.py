@@ -20,6 +20,7 @@ import pytest
 from inference_spot import get_args, main
 from tests.conftest import draw_index, read_index, write_tiny_model
 from util.cli import run_main
+from util.io import DataError
 
 FPS = 5.0  # the tiny model's frame rate: the 25 fps clip is resampled, 20 frames for 4 seconds
 SOURCE_FPS = 25  # the clip's own rate, at which the annotated video is drawn (100 frames)
@@ -414,3 +415,34 @@ def test_a_highlight_reel_keeps_only_the_frames_around_each_action(model_dir, tm
     ((codec, audio_s),) = info["audio"]  # the audio follows the cuts
     assert codec == "aac" and audio_s == pytest.approx(expected / rate, abs=0.1)
     assert all(0 <= t <= info["duration_s"] for t in result["video_times_s"])
+
+
+def test_ground_truth_beside_the_predictions(video_run, clip, model_dir, tmp_path):
+    """A library video's Labels-ball.json is found beside it: its events are drawn and marked under SoccerNet's
+    matching at 1 s (the evaluator's hits at the same threshold), and predictions.json carries them."""
+    from model.inference import run_inference
+    from util.metrics.analysis import error_analysis
+    from util.soccernet import LABEL_FILE, load_labels
+
+    truth = video_run["ground_truth"]
+    labels = [a for a in load_labels(clip.parent / LABEL_FILE) if a["position_ms"] < SECONDS * 1000]
+    assert truth is not None and len(truth) == len(labels) > 0
+    assert [t["position_ms"] for t in truth] == [a["position_ms"] for a in labels]
+    summary = video_run["ground_truth_summary"]
+    shown = video_run["events"]
+    assert summary["found"] == sum(t["found"] for t in truth) and summary["events"] == len(truth)
+    assert summary["false_alarms"] == sum(not e["correct"] for e in shown)
+    # The same hits as step 4's error analysis on these events (every shown one: threshold 0 here).
+    game = {"v": [{"half": 1, "position": str(a["position_ms"]), "label": a["label"]} for a in labels]}
+    rows = json.loads(video_run["results_spotting"].read_text())["predictions"]
+    preds = {"v": [{"half": 1, "position": r["position"], "label": r["label"], "confidence": float(r["confidence"])}
+                   for r in rows]}  # fmt: skip
+    classes = json.loads((model_dir / "config.json").read_text())["classes"]
+    assert error_analysis(game, preds, classes, threshold=0.0)["hits"] == summary["found"]
+    doc = json.loads(video_run["predictions"].read_text())
+    assert doc["ground_truth_summary"] == summary and len(doc["ground_truth"]) == len(truth)
+    # Off on request, and a --labels that is not there is an error naming it.
+    off = run_inference(model_dir, tmp_path / "off", video=clip, labels="none", max_frames=10)
+    assert off["ground_truth"] is None and "ground_truth" not in json.loads(off["predictions"].read_text())
+    with pytest.raises(DataError, match="nowhere.json"):
+        run_inference(model_dir, tmp_path / "bad", video=clip, labels=tmp_path / "nowhere.json", max_frames=10)

@@ -140,3 +140,65 @@ def test_flags_override_the_recorded_choice(world, tmp_path):
     assert results["epoch 2"] != results["recorded"] and results["window"] != results["recorded"]
     assert results["window"] == results["frames"]  # 15 frames at the model's 5 fps are 3 s
     assert len(results["window"]) < len(results["recorded"])
+
+
+def test_per_class_thresholds_recorded_on_val_are_what_inference_and_the_app_show(world, tmp_path):
+    import shutil
+
+    import inference_spot
+    from app.app import create_app
+    from model.usage import load_selection, save_selection
+
+    model = tmp_path / "model"
+    shutil.copytree(world["model"], model)
+    classes = load_json(model / "config.json")["classes"]
+    # Every class its own threshold (as training records them), one class left out: it uses display_threshold.
+    per_class = {c: round(0.15 + 0.05 * (i % 5), 2) for i, c in enumerate(classes[1:])}
+    save_selection(
+        model, load_json(model / "selection.json") | {"class_thresholds": per_class, "target_precision": 0.8}
+    )
+    assert load_selection(model)["class_thresholds"] == per_class
+    printed = _run(
+        inference_spot, ["--model_dir", model, "--video", world["video"], "--output_dir", tmp_path / "v"]
+    )
+    assert "per-class thresholds (val precision >= 0.8 at 1 s, else best F1)" in printed
+    doc = load_json(tmp_path / "v" / "predictions.json")
+    limits = {c: per_class.get(c, DISPLAY_THRESHOLD) for c in classes}
+    assert doc["class_thresholds"] == limits and doc["score_threshold"] is None
+    every = load_json(tmp_path / "v" / "results_spotting.json")["predictions"]
+    expected = sorted((round(float(r["confidence"]), 4), r["label"]) for r in every
+                      if float(r["confidence"]) >= limits[r["label"]])  # fmt: skip
+    assert sorted((round(e["score"], 4), e["label"]) for e in doc["events"]) == expected and expected
+    # --score_threshold overrides them, for every class.
+    _run(inference_spot, ["--model_dir", model, "--video", world["video"], "--output_dir", tmp_path / "o",
+                          "--score_threshold", "0.5"])  # fmt: skip
+    assert set(load_json(tmp_path / "o" / "predictions.json")["class_thresholds"].values()) == {0.5}
+
+    app = create_app({"MODEL_DIR": model, "JOBS_DIR": tmp_path / "jobs", "TESTING": True})
+    try:
+        client = app.test_client()
+        page = client.get("/").get_data(as_text=True)
+        assert 'name="thresholds" value="model" checked' in page and "about 80 %" in page
+        jobs = []
+        for form in ({"thresholds": "model", "threshold": "0.4"}, {"threshold": "0.4"}):  # ticked, then not
+            with open(world["video"], "rb") as f:
+                reply = client.post("/upload", data={"video": (f, "m.mp4"), "slowmo": "1", **form},
+                                    headers={"Accept": "application/json"})  # fmt: skip
+            assert reply.status_code == 202, reply.get_data(as_text=True)
+            jobs.append(reply.get_json()["job_id"])
+        for job_id in jobs:
+            deadline = time.monotonic() + 120
+            while (status := client.get(f"/api/jobs/{job_id}").get_json())["state"] not in ("done", "failed"):
+                assert time.monotonic() < deadline
+                time.sleep(0.2)
+            assert status["state"] == "done", status
+        assert "the model's per-class thresholds" in client.get(f"/jobs/{jobs[0]}/result").get_data(
+            as_text=True
+        )
+    finally:
+        app.extensions["spot_jobs"].shutdown()
+    jobs_dir = tmp_path / "jobs"
+    assert load_json(jobs_dir / jobs[0] / "output" / "predictions.json")["events"] == doc["events"]
+    assert set(
+        load_json(jobs_dir / jobs[1] / "output" / "predictions.json")["class_thresholds"].values()
+    ) == {0.4}

@@ -213,3 +213,52 @@ def test_the_report_shows_every_figure_in_chromium(report):
             browser.close()
     assert {s[0] for s in sizes} == {f"fig-{name}" for name in FIGURES}
     assert all(w > 300 and h > 150 for _, w, h in sizes), sizes
+
+
+def test_thresholds_hold_their_target_precision():
+    from util.metrics.analysis import precision_thresholds
+
+    def at(s: float) -> str:
+        return str(int(s * 1000))
+
+    # PASS: 10 events; 6 found at high scores, then false alarms at 0.5-0.6 mixed with hits: precision 1.0 from
+    # 0.7, falling below 0.8 under ~0.55. DRIVE: only a false alarm.
+    truth = {"g": [{"gameTime": "1 - 00:00", "position": at(10 * i), "label": "PASS"} for i in range(1, 11)]}
+    truth["g"].append({"gameTime": "1 - 00:00", "position": at(300), "label": "DRIVE"})
+    preds = {"g": [{"half": 1, "position_ms": 10_000 * i, "label": "PASS", "confidence": 0.7 + 0.04 * i}
+                   for i in range(1, 7)]}  # fmt: skip
+    preds["g"] += [{"half": 1, "position_ms": 10_000 * i + 500_000, "label": "PASS", "confidence": 0.5 + 0.02 * i}
+                   for i in range(1, 5)]  # fmt: skip
+    preds["g"] += [
+        {"half": 1, "position_ms": 70_000, "label": "PASS", "confidence": 0.58}
+    ]  # a hit among them
+    preds["g"] += [{"half": 1, "position_ms": 400_000, "label": "DRIVE", "confidence": 0.9}]
+    found = precision_thresholds(truth, preds, CLASSES, target_precision=0.8)
+    p = found["PASS"]
+    assert p["rule"] == "precision" and p["precision"] >= 0.8
+    # Every threshold from it up keeps the precision; the one just below does not (the lowest that holds).
+    gt, pred = evaluator_spots(truth, preds, CLASSES)
+
+    def precision_from(t: float) -> float:
+        shown = [x for x in pred if x.label == "PASS" and x.value >= t]
+        return len(match_pairs(gt, shown)) / len(shown)
+
+    thresholds = np.linspace(0, 1, 200)
+    k = int(np.searchsorted(thresholds, p["threshold"]))
+    assert all(
+        precision_from(t) >= 0.8
+        for t in thresholds[k:]
+        if any(x.value >= t for x in pred if x.label == "PASS")
+    )
+    assert precision_from(thresholds[k - 1]) < 0.8
+    # DRIVE never right, SHOT without events: no evidence, no threshold (the display threshold applies).
+    none = {"threshold": None, "precision": None, "recall": None, "f1": None, "rule": "none"}
+    assert found["DRIVE"] == found["SHOT"] == none
+    # A class that never reaches the target: its best F1 (PASS at 0.99 cannot be held).
+    strict = precision_thresholds(truth, preds, CLASSES, target_precision=1.0)["PASS"]
+    assert strict["rule"] == "precision" and strict["precision"] == 1.0
+    harder = dict(
+        preds, g=[*preds["g"], {"half": 1, "position_ms": 600_000, "label": "PASS", "confidence": 0.99}]
+    )
+    f1 = precision_thresholds(truth, harder, CLASSES, target_precision=1.0)["PASS"]
+    assert f1["rule"] == "f1" and 0 < f1["f1"] <= 1 and f1["precision"] < 1.0

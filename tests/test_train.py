@@ -22,6 +22,8 @@ from model.train import lr_factor
 from tests.conftest import CLASSES, event, frame_value, make_library, window_starts, write_video_frames
 from util.cli import run_main
 from util.io import DataError, load_json
+from util.metrics.analysis import evaluator_spots, match_pairs
+from util.metrics.results import labels_by_game, predictions_by_game
 from util.postprocess import load_scores
 
 REPO = Path(__file__).resolve().parents[1]
@@ -388,6 +390,15 @@ def test_training_learns_the_visible_cues_of_class_and_team(tmp_path):
     assert max(h["val_mAP"] for h in history) > 0.95
     selection = load_json(model / "selection.json")
     assert selection["criterion"] == "team_map" and selection["epoch"] == best_epoch(history, "team_map")
+    # Per class, the display threshold that holds the target precision (0.8 by default) on val at delta = 1 s.
+    assert selection["target_precision"] == 0.8 and set(selection["class_thresholds"]) <= set(CLASSES)
+    truth = labels_by_game(load_json(data_dir / "val.json"))
+    (val_json,) = model.glob("pred-val.*.json")
+    gt, pred = evaluator_spots(truth, predictions_by_game(load_json(val_json)), CLASSES)
+    for label, t in selection["class_thresholds"].items():
+        shown = [p for p in pred if p.label == label and p.value >= t]
+        rule = selection["class_threshold_rules"][label]
+        assert rule["rule"] != "precision" or len(match_pairs(gt, shown)) >= 0.8 * len(shown), (label, rule)
     # loss.csv drawn each epoch (util.report.figure_training): a PNG of three panels.
     png = (model / "training.png").read_bytes()
     assert png[:8] == b"\x89PNG\r\n\x1a\n" and len(png) > 20_000

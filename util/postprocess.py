@@ -35,7 +35,11 @@ from util.soccernet import TEAMS
 
 DEFAULT_THRESHOLD = 0.01  # events for mAP: every peak worth ranking
 DEFAULT_NMS_WINDOW_S = 1.0  # +-1 s: for a model directory that recorded no choice (older ones)
-DEFAULT_DISPLAY_THRESHOLD = 0.3  # events shown to a person (inference, the app)
+DEFAULT_DISPLAY_THRESHOLD = (
+    0.3  # events shown to a person (inference, the app), where no class threshold is recorded
+)
+# Training records, per class, the display threshold that holds this val precision at delta = 1 s (selection.json).
+DEFAULT_TARGET_PRECISION = 0.8
 # The grid training searches on val: hard and soft NMS at four windows, with and without Gaussian smoothing.
 GRID_WINDOWS_S = (0.25, 0.5, 1.0, 2.0)
 GRID_SIGMAS_S = (0.0, 0.1)

@@ -281,12 +281,13 @@ def plot_timeline(
     fps: float,
     events: Sequence[dict],
     colors: dict[str, Color],
-    threshold: float | None = None,
+    threshold: float | dict[str, float] | None = None,
     title: str = "",
     max_points: int = 4000,
 ) -> Path:
     """Write ``timeline.png``: one row per class with its score curve over time (``scores`` is (T, C+1), column 0
-    background) and its detected events marked (a triangle pointing to the team's side, or a dot)."""
+    background), its display threshold (one for all, or ``{class: threshold}``) as a dashed line, and its
+    detected events marked (a triangle pointing to the team's side, or a dot)."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -304,8 +305,9 @@ def plot_timeline(
         x, y = _peak_bins(scores[:, k + 1].astype(np.float32), max_points)
         ax.fill_between(x / fps, y, color=color, alpha=0.35, linewidth=0)
         ax.plot(x / fps, y, color=color, linewidth=0.8)
-        if threshold is not None:
-            ax.axhline(threshold, color="0.5", linewidth=0.6, linestyle="--")
+        line = threshold.get(name) if isinstance(threshold, dict) else threshold
+        if line is not None:
+            ax.axhline(line, color="0.5", linewidth=0.6, linestyle="--")
         mine = [e for e in events if e["label"] == name]
         for side, marker in (("left", "<"), ("right", ">"), (None, "o")):
             group = [e for e in mine if (e.get("team") if e.get("team") in TEAM_SIDES else None) == side]

@@ -35,6 +35,8 @@
   }
 
   if (threshold) threshold.addEventListener("input", function () { thresholdValue.textContent = Number(threshold.value).toFixed(2); });
+  var perClass = document.getElementById("model-thresholds");  // checked: the model's per-class thresholds
+  if (perClass && threshold) perClass.addEventListener("change", function () { threshold.disabled = perClass.checked; });
   input.addEventListener("change", function () { choose(input.files[0]); });
   ["dragenter", "dragover"].forEach(function (type) {
     zone.addEventListener(type, function (e) { e.preventDefault(); if (!input.disabled) zone.classList.add("dragover"); });

@@ -166,7 +166,8 @@ def precision_thresholds(
     evaluator's thresholds from which precision stays >= the target at every higher threshold that keeps a
     prediction (the most recall at that precision); a class that never reaches it gets the threshold of its best
     F1 instead. {class: {"threshold", "precision", "recall", "f1", "rule": "precision" | "f1" | "none"}} ("none":
-    the class has no ground truth or no prediction here; its threshold is None)."""
+    no prediction of the class was ever right here, e.g. it has no ground truth: no evidence for a threshold, so
+    it is None and the caller's default applies)."""
     pr = precision_recall(ground_truth, predictions, classes, delta_s)
     thresholds = pr["thresholds"]
     out = {}
