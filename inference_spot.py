@@ -60,6 +60,14 @@ def get_args(argv: list[str] | None = None) -> argparse.Namespace:
         help="show events scoring at least this, every class (default: per class, the threshold that held the "
         "target precision on val, recorded by training in selection.json; 0.3 for a model that recorded none)",
     )
+    parser.add_argument(
+        "--labels",
+        default="auto",
+        help="the video's ground truth, drawn beside the predictions in the timeline (found / missed events, "
+        "false detections at delta = 1 s) and added to predictions.json: a Labels-ball.json, the library folder "
+        "holding <game>/Labels-ball.json (for --frame_dir), 'none', or 'auto' (default: the Labels-ball.json "
+        "beside a --video file, if any)",
+    )
     parser.add_argument("--max_frames", type=int, help="process only the first N frames (for testing)")
     nms = parser.add_mutually_exclusive_group()
     nms.add_argument(
@@ -145,6 +153,7 @@ def main(args: argparse.Namespace) -> int:
                 frame_dir=args.frame_dir,
                 video_name=args.video_name,
                 score_threshold=args.score_threshold,
+                labels=args.labels,
                 nms_window=args.nms_window,
                 nms_window_s=args.nms_window_s,
                 visualize=args.visualize,
@@ -169,6 +178,10 @@ def main(args: argparse.Namespace) -> int:
         f"{result['num_frames'] / max(result['seconds']['detect'], 1e-9):.1f} frames/s)"
     )
     print(result["summary"])
+    found = result.get("ground_truth_summary")
+    if found:
+        print(f"ground truth: {found['found']} of {found['events']} events found at delta 1 s, "
+              f"{found['missed']} missed, {found['false_alarms']} false detections (timeline.png shows which)")  # fmt: skip
     print()
     for key in ("predictions", "events_csv", "results_spotting", "scores", "timeline", "frames", "video"):
         if result.get(key) is not None:

@@ -14,7 +14,10 @@ fly at the model's frame rate and size, no JPEGs written), turns scores into eve
 - ``scores.npz``: per-frame scores, the array of ``pred-*.score.npz`` (and ``<video>::team`` for a team head);
 - ``events.csv``: the events shown, one row each (time_s, time, label, team, score, team_score, frame), for a
   spreadsheet or an editing tool;
-- ``timeline.png``: per-class score curves with the detected events;
+- ``timeline.png``: per-class score curves with the detected events, and the ground truth beside them when the
+  video's ``Labels-ball.json`` is known (``labels``): found and missed events, right and false detections at
+  delta = 1 s under SoccerNet's matching (also in ``predictions.json``: ``ground_truth`` and each event's
+  ``correct``);
 - ``frames/`` (``visualize``; drawn by ``model.render``): every frame with its overlays, as JPEGs;
 - ``annotated.mp4`` (``create_video``): H.264 (browser-playable), at the source's resolution, labels around each
   action, slow motion around each action, a timeline bar, and the source's audio.
@@ -56,7 +59,9 @@ from model.predict import (
 from model.render import DEFAULT_SLOWMO_FACTOR, DEFAULT_SLOWMO_SPAN_S, Progress, RenderOptions, render
 from util import visualize as vis
 from util.io import DataError, store_json
+from util.metrics.analysis import mark_events
 from util.postprocess import PostProcess, store_scores
+from util.soccernet import LABEL_FILE, load_labels, position_to_frame, split_video_id
 from util.submission import write_events_csv, write_video_results
 
 log = logging.getLogger(__name__)
@@ -177,6 +182,38 @@ def describe_thresholds(thresholds: dict[str, float], usage: dict, override: flo
     return f"per-class thresholds{why}: " + ", ".join(f"{c} {t:.2f}" for c, t in thresholds.items())
 
 
+def ground_truth_for(
+    item: VideoInput, labels: str | Path | None, fps: float, classes: list[str]
+) -> list[dict] | None:
+    """The video's annotated events (``{frame, label, team, visibility, position_ms}`` at ``fps``, of its half, in
+    the model's classes), or None when unknown. ``labels``: "auto" (the Labels-ball.json beside a video file of a
+    SoccerNet-style library), None / "none" (off), a Labels-ball.json, or a library folder holding
+    ``<game>/Labels-ball.json``."""
+    if labels is None or str(labels) == "none":
+        return None
+    game, half = split_video_id(item.video_id)
+    if str(labels) == "auto":
+        path = item.path.parent / LABEL_FILE if item.is_file else None
+        if path is None or not path.is_file():
+            return None
+    else:
+        path = Path(labels)
+        if path.is_dir():
+            path = path / game / LABEL_FILE
+        if not path.is_file():
+            raise DataError(
+                f"{path}: no {LABEL_FILE} (--labels: a {LABEL_FILE}, or the library folder of the video)"
+            )
+    truth = []
+    for a in load_labels(path):
+        frame = position_to_frame(a["position_ms"], fps)
+        if a["half"] == (half or 1) and a["label"] in classes:
+            truth.append({"frame": frame, "label": a["label"], "team": a.get("team"),
+                          "visibility": a["visibility"], "position_ms": a["position_ms"]})  # fmt: skip
+    log.info("ground truth: %d events of %s (%s)", len(truth), item.video_id, path)
+    return truth
+
+
 def run_inference(
     model_dir: str | Path,
     output_dir: str | Path,
@@ -197,6 +234,7 @@ def run_inference(
     epoch: int | None = None,
     progress: Progress | None = None,
     highlights_s: float | None = None,
+    labels: str | Path | None = "auto",
 ) -> dict[str, Any]:
     """Spot the actions of one video and write the outputs (module docstring) into ``output_dir``.
 
@@ -207,8 +245,8 @@ def run_inference(
     thresholds that held the target precision on val, ``display_thresholds``). ``slowmo_span`` is
     in seconds each side of an action; ``slowmo_factor`` repeats those frames (1 = off). ``progress(stage, done,
     total)`` is called with stage "decoding", "detecting" and "rendering". ``highlights_s``: the annotated video is a
-    highlight reel, each shown action +- that many seconds (a long match is not re-encoded whole). Bad input raises
-    DataError.
+    highlight reel, each shown action +- that many seconds (a long match is not re-encoded whole). ``labels``: where
+    the video's ground truth is (``ground_truth_for``; "auto" finds a library's). Bad input raises DataError.
 
     Returns ``{video_id, events, all_events, predictions, scores, timeline, video, frames, results_spotting, fps,
     num_frames, video_frames, video_times_s, epoch, postprocess, score_threshold (None when per class),
@@ -236,10 +274,14 @@ def run_inference(
         post.describe(float(config["fps"])), describe_thresholds(thresholds, usage, score_threshold),
         "" if usage["recorded"] else " (the defaults: the model recorded none)",
     )  # fmt: skip
+    # Read before the model runs, so that a wrong --labels fails at once.
+    truth = ground_truth_for(item, labels, float(config["fps"]), list(config["classes"]))
     seconds = {"load": time.perf_counter() - started}
     scores, team, notes = detect(model, config, item, max_frames, batch_size, device, progress)
     seconds["detect"] = time.perf_counter() - started - seconds["load"]
-    outputs = _write_outputs(item, Path(output_dir), config, scores, team, post, thresholds, epoch)
+    if truth is not None:  # the frames processed (--max_frames)
+        truth = [t for t in truth if t["frame"] < len(scores)]
+    outputs = _write_outputs(item, Path(output_dir), config, scores, team, post, thresholds, epoch, truth)
     outputs["threshold_text"] = describe_thresholds(thresholds, usage, score_threshold)
     fps, num_frames = float(config["fps"]), len(scores)
     video_path = frames_path = video_times = None
@@ -329,6 +371,7 @@ def _write_outputs(
     post: PostProcess,
     thresholds: dict[str, float],
     epoch: int,
+    truth: list[dict] | None = None,
 ) -> dict[str, Any]:
     """predictions.json and events.csv (the events shown), scores.npz, results_spotting.json (every event),
     timeline.png."""
@@ -337,6 +380,13 @@ def _write_outputs(
     (prediction,) = scores_to_predictions(results, config, post)
     shown = [e for e in prediction["events"] if e["score"] >= thresholds[e["label"]]]
     events = event_rows(shown, fps)
+    found = None
+    if truth is not None:
+        hit, correct = mark_events(truth, events, fps)
+        truth = [{**t, "found": h} for t, h in zip(truth, hit, strict=True)]
+        events = [{**e, "correct": c} for e, c in zip(events, correct, strict=True)]
+        found = {"events": len(truth), "found": sum(hit), "missed": len(truth) - sum(hit),
+                 "false_alarms": len(events) - sum(correct)}  # fmt: skip
     output_dir.mkdir(parents=True, exist_ok=True)
     document = {
         "video": item.video_id,
@@ -350,15 +400,21 @@ def _write_outputs(
         "postprocess": post.to_dict(),
         "nms_window": post.event_options(fps)["nms_window"],
     }
+    if truth is not None:
+        document["ground_truth"], document["ground_truth_summary"] = event_rows(truth, fps), found
     store_json(output_dir / PREDICTIONS_FILE, document)
     write_events_csv(output_dir / EVENTS_CSV, events)
     store_scores(output_dir / SCORES_FILE, results)
     results_spotting = write_video_results(prediction, output_dir)
     colors = vis.class_colors(classes)
     uniform = _uniform(thresholds)
-    shown_from = f"score >= {uniform:g}" if uniform is not None else "score >= each class's threshold (- -)"
-    title = f"{item.video_id}: {len(events)} events ({shown_from}; {post.describe(fps)})"
-    vis.plot_timeline(output_dir / TIMELINE_FILE, scores, classes, fps, events, colors, thresholds, title)
+    shown_from = f"score >= {uniform:g}" if uniform is not None else "score >= its class's threshold, dashed"
+    title = f"{item.video_id}: {len(events)} events ({shown_from})\n{post.describe(fps)}"
+    if found is not None:
+        title += f"; ground truth: {found['found']} of {found['events']} found, {found['false_alarms']} false detections"
+    vis.plot_timeline(
+        output_dir / TIMELINE_FILE, scores, classes, fps, events, colors, thresholds, title, truth=truth
+    )
     return {
         "video_id": item.video_id,
         "events": events,
@@ -369,4 +425,6 @@ def _write_outputs(
         "timeline": output_dir / TIMELINE_FILE,
         "results_spotting": results_spotting,
         "summary": events_table(events, classes, team is not None),
+        "ground_truth": truth,
+        "ground_truth_summary": found,
     }

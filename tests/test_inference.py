@@ -445,4 +445,6 @@ def test_ground_truth_beside_the_predictions(video_run, clip, model_dir, tmp_pat
     off = run_inference(model_dir, tmp_path / "off", video=clip, labels="none", max_frames=10)
     assert off["ground_truth"] is None and "ground_truth" not in json.loads(off["predictions"].read_text())
     with pytest.raises(DataError, match="nowhere.json"):
-        run_inference(model_dir, tmp_path / "bad", video=clip, labels=tmp_path / "nowhere.json", max_frames=10)
+        run_inference(
+            model_dir, tmp_path / "bad", video=clip, labels=tmp_path / "nowhere.json", max_frames=10
+        )

@@ -284,10 +284,13 @@ def plot_timeline(
     threshold: float | dict[str, float] | None = None,
     title: str = "",
     max_points: int = 4000,
+    truth: Sequence[dict] | None = None,
 ) -> Path:
     """Write ``timeline.png``: one row per class with its score curve over time (``scores`` is (T, C+1), column 0
     background), its display threshold (one for all, or ``{class: threshold}``) as a dashed line, and its
-    detected events marked (a triangle pointing to the team's side, or a dot)."""
+    detected events marked (a triangle pointing to the team's side, or a dot). With ``truth`` (ground-truth events
+    with ``found``; shown events with ``correct``): each true event is a tick at the row's foot, green when found,
+    red when missed, and a false detection's marker is ringed in red."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -309,6 +312,15 @@ def plot_timeline(
         if line is not None:
             ax.axhline(line, color="0.5", linewidth=0.6, linestyle="--")
         mine = [e for e in events if e["label"] == name]
+        if truth is not None:
+            for found, tick in ((True, "#1a9850"), (False, "#d73027")):
+                xs = [t["frame"] / fps for t in truth if t["label"] == name and bool(t.get("found")) == found]
+                if xs:
+                    ax.vlines(xs, 0, 0.22, colors=tick, linewidth=1.6, zorder=2)
+            wrong = [e for e in mine if e.get("correct") is False]
+            if wrong:
+                ax.scatter([e["frame"] / fps for e in wrong], [e["score"] for e in wrong], s=70, facecolors="none",
+                           edgecolors="#d73027", linewidths=1.2, zorder=4)  # fmt: skip
         for side, marker in (("left", "<"), ("right", ">"), (None, "o")):
             group = [e for e in mine if (e.get("team") if e.get("team") in TEAM_SIDES else None) == side]
             if group:
@@ -331,7 +343,12 @@ def plot_timeline(
             ax.spines[spine].set_visible(False)
     digits = 5 if duration_s >= 120 else 8  # mm:ss, or mm:ss.ff for a short clip
     axes[-1].xaxis.set_major_formatter(FuncFormatter(lambda s, _: format_clock(s)[:digits]))
-    axes[-1].set_xlabel("time (mm:ss);  markers: detected events (< left team, > right team)")
+    label = "time (mm:ss);  markers: detected events (< left team, > right team)"
+    if truth is not None:
+        label += (
+            ";  ticks: ground truth (green found, red missed); red rings: false detections (SoccerNet, 1 s)"
+        )
+    axes[-1].set_xlabel(label)
     fig.suptitle(title or f"{len(events)} detected events", fontsize=10)
     fig.tight_layout()
     buffer = io.BytesIO()

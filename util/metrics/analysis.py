@@ -127,6 +127,24 @@ def match_pairs(gt: Sequence[Spot], pred: Sequence[Spot], delta_s: float = 1.0) 
     return pairs
 
 
+def mark_events(
+    truth: Sequence[dict], shown: Sequence[dict], fps: float, delta_s: float = 1.0
+) -> tuple[list[bool], list[bool]]:
+    """Of one video's ground truth (``position_ms``) and shown events (``frame`` at ``fps``, ``score``, ``label``):
+    which events were found and which shown events were right, under SoccerNet's matching at ``delta_s`` (the
+    evaluator's 25 fps frames, each event taking the highest-scoring shown event of its class in the window)."""
+    from util.soccernet import frame_to_position_ms, position_to_frame
+
+    gt = [
+        Spot("v", 1, position_to_frame(int(e["position_ms"]), SOCCERNET_FPS), e["label"], 1.0) for e in truth
+    ]
+    pred = [Spot("v", 1, position_to_frame(frame_to_position_ms(int(e["frame"]), fps), SOCCERNET_FPS), e["label"],
+                 float(e["score"])) for e in shown]  # fmt: skip
+    pairs = match_pairs(gt, pred, delta_s)
+    found = set(pairs.values())
+    return [j in found for j in range(len(gt))], [i in pairs for i in range(len(pred))]
+
+
 # ---- precision and recall
 
 
