@@ -60,6 +60,7 @@ def _run(argv: list[str], env: dict) -> str:
     return Path(env["ALLOCATOR_REPORT"]).read_text()
 
 
+@pytest.mark.slow  # a subprocess per entry point
 @needs_tcmalloc
 @pytest.mark.parametrize("argv", ENTRY_POINTS, ids=lambda a: a[-1])
 def test_every_entry_point_runs_with_tcmalloc(tmp_path, argv):
@@ -68,6 +69,7 @@ def test_every_entry_point_runs_with_tcmalloc(tmp_path, argv):
     assert "libtcmalloc" in report
 
 
+@pytest.mark.slow  # a subprocess per entry point
 @pytest.mark.parametrize("argv", [["train_e2e.py"], ["-m", "synthetic.demo"]], ids=lambda a: a[-1])
 def test_spot_allocator_system_switches_it_off(tmp_path, argv):
     report = _run(argv, _clean_env(tmp_path, SPOT_ALLOCATOR="system"))

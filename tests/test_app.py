@@ -182,6 +182,7 @@ def test_file_over_the_limit_gets_a_413_page_with_the_limit(tiny_model_dir, tmp_
     flask_app.extensions["spot_jobs"].shutdown()
 
 
+@pytest.mark.slow  # a job in the worker process (torch starts there)
 @pytest.mark.parametrize(
     "data",
     [b"", b"this is not a video\n" * 50, "truncated"],
@@ -229,6 +230,7 @@ def test_unknown_malformed_and_traversal_urls_are_404(client, url):
 
 
 # ---- a real job, start to finish
+@pytest.mark.slow  # a job in the worker process (torch starts there)
 def test_job_status_reports_stages_and_finishes(finished_job):
     flask_app, job_id = finished_job
     client = flask_app.test_client()
@@ -256,6 +258,7 @@ def test_job_status_reports_stages_and_finishes(finished_job):
     assert response.status_code == 302 and response.headers["Location"].endswith("/result")
 
 
+@pytest.mark.slow  # a job in the worker process (torch starts there)
 def test_upload_is_stored_under_a_generated_name(finished_job):
     flask_app, job_id = finished_job
     folder = Path(flask_app.config["JOBS_DIR"]) / job_id
@@ -264,6 +267,7 @@ def test_upload_is_stored_under_a_generated_name(finished_job):
     assert load_json(folder / STATUS_FILE)["original_name"] == "Wigan - Birmingham.mp4"
 
 
+@pytest.mark.slow  # a job in the worker process (torch starts there)
 def test_a_plain_form_post_redirects_to_the_processing_page(client):
     response = client.post(
         "/upload", data={"video": (io.BytesIO(b""), "a.mov")}, content_type="multipart/form-data"
@@ -276,6 +280,7 @@ def test_a_plain_form_post_redirects_to_the_processing_page(client):
     wait_for(client, job_id)
 
 
+@pytest.mark.slow  # a job in the worker process (torch starts there)
 def test_a_client_file_name_never_becomes_a_path(client):
     jobs = Path(client.application.config["JOBS_DIR"])
     job_id = upload(client, b"", name="../../evil.mp4").get_json()["job_id"]
@@ -285,6 +290,7 @@ def test_a_client_file_name_never_becomes_a_path(client):
     assert client.get(f"/api/jobs/{job_id}").get_json()["original_name"] == "evil.mp4"
 
 
+@pytest.mark.slow  # a job in the worker process (torch starts there)
 def test_result_page_lists_the_actions_found(finished_job):
     flask_app, job_id = finished_job
     client = flask_app.test_client()
@@ -305,6 +311,7 @@ def test_result_page_lists_the_actions_found(finished_job):
         assert f"/jobs/{job_id}/files/{name}?download=1" in page
 
 
+@pytest.mark.slow  # a job in the worker process (torch starts there)
 def test_clicking_an_action_seeks_to_its_frame_in_the_slowed_down_video(finished_job):
     """Slow motion (3x by default) stretches the annotated video: each action's time is where its frame is."""
     import av
@@ -333,6 +340,7 @@ def test_clicking_an_action_seeks_to_its_frame_in_the_slowed_down_video(finished
         assert min(np.abs(edge - colors[label]).max() for label in same_frame) < 40, (event, edge)
 
 
+@pytest.mark.slow  # a job in the worker process (torch starts there)
 def test_video_answers_range_requests_with_206(finished_job):
     flask_app, job_id = finished_job
     client = flask_app.test_client()
@@ -349,6 +357,7 @@ def test_video_answers_range_requests_with_206(finished_job):
     )
 
 
+@pytest.mark.slow  # a job in the worker process (torch starts there)
 def test_downloads_are_the_job_files(finished_job):
     flask_app, job_id = finished_job
     client = flask_app.test_client()
@@ -360,6 +369,7 @@ def test_downloads_are_the_job_files(finished_job):
     assert timeline.mimetype == "image/png" and timeline.data[:4] == b"\x89PNG"
 
 
+@pytest.mark.slow  # a job in the worker process (torch starts there)
 @pytest.mark.parametrize(
     "name", ["status.json", "input.mp4", "..%2Fstatus.json", "output", "scores.npz", "etc"]
 )
@@ -391,6 +401,7 @@ def test_security_headers(client):
 
 
 # ---- queueing, restarts, cleanup
+@pytest.mark.slow  # a job in the worker process (torch starts there)
 def test_concurrent_uploads_queue_and_all_finish(client, match_video):
     data = match_video.read_bytes()
     ids = [upload(client, data, name=f"m{i}.mp4").get_json()["job_id"] for i in range(3)]
@@ -418,6 +429,7 @@ def _hand_made_status(job_id: str, state: str, when: float) -> dict:
     }
 
 
+@pytest.mark.slow  # a job in the worker process (torch starts there)
 def test_restart_marks_running_jobs_interrupted_and_requeues_queued_ones(
     tiny_model_dir, match_video, tmp_path
 ):
@@ -503,6 +515,7 @@ def test_the_token_guards_every_route(tiny_model_dir, tmp_path):
     flask_app.extensions["spot_jobs"].shutdown()
 
 
+@pytest.mark.slow  # a job in the worker process (torch starts there)
 def test_changes_from_another_origin_are_refused(client, match_video):
     evil = {"Origin": "http://evil.example", "Accept": "application/json"}
     data = {"video": (io.BytesIO(match_video.read_bytes()), "m.mp4")}

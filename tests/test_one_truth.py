@@ -63,6 +63,7 @@ def _rows(path: Path) -> list[dict]:
     return load_json(path)["predictions"]
 
 
+@pytest.mark.slow  # every step on one model, the app's worker included
 def test_eval_inference_and_the_app_give_the_same_events(world, tmp_path):
     import eval_soccernet_ball
     import inference_spot
@@ -132,6 +133,7 @@ def test_eval_inference_and_the_app_give_the_same_events(world, tmp_path):
     assert same > 0.8
 
 
+@pytest.mark.slow  # every step on one model, the app's worker included
 def test_flags_override_the_recorded_choice(world, tmp_path):
     import eval_soccernet_ball
 
@@ -147,6 +149,7 @@ def test_flags_override_the_recorded_choice(world, tmp_path):
     assert len(results["window"]) < len(results["recorded"])
 
 
+@pytest.mark.slow  # every step on one model, the app's worker included
 def test_per_class_thresholds_recorded_on_val_are_what_inference_and_the_app_show(world, tmp_path):
     import shutil
 
