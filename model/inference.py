@@ -20,7 +20,8 @@ fly at the model's frame rate and size, no JPEGs written), turns scores into eve
   ``correct``);
 - ``frames/`` (``visualize``; drawn by ``model.render``): every frame with its overlays, as JPEGs;
 - ``annotated.mp4`` (``create_video``): H.264 (browser-playable), at the source's resolution, labels around each
-  action, slow motion around each action, a timeline bar, and the source's audio.
+  action, slow motion around each action, a timeline bar, and the source's audio; with the ground truth, its
+  events labelled at the right (found green, missed red) and false detections framed in red.
 
 The model directory says how it is used (``model.common.load_selection``): the epoch, the post-processing (windows
 in seconds) and the display threshold training chose on val; arguments override each.
@@ -297,6 +298,7 @@ def run_inference(
             num_frames,
             drawing,
             progress,
+            truth=outputs["ground_truth"],
         )
         seconds["render"] = time.perf_counter() - render_started
     seconds["total"] = time.perf_counter() - started

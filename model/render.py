@@ -94,13 +94,16 @@ def render(
     num_frames: int,
     options: RenderOptions,
     progress: Progress | None = None,
+    truth: list[dict] | None = None,
 ) -> tuple[Path | None, Path | None, int, list[float]]:
     """Draw the overlays on every frame; write ``annotated.mp4`` and/or ``frames/`` as ``options`` say.
 
     ``events`` and ``num_frames`` count frames at the model's ``fps``; a source with a higher frame rate (a 25 fps
     video under a 10 fps model) is drawn at its own rate, the events placed at their times, so the video plays
     smoothly. Returns (video path or None, frames folder or None, frames in the video, each event's time in the
-    video in seconds (slow motion stretches the clock), in the order of ``events``).
+    video in seconds (slow motion stretches the clock), in the order of ``events``). ``truth`` (ground-truth
+    events with ``found``, at ``fps``) are labelled too, at the right: found in green, missed in red; an event
+    marked ``correct`` False (a false detection) gets a red frame round its label.
     """
     create_video, visualize_frames = options.video, options.frames
     slowmo_factor, slowmo_span_s, highlights_s = (
@@ -113,10 +116,12 @@ def render(
         scale = render_fps / fps
         num_frames = max(1, round(num_frames * scale))
         events = [{**e, "frame": min(num_frames - 1, round(int(e["frame"]) * scale))} for e in events]
+        truth = [{**t, "frame": min(num_frames - 1, round(int(t["frame"]) * scale))} for t in truth or []]
         fps = render_fps
     colors = vis.class_colors(classes)
     label_span = max(1, round(vis.LABEL_SPAN_S * fps))
     spans = vis.EventSpans(events, label_span)
+    truth_spans = vis.EventSpans([{**t, "score": 1.0} for t in truth], label_span) if truth else None
     repeats = vis.slowmo_repeats(
         num_frames, [e["frame"] for e in events], slowmo_factor, round(slowmo_span_s * fps)
     )
@@ -154,7 +159,8 @@ def render(
                 image = cv2.resize(image, size, interpolation=cv2.INTER_LINEAR)
             else:
                 image = image.copy()
-            vis.draw_overlay(image, k, fps, spans.at(k), colors, label_span, int(repeats[k]), bar, num_frames)
+            vis.draw_overlay(image, k, fps, spans.at(k), colors, label_span, int(repeats[k]), bar, num_frames,
+                             truth=None if truth_spans is None else truth_spans.at(k))  # fmt: skip
             yield k, image
 
     written, finished = 0, False

@@ -448,3 +448,24 @@ def test_ground_truth_beside_the_predictions(video_run, clip, model_dir, tmp_pat
         run_inference(
             model_dir, tmp_path / "bad", video=clip, labels=tmp_path / "nowhere.json", max_frames=10
         )
+
+
+def test_the_annotated_frame_labels_the_ground_truth_and_frames_false_detections():
+    from util.visualize import FOUND, MISSED, class_colors, draw_overlay
+
+    colors = class_colors(["PASS", "DRIVE"])
+    blank = np.zeros((224, 398, 3), np.uint8)
+
+    def share(img: np.ndarray, rgb, half: str) -> float:
+        part = img[:, :199] if half == "left" else img[:, 199:]
+        return float((np.abs(part.astype(int) - rgb).sum(axis=2) < 30).mean())
+
+    right = {"frame": 10, "label": "PASS", "score": 0.9, "team": "left", "correct": True}
+    wrong = {"frame": 10, "label": "DRIVE", "score": 0.4, "team": "right", "correct": False}
+    plain = draw_overlay(blank.copy(), 10, 25.0, [right], colors, 3)
+    marked = draw_overlay(blank.copy(), 10, 25.0, [right, wrong], colors, 3,
+                          truth=[{"frame": 10, "label": "PASS", "found": True},
+                                 {"frame": 11, "label": "DRIVE", "found": False}])  # fmt: skip
+    assert share(plain, MISSED, "left") == 0 and share(plain, FOUND, "right") == 0
+    assert share(marked, MISSED, "left") > 0.002  # the false detection's red frame
+    assert share(marked, FOUND, "right") > 0.002 and share(marked, MISSED, "right") > 0.002  # found / missed

@@ -49,6 +49,7 @@ LABEL_SPAN_S = 0.75
 # Output videos are never smaller than this many rows, so the labels stay legible (224p SoccerNet stays as it is).
 MIN_VIDEO_HEIGHT = 224
 FONT = cv2.FONT_HERSHEY_SIMPLEX
+FOUND, MISSED = (26, 152, 80), (215, 48, 39)  # ground truth found / missed, a false detection (RGB)
 
 
 def class_colors(classes: Sequence[str]) -> dict[str, Color]:
@@ -195,12 +196,15 @@ def draw_overlay(
     slowmo: int = 1,
     bar: np.ndarray | None = None,
     num_frames: int | None = None,
+    truth: Sequence[dict] | None = None,
 ) -> np.ndarray:
     """Draw the overlays of ``frame`` on ``img`` (RGB, modified in place and returned).
 
     ``events`` are those within ``span_frames`` of the frame (``EventSpans.at``): one label each, stacked under
     the clock (nearest first), most opaque at the event's own frame, and a coloured border at that frame. ``slowmo`` > 1 shows a
     slow-motion badge; ``bar`` (from ``timeline_bar``) is pasted at the bottom with a cursor at this frame.
+    ``truth``: the ground-truth events near the frame, labelled at the right ("true PASS"), found in green and
+    missed in red; an event with ``correct`` False (a false detection) gets a red frame round its label.
     """
     height, width = img.shape[:2]
     scale, thick = _font(height)
@@ -223,8 +227,25 @@ def draw_overlay(
         if distance == 0:
             cv2.rectangle(img, (0, 0), (width - 1, height - 1), color, max(2, height // 90))
         emphasis = 1.0 - distance / max(1, span_frames)
-        y += draw_event_label(img, margin, y, event, color, emphasis) + max(2, margin // 2)
+        box_h = draw_event_label(img, margin, y, event, color, emphasis)
+        if event.get("correct") is False:
+            (tw, _), _ = cv2.getTextSize(f"{event['label']} {event['score']:.2f}", FONT, scale, thick)
+            cv2.rectangle(img, (margin - 2, y - 2), (margin + tw + box_h + 2, y + box_h + 1), MISSED, 2)
+        y += box_h + max(2, margin // 2)
         if y > height * 0.7:
+            break
+    ty = margin + ch + base + 2 * margin
+    for t in sorted(truth or [], key=lambda e: abs(int(e["frame"]) - frame)):
+        text = f"true {t['label']}"
+        (tw, th), tbase = cv2.getTextSize(text, FONT, scale, thick)
+        pad = max(3, th // 3)
+        x0 = width - margin - tw - 2 * pad
+        ink = FOUND if t.get("found") else MISSED
+        cv2.rectangle(img, (x0, ty), (x0 + tw + 2 * pad, ty + th + tbase + 2 * pad), (0, 0, 0), -1)
+        cv2.rectangle(img, (x0, ty), (x0 + tw + 2 * pad, ty + th + tbase + 2 * pad), ink, 2)
+        cv2.putText(img, text, (x0 + pad, ty + pad + th), FONT, scale, ink, thick, cv2.LINE_AA)
+        ty += th + tbase + 2 * pad + max(2, margin // 2)
+        if ty > height * 0.7:
             break
     if bar is not None and num_frames:
         paste_bar(img, bar, frame, num_frames)
