@@ -104,8 +104,18 @@ def get_args(argv: list[str] | None = None) -> argparse.Namespace:
         metavar="SECONDS",
         help="with --create_video: a highlight reel, each shown action +- SECONDS, instead of the whole match",
     )
+    parser.add_argument(
+        "--highlight_classes",
+        metavar="CLASS,CLASS",
+        help="with --highlights: cut the reel around these classes' actions only (comma-separated, e.g. SHOT,GOAL)",
+    )
+    parser.add_argument(
+        "--highlight_team", choices=["left", "right"], help="with --highlights: that team's actions only"
+    )
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
     args = parser.parse_args(argv)
+    if (args.highlight_classes or args.highlight_team) and args.highlights is None:
+        parser.error("--highlight_classes and --highlight_team need --highlights SECONDS")
     if args.highlights is not None and args.highlights <= 0:
         parser.error("--highlights SECONDS must be positive")
     if (args.video is None) == (args.frame_dir is None):
@@ -166,6 +176,10 @@ def main(args: argparse.Namespace) -> int:
                 epoch=args.epoch,
                 progress=bars,
                 highlights_s=args.highlights,
+                highlight_classes=None
+                if not args.highlight_classes
+                else [c.strip() for c in args.highlight_classes.split(",") if c.strip()],
+                highlight_team=args.highlight_team,
             )
     finally:
         bars.close()

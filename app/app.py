@@ -59,7 +59,7 @@ from flask import (  # noqa: E402
 from werkzeug.exceptions import HTTPException, RequestEntityTooLarge  # noqa: E402
 from werkzeug.utils import secure_filename  # noqa: E402
 
-from app.jobs import EVENTS_FILE, RESULT_FILES, RETRY_STATES, JobRunner  # noqa: E402
+from app.jobs import EVENTS_FILE, LABELS_UPLOAD, RESULT_FILES, RETRY_STATES, JobRunner  # noqa: E402
 from util.io import DataError, load_json  # noqa: E402
 
 log = logging.getLogger(__name__)
@@ -343,7 +343,46 @@ def _accept_upload(app: Flask, runner: JobRunner) -> tuple[str | None, Any]:
         )
     except ValueError as e:
         return None, _refuse(400, str(e) if "must" in str(e) else "The options are not valid numbers.")
-    return runner.create(file.save, ext, name, options), None
+    labels, refusal = _uploaded_labels(request.files.get("labels"))
+    if refusal is not None:
+        return None, refusal
+    if labels is not None:
+        options["labels"] = True
+
+    def save(path: Path) -> None:
+        file.save(path)
+        if labels is not None:
+            (path.parent / LABELS_UPLOAD).write_bytes(labels)
+
+    return runner.create(save, ext, name, options), None
+
+
+MAX_LABELS_BYTES = 20 << 20  # a Labels-ball.json of a whole game is well under 1 MB
+
+
+def _uploaded_labels(file) -> tuple[bytes | None, Any]:
+    """The optional ``labels`` field (the video's Labels-ball.json): its bytes once checked, or a refusal."""
+    import tempfile
+
+    from util.soccernet import load_labels
+
+    if file is None or not file.filename:
+        return None, None
+    data = file.read(MAX_LABELS_BYTES + 1)
+    name = Path(file.filename).name
+    if len(data) > MAX_LABELS_BYTES:
+        return None, _refuse(
+            400, f"{name!r} is over {human_size(MAX_LABELS_BYTES)}: is it a Labels-ball.json?"
+        )
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / LABELS_UPLOAD
+        path.write_bytes(data)
+        try:
+            load_labels(path)
+        except DataError as e:
+            reason = str(e).replace(str(path), name)
+            return None, _refuse(400, f"The labels file is not a SoccerNet Labels-ball.json: {reason}")
+    return data, None
 
 
 def _result_view(runner: JobRunner, job_id: str, status: dict) -> dict:
@@ -367,6 +406,9 @@ def _result_view(runner: JobRunner, job_id: str, status: dict) -> dict:
         "has_team": any(e.get("team") for e in events),
         "files": files,
         "fps": fps,
+        "truth": doc.get("ground_truth_summary")
+        if isinstance(doc.get("ground_truth_summary"), dict)
+        else None,
     }
 
 

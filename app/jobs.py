@@ -47,6 +47,7 @@ SLOWMO_SPAN_S = 0.4  # seconds of slow motion each side of an action (when the u
 HIGHLIGHT_SPAN_S = 5.0  # a highlight reel keeps each action +- this many seconds
 AUTO_HIGHLIGHTS_AFTER_S = 600  # "auto": uploads longer than this get a highlight reel, not the whole match
 UPLOAD_STEM = "input"
+LABELS_UPLOAD = "Labels-ball.json"  # the upload's ground truth, when one came with it
 STAGES = ("decoding", "detecting", "rendering")
 # Share of the whole job each stage stands for, to turn per-stage progress into one percentage, by the kind of
 # annotated video; and the time rendering takes against detection (the ETA's guess until rendering starts: it
@@ -378,6 +379,7 @@ class JobRunner:
             video=folder / status["upload"],
             video_name=_video_name(status),
             score_threshold=float(options["threshold"]) if "threshold" in options else None,
+            labels=folder / LABELS_UPLOAD if options.get("labels") else "none",
             create_video=annotated != "none",
             highlights_s=HIGHLIGHT_SPAN_S if annotated == "highlights" else None,
             slowmo_factor=int(options.get("slowmo_factor", 1)),
@@ -707,6 +709,7 @@ def _events_document(result: dict) -> dict:
         "num_frames": num_frames,
         "video_frames": result.get("video_frames"),
         "events": events,
+        "ground_truth_summary": result.get("ground_truth_summary"),
     }
 
 

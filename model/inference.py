@@ -236,6 +236,8 @@ def run_inference(
     progress: Progress | None = None,
     highlights_s: float | None = None,
     labels: str | Path | None = "auto",
+    highlight_classes: list[str] | None = None,
+    highlight_team: str | None = None,
 ) -> dict[str, Any]:
     """Spot the actions of one video and write the outputs (module docstring) into ``output_dir``.
 
@@ -246,7 +248,8 @@ def run_inference(
     thresholds that held the target precision on val, ``display_thresholds``). ``slowmo_span`` is
     in seconds each side of an action; ``slowmo_factor`` repeats those frames (1 = off). ``progress(stage, done,
     total)`` is called with stage "decoding", "detecting" and "rendering". ``highlights_s``: the annotated video is a
-    highlight reel, each shown action +- that many seconds (a long match is not re-encoded whole). ``labels``: where
+    highlight reel, each shown action +- that many seconds (a long match is not re-encoded whole), of
+    ``highlight_classes`` and ``highlight_team`` only when given. ``labels``: where
     the video's ground truth is (``ground_truth_for``; "auto" finds a library's). Bad input raises DataError.
 
     Returns ``{video_id, events, all_events, predictions, scores, timeline, video, frames, results_spotting, fps,
@@ -258,12 +261,17 @@ def run_inference(
     """
     window = nms_window if nms_window is not None else nms_window_s
     _check_options(score_threshold, window, max_frames, batch_size)
-    drawing = RenderOptions(create_video, visualize, slowmo_factor, slowmo_span, highlights_s)
+    reel_classes = None if highlight_classes is None else tuple(highlight_classes)
+    drawing = RenderOptions(create_video, visualize, slowmo_factor, slowmo_span, highlights_s, reel_classes,
+                            highlight_team)  # fmt: skip
     started = time.perf_counter()
     if progress is not None:  # opening the input and loading the model
         progress("decoding", 0, 1)
     item = resolve_input(video, frame_dir, video_name, max_frames)
     model, config, epoch = load_model(model_dir, epoch=epoch, device=_device(device))
+    unknown = sorted(set(reel_classes or ()) - set(config["classes"]))
+    if unknown:
+        raise DataError(f"highlight classes {unknown} are not the model's ({', '.join(config['classes'])})")
     usage = load_selection(model_dir)
     try:
         post = usage["postprocess"].with_overrides(nms_window, nms_window_s, float(config["fps"]))

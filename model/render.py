@@ -42,13 +42,16 @@ FRAMES_DIR = "frames"
 class RenderOptions:
     """What step 5 draws: ``video`` (annotated.mp4) and/or ``frames`` (frames/), slow motion (``slowmo_factor``
     repeats of each frame within ``slowmo_span_s`` of an action; 1 = off) and ``highlights_s`` (only the frames
-    within that many seconds of an action; None = the whole video)."""
+    within that many seconds of an action; None = the whole video), cut around the actions of
+    ``highlight_classes`` (None: every class) by ``highlight_team`` ("left" / "right"; None: either) only."""
 
     video: bool = True
     frames: bool = False
     slowmo_factor: int = DEFAULT_SLOWMO_FACTOR
     slowmo_span_s: float = DEFAULT_SLOWMO_SPAN_S
     highlights_s: float | None = None
+    highlight_classes: tuple[str, ...] | None = None
+    highlight_team: str | None = None
 
     def __post_init__(self) -> None:
         if self.slowmo_factor < 1:
@@ -59,6 +62,17 @@ class RenderOptions:
             raise DataError(f"slow-motion span {self.slowmo_span_s} s is negative")
         if self.highlights_s is not None and self.highlights_s < 0:
             raise DataError(f"highlight span {self.highlights_s} s is negative")
+        if (
+            self.highlight_classes is not None or self.highlight_team is not None
+        ) and self.highlights_s is None:
+            raise DataError("a highlight reel's classes or team need a highlight span (--highlights SECONDS)")
+        if self.highlight_team not in (None, "left", "right"):
+            raise DataError(f"highlight team {self.highlight_team!r} must be 'left' or 'right'")
+
+    def in_reel(self, event: dict) -> bool:
+        """Whether a highlight reel is cut around ``event`` (its class and team chosen)."""
+        classes, team = self.highlight_classes, self.highlight_team
+        return (classes is None or event["label"] in classes) and (team is None or event.get("team") == team)
 
     @property
     def any(self) -> bool:
@@ -125,9 +139,9 @@ def render(
     repeats = vis.slowmo_repeats(
         num_frames, [e["frame"] for e in events], slowmo_factor, round(slowmo_span_s * fps)
     )
-    if highlights_s is not None:  # a highlight reel: only the frames around each action are written
+    if highlights_s is not None:  # a highlight reel: only the frames around each (chosen) action are written
         repeats = repeats * vis.highlight_mask(
-            num_frames, [e["frame"] for e in events], round(highlights_s * fps)
+            num_frames, [e["frame"] for e in events if options.in_reel(e)], round(highlights_s * fps)
         )
     starts = np.concatenate([[0], np.cumsum(repeats)])
     video_times = [float(starts[min(max(int(e["frame"]), 0), num_frames)]) / fps for e in events]

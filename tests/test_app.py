@@ -603,3 +603,28 @@ def test_the_render_ratio_a_server_learns_survives_a_restart(tiny_model_dir, tmp
     broken = JobRunner(jobs, tiny_model_dir)  # a damaged record is ignored, not fatal
     assert broken.render_ratio == {}
     broken.stop()
+
+
+@pytest.mark.slow  # a job in the worker process (torch starts there)
+def test_an_upload_with_its_labels_shows_what_was_found_missed_and_falsely_detected(client, match_video):
+    labels = (match_video.parent / "Labels-ball.json").read_bytes()
+    bad = upload(client, match_video.read_bytes(), labels=(io.BytesIO(b'{"no": 1}'), "mine.json"))
+    assert bad.status_code == 400 and "mine.json" in bad.get_json()["error"]
+    reply = upload(client, match_video.read_bytes(), labels=(io.BytesIO(labels), "Labels-ball.json"))
+    assert reply.status_code == 202, reply.get_data(as_text=True)
+    job_id = reply.get_json()["job_id"]
+    assert wait_for(client, job_id)["state"] == "done"
+    folder = Path(client.application.config["JOBS_DIR"]) / job_id
+    doc = load_json(folder / "output" / "predictions.json")
+    summary = doc["ground_truth_summary"]
+    assert summary["events"] == len(doc["ground_truth"]) > 0
+    assert summary["false_alarms"] == sum(not e["correct"] for e in doc["events"])
+    page = client.get(f"/jobs/{job_id}/result").get_data(as_text=True)
+    assert f"<strong>{summary['found']} of {summary['events']}</strong> true actions found" in page
+    assert page.count('class="ev-truth ') == len(doc["events"])
+    # Without labels, nothing of the kind (and no guess from the video's name).
+    plain = upload(client, match_video.read_bytes()).get_json()["job_id"]
+    assert wait_for(client, plain)["state"] == "done"
+    assert "ground_truth" not in load_json(
+        Path(client.application.config["JOBS_DIR"]) / plain / "output" / "predictions.json"
+    )

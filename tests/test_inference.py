@@ -415,6 +415,22 @@ def test_a_highlight_reel_keeps_only_the_frames_around_each_action(model_dir, tm
     ((codec, audio_s),) = info["audio"]  # the audio follows the cuts
     assert codec == "aac" and audio_s == pytest.approx(expected / rate, abs=0.1)
     assert all(0 <= t <= info["duration_s"] for t in result["video_times_s"])
+    # A reel of one class (and of one team): cut around those actions only.
+    label = result["events"][0]["label"]
+    for team in (None, result["events"][0]["team"]):
+        chosen = [round(e["frame"] * rate / FPS) for e in result["events"]
+                  if e["label"] == label and (team is None or e["team"] == team)]  # fmt: skip
+        one = run_inference(
+            model_dir, tmp_path / f"one-{team}", video=source, score_threshold=0.3, create_video=True,
+            slowmo_factor=1, highlights_s=0.2, highlight_classes=[label], highlight_team=team,
+        )  # fmt: skip
+        assert one["video_frames"] == int(highlight_mask(round(4 * rate), chosen, round(0.2 * rate)).sum())
+        assert 0 < one["video_frames"] <= result["video_frames"]
+    with pytest.raises(DataError, match="NOT A CLASS"):
+        run_inference(model_dir, tmp_path / "x", video=source, create_video=True, highlights_s=0.2,
+                      highlight_classes=["NOT A CLASS"])  # fmt: skip
+    with pytest.raises(DataError, match="need a highlight span"):
+        run_inference(model_dir, tmp_path / "y", video=source, create_video=True, highlight_team="left")
 
 
 def test_ground_truth_beside_the_predictions(video_run, clip, model_dir, tmp_path):
