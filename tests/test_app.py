@@ -163,9 +163,11 @@ def test_wrong_extension_is_refused(client, match_video):
 def test_missing_file_and_bad_options_are_refused(client, match_video):
     no_file = client.post("/upload", data={}, headers={"Accept": "application/json"})
     assert no_file.status_code == 400 and "Choose a video" in no_file.get_json()["error"]
-    for form in ({"threshold": "2"}, {"threshold": "nan"}, {"threshold": "abc"}, {"slowmo": "9"}):
+    for form in ({"threshold": "2"}, {"threshold": "nan"}, {"threshold": "abc"}, {"slowmo": "9"},
+                 {"thresholds": "mine"}):  # fmt: skip
         response = upload(client, match_video.read_bytes(), **form)
         assert response.status_code == 400, form
+    assert "thresholds must be" in response.get_json()["error"]
     assert [p.name for p in Path(client.application.config["JOBS_DIR"]).iterdir()] == [".lock"]  # no job
 
 

@@ -262,6 +262,9 @@ def test_unknown_dataset_and_bad_batch_size(tmp_path, capsys):
     assert "nowhere" in capsys.readouterr().err
     assert run(train_argv(tmp_path, frame_dir, data_dir, "--batch_size", "3", "-ag", "2")) == 2
     assert "multiple of -ag" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        train_e2e.get_args(train_argv(tmp_path, frame_dir, data_dir, "--target_precision", "1.5"))
+    assert "--target_precision" in capsys.readouterr().err
 
 
 def test_team_criterion_needs_a_team_head(tmp_path, capsys):
