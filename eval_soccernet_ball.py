@@ -33,6 +33,7 @@ from util.io import DataError, load_json, store_json
 from util.metrics.results import format_results, labels_by_game, predictions_by_game, spotting_results
 from util.metrics.spotting import METRICS, SOCCERNET_FPS, TEAM_METRICS
 from util.postprocess import (
+    DEFAULT_TARGET_PRECISION,
     TEAM_KEY,
     PostProcess,
     average_scores,
@@ -111,8 +112,29 @@ def get_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         default=60.0,
         help="length of the contiguous chunks of play the bootstrap resamples, seconds (default 60)",
     )
+    record = parser.add_argument_group("display thresholds (training records them; this records them again)")
+    record.add_argument(
+        "--record_thresholds",
+        action="store_true",
+        help="with -s val and one model directory: record in its selection.json, per class, the lowest threshold "
+        "from which val precision at delta = 1 s stays >= --target_precision (else the best-F1 threshold); "
+        "inference and the app show events from there",
+    )
+    record.add_argument(
+        "--target_precision",
+        type=float,
+        default=DEFAULT_TARGET_PRECISION,
+        help=f"the precision --record_thresholds holds (default {DEFAULT_TARGET_PRECISION})",
+    )
     parser.add_argument("-v", "--verbose", action="store_true")
     args = parser.parse_args(argv)
+    if not 0.0 <= args.target_precision <= 1.0:
+        parser.error("--target_precision must be in [0, 1]")
+    if args.record_thresholds and (split_name(args.split) != "val" or len(args.model_dir) != 1
+                                   or not Path(args.model_dir[0]).is_dir()):  # fmt: skip
+        parser.error(
+            "--record_thresholds needs -s val and one model directory (thresholds are chosen on val)"
+        )
     for name in ("nms_window", "nms_window_s", "sigma", "sigma_s"):
         if getattr(args, name) is not None and getattr(args, name) < 0:
             parser.error(f"--{name} must be >= 0")
@@ -368,6 +390,39 @@ def check_coverage(ground_truth: dict[str, list[dict]], predicted: dict[str, lis
 # ---- main
 
 
+def record_thresholds(
+    model_dir: Path, ground_truth: dict, predicted: dict, classes: list[str], target_precision: float
+) -> None:
+    """Record per-class display thresholds holding ``target_precision`` on these (val) events in selection.json."""
+    from tabulate import tabulate
+
+    from model.usage import SELECTION_NAME, save_selection
+    from util.metrics.analysis import precision_thresholds
+
+    path = model_dir / SELECTION_NAME
+    if not path.is_file():
+        raise DataError(
+            f"{path}: no selection.json to record the thresholds in; train the model with train_e2e.py"
+        )
+    found = precision_thresholds(ground_truth, predicted, classes, target_precision)
+    selection = load_json(path)
+    selection.update(
+        target_precision=float(target_precision),
+        class_thresholds={c: v["threshold"] for c, v in found.items() if v["threshold"] is not None},
+        class_threshold_rules={
+            c: {k: v[k] for k in ("rule", "precision", "recall")} for c, v in found.items()
+        },
+    )
+    save_selection(model_dir, selection)
+    rows = [[c, "-" if v["threshold"] is None else f"{v['threshold']:.3f}", v["rule"],
+             "-" if v["precision"] is None else f"{v['precision']:.3f}",
+             "-" if v["recall"] is None else f"{v['recall']:.3f}"] for c, v in found.items()]  # fmt: skip
+    print(tabulate(rows, headers=["class", "threshold", "rule", "val precision", "val recall"]))
+    print(
+        f"recorded in {path} (target precision {target_precision:g}); inference and the app now show from these"
+    )
+
+
 def main(args: argparse.Namespace) -> int:
     setup_logging(args.verbose)
     split = split_name(args.split)
@@ -390,12 +445,17 @@ def main(args: argparse.Namespace) -> int:
     if args.results_json:
         store_json(args.results_json, results)
         print(f"wrote {args.results_json}")
+    if args.record_thresholds:
+        record_thresholds(Path(args.model_dir[0]), ground_truth, predicted, classes, args.target_precision)
     if args.report:
         from util.report import write_report
 
+        selection = Path(args.model_dir[0]) / "selection.json"
+        recorded = load_json(selection) if len(args.model_dir) == 1 and selection.is_file() else None
         page = write_report(args.report, ground_truth, predicted, classes, results, split,
                             source=" ".join(str(m) for m in args.model_dir), threshold=args.report_threshold,
-                            rounds=args.bootstrap_rounds, chunk_s=args.bootstrap_chunk_s)  # fmt: skip
+                            rounds=args.bootstrap_rounds, chunk_s=args.bootstrap_chunk_s,
+                            recorded=recorded)  # fmt: skip
         print(f"wrote {page} (open it in a browser; the figures are also beside it as PNGs)")
     return 0
 

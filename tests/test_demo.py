@@ -86,6 +86,8 @@ def test_shrunken_demo_end_to_end_beats_trivial_baselines(tmp_path, capsys):
     assert {"at1", "tight", "team_at1"} <= set(model)
     report = load_json(out / "report/report.json")  # step 4's report on the demo model: the printed numbers
     assert report["results"] == model and set(report["intervals"]) == {"at1", "team_at1"}
+    recorded = load_json(out / "model/selection.json")["class_thresholds"]  # listed with their test precision
+    assert {r["class"]: r["threshold"] for r in report["display_thresholds"]} == recorded and recorded
     # The demo selects by val mAP@1: the recorded epoch is the one with the highest val mAP@1 in loss.json.
     selection, history = load_json(out / "model/selection.json"), load_json(out / "model/loss.json")
     scored = [h for h in history if h["val_mAP"] is not None]

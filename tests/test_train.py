@@ -402,6 +402,16 @@ def test_training_learns_the_visible_cues_of_class_and_team(tmp_path):
         shown = [p for p in pred if p.label == label and p.value >= t]
         rule = selection["class_threshold_rules"][label]
         assert rule["rule"] != "precision" or len(match_pairs(gt, shown)) >= 0.8 * len(shown), (label, rule)
+    # Step 4 records the same thresholds again from the same val events (on a copy: another target would change it).
+    import eval_soccernet_ball
+
+    again = tmp_path / "again"
+    shutil.copytree(model, again)
+    argv = [str(data_dir), str(frame_dir), str(again), "-s", "val", "--record_thresholds"]
+    assert run_main(eval_soccernet_ball.main, eval_soccernet_ball.get_args(argv)) == 0
+    assert load_json(again / "selection.json")["class_thresholds"] == selection["class_thresholds"]
+    with pytest.raises(SystemExit):  # thresholds are chosen on val, never on test
+        eval_soccernet_ball.get_args([*argv[:4], "test", "--record_thresholds"])
     # loss.csv drawn each epoch (util.report.figure_training): a PNG of three panels.
     png = (model / "training.png").read_bytes()
     assert png[:8] == b"\x89PNG\r\n\x1a\n" and len(png) > 20_000

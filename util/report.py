@@ -216,6 +216,23 @@ th{background:#f3f3f3} td:not(:first-child){text-align:right} img{max-width:100%
 """
 
 
+def display_threshold_rows(pr: Mapping[str, Any], recorded: Mapping[str, Any]) -> list[dict[str, Any]]:
+    """Each recorded per-class display threshold, with the precision and recall it gave on val (recorded) and
+    gives on this split at delta = 1 s."""
+    rows = []
+    rules = recorded.get("class_threshold_rules") or {}
+    for c, t in (recorded.get("class_thresholds") or {}).items():
+        if c not in pr["precision"]:
+            continue
+        k = min(int(np.searchsorted(pr["thresholds"], t - 1e-12)), len(pr["thresholds"]) - 1)
+        here = bool(pr["predictions"][c][k] > 0)
+        rows.append({"class": c, "threshold": float(t), "rule": (rules.get(c) or {}).get("rule"),
+                     "val_precision": (rules.get(c) or {}).get("precision"),
+                     "precision": float(pr["precision"][c][k]) if here else None,
+                     "recall": float(pr["recall"][c][k])})  # fmt: skip
+    return rows
+
+
 def render_html(report: Mapping[str, Any], images: Mapping[str, bytes]) -> str:
     classes, results = report["classes"], report["results"]
     intervals, errors = report["intervals"], report["errors"]
@@ -274,6 +291,15 @@ def render_html(report: Mapping[str, Any], images: Mapping[str, bytes]) -> str:
                 f"<h2>{html.escape(name.replace('_', ' '))}</h2><p class=note>{html.escape(figures[name])}</p>"
             )
             parts.append(f'<img id="fig-{name}" alt="{name}" src="data:image/png;base64,{data}">')
+    shown = report.get("display_thresholds") or []
+    if shown:
+        target = report.get("target_precision")
+        parts.append(
+            f"<h2>Display thresholds recorded on val{f' (target precision {target:g})' if target else ''}</h2>"
+        )
+        parts.append(_table(["class", "threshold", "rule", "val precision", "precision here", "recall here"],
+                            [[r["class"], f"{r['threshold']:.3f}", r["rule"] or "-", fmt(r["val_precision"]),
+                              fmt(r["precision"]), fmt(r["recall"])] for r in shown], "display-thresholds"))  # fmt: skip
     parts += [
         f"<h2>Teams: who acted, on the hits (delta = {errors['delta_s']:g} s, confidence >= {errors['threshold']:g})</h2>",
         _table(["", "predicted left", "predicted right"], team_rows, "team-confusion"),
@@ -306,9 +332,11 @@ def write_report(
     threshold: float = 0.5,
     rounds: int = 500,
     chunk_s: float = 60.0,
+    recorded: Mapping[str, Any] | None = None,
 ) -> Path:
     """Write report.html, its PNGs and report.json into ``out_dir``; returns the page's path. ``results`` are
-    the evaluator's (``spotting_results`` on the same ground truth and predictions)."""
+    the evaluator's (``spotting_results`` on the same ground truth and predictions). ``recorded``: the model's
+    selection.json, whose per-class display thresholds are then listed with their precision and recall here."""
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     pr = precision_recall(ground_truth, predictions, classes, 1)
@@ -333,6 +361,8 @@ def write_report(
         "intervals": intervals,
         "errors": errors,
         "pr_ap_at1": pr["ap"],
+        "display_thresholds": display_threshold_rows(pr, recorded or {}),
+        "target_precision": (recorded or {}).get("target_precision"),
     }
     for name, data in images.items():
         atomic_write_bytes(out_dir / f"{name}.png", data)
