@@ -21,6 +21,7 @@ from typing import Any
 
 import numpy as np
 
+from util.metrics.results import has_team
 from util.metrics.spotting import (
     NUM_THRESHOLDS,
     SOCCERNET_FPS,
@@ -366,8 +367,6 @@ def bootstrap_intervals(
     chunk_frames = max(1, int(round(chunk_s * SOCCERNET_FPS)))
     rng = np.random.default_rng(seed)
     kinds = {"at1": False}
-    from util.metrics.results import has_team
-
     if has_team(ground_truth) and has_team(predictions):
         kinds["team_at1"] = True
     out = {}
