@@ -137,6 +137,17 @@ def model_thresholds(app: Flask) -> dict:
     return {"classes": dict(usage["class_thresholds"]), "target_precision": usage["target_precision"]}
 
 
+def model_outputs(model_dir: Path) -> dict:
+    """What the model spots, for the form's reel choices: ``{"classes": [...], "team": bool}`` from its
+    config.json (no classes when it cannot be read: the form then offers no choice)."""
+    try:
+        config = load_json(model_dir / "config.json")
+        classes = [c for c in config.get("classes") or [] if isinstance(c, str)]
+        return {"classes": classes, "team": bool(config.get("team"))}
+    except (DataError, AttributeError):
+        return {"classes": [], "team": False}
+
+
 def create_app(config: dict | None = None) -> Flask:
     """The Flask app; ``config`` overrides DEFAULTS (and any Flask setting). Starts the job runner."""
     app = Flask(__name__)
@@ -232,12 +243,16 @@ def _refuse(status: int, message: str):
 ANNOTATED_CHOICES = ("auto", "full", "highlights", "none")
 
 
-def _parse_options(form, default_threshold: float, default_slowmo: int, per_class: bool = False) -> dict:
+def _parse_options(
+    form, default_threshold: float, default_slowmo: int, per_class: bool = False, outputs: dict | None = None
+) -> dict:
     """Threshold, slow-motion factor and annotated-video kind from the upload form; bad values raise ValueError.
 
     ``thresholds=model`` (the form's checkbox), or no ``threshold`` when the model recorded per-class thresholds
     (``per_class``), keeps the model's per-class thresholds (no "threshold" in the options); a ``threshold``
-    applies to every class."""
+    applies to every class. ``highlight_classes`` (repeated, or comma-separated) and ``highlight_team`` cut the
+    highlight reel around those actions only: they must be among the model's ``outputs`` (``model_outputs``),
+    and they make "auto" a highlight reel."""
     wanted = form.get("thresholds")
     if wanted not in (None, "", "model", "one"):
         raise ValueError("thresholds must be 'model' or 'one'")
@@ -255,7 +270,36 @@ def _parse_options(form, default_threshold: float, default_slowmo: int, per_clas
     annotated = form.get("annotated") or "auto"
     if annotated not in ANNOTATED_CHOICES:
         raise ValueError(f"annotated must be one of {', '.join(ANNOTATED_CHOICES)}")
+    options.update(_reel_choice(form, outputs or {"classes": [], "team": False}))
+    if "highlight_classes" in options or "highlight_team" in options:
+        if annotated == "auto":
+            annotated = "highlights"
+        elif annotated != "highlights":
+            raise ValueError("a reel of chosen actions or of one team must be annotated=highlights")
     return {**options, "slowmo_factor": slowmo, "annotated": annotated}
+
+
+def _reel_choice(form, outputs: dict) -> dict:
+    """The form's highlight-reel selection: ``{"highlight_classes": [...], "highlight_team": "left"}``, each
+    only when chosen; a class the model does not spot, or a team without a team head, raises ValueError."""
+    chosen = {}
+    names = [n.strip() for value in form.getlist("highlight_classes") for n in value.split(",") if n.strip()]
+    if names:
+        unknown = sorted(set(names) - set(outputs["classes"]))
+        if unknown:
+            raise ValueError(
+                f"highlight_classes must be among the model's classes ({', '.join(outputs['classes'])}): "
+                f"{', '.join(unknown)} is not"
+            )
+        chosen["highlight_classes"] = [c for c in outputs["classes"] if c in names]  # the model's order
+    team = form.get("highlight_team") or ""
+    if team not in ("", "either"):
+        if team not in ("left", "right"):
+            raise ValueError("highlight_team must be 'left' or 'right' (or empty: either)")
+        if not outputs["team"]:
+            raise ValueError("highlight_team must be empty: this model does not tell the teams apart")
+        chosen["highlight_team"] = team
+    return chosen
 
 
 def _register_pages(app: Flask, runner: JobRunner) -> None:
@@ -269,6 +313,7 @@ def _register_pages(app: Flask, runner: JobRunner) -> None:
             extensions=ALLOWED_EXTENSIONS,
             default_threshold=default_threshold(app),
             class_thresholds=model_thresholds(app),
+            outputs=model_outputs(model_dir),
             slowmo_choices=SLOWMO_CHOICES,
             default_slowmo=app.config["DEFAULT_SLOWMO"],
         )
@@ -339,7 +384,11 @@ def _accept_upload(app: Flask, runner: JobRunner) -> tuple[str | None, Any]:
     try:
         per_class = bool(model_thresholds(app)["classes"])
         options = _parse_options(
-            request.form, default_threshold(app), app.config["DEFAULT_SLOWMO"], per_class
+            request.form,
+            default_threshold(app),
+            app.config["DEFAULT_SLOWMO"],
+            per_class,
+            model_outputs(app.config["MODEL_DIR"]),
         )
     except ValueError as e:
         return None, _refuse(400, str(e) if "must" in str(e) else "The options are not valid numbers.")

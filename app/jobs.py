@@ -382,6 +382,8 @@ class JobRunner:
             labels=folder / LABELS_UPLOAD if options.get("labels") else "none",
             create_video=annotated != "none",
             highlights_s=HIGHLIGHT_SPAN_S if annotated == "highlights" else None,
+            highlight_classes=options.get("highlight_classes") if annotated == "highlights" else None,
+            highlight_team=options.get("highlight_team") if annotated == "highlights" else None,
             slowmo_factor=int(options.get("slowmo_factor", 1)),
             slowmo_span=SLOWMO_SPAN_S,
         )
@@ -698,12 +700,16 @@ def _video_name(status: dict) -> str:
 
 def _events_document(result: dict) -> dict:
     """Events with ``video_time_s``, their time in the annotated video (slow motion stretches its clock; the video
-    may run at the source's frame rate), as ``run_inference`` rendered it; the match time without a video."""
+    may run at the source's frame rate), as ``run_inference`` rendered it; the match time without a video. Events
+    a highlight reel of chosen classes or team left out have ``in_reel`` false."""
     fps, num_frames = float(result["fps"]), int(result["num_frames"])
     events = [dict(e) for e in result.get("events") or []]
     times = result.get("video_times_s") or [int(e["frame"]) / fps for e in events]
     for event, seconds in zip(events, times, strict=True):
         event["video_time_s"] = round(float(seconds), 4)
+    for event, shown in zip(events, result.get("in_reel") or [], strict=False):
+        if not shown:
+            event["in_reel"] = False
     return {
         "fps": fps,
         "num_frames": num_frames,

@@ -253,10 +253,11 @@ def run_inference(
     the video's ground truth is (``ground_truth_for``; "auto" finds a library's). Bad input raises DataError.
 
     Returns ``{video_id, events, all_events, predictions, scores, timeline, video, frames, results_spotting, fps,
-    num_frames, video_frames, video_times_s, epoch, postprocess, score_threshold (None when per class),
+    num_frames, video_frames, video_times_s, in_reel, epoch, postprocess, score_threshold (None when per class),
     class_thresholds, threshold_text, team, classes, summary, notes, seconds}``: ``events`` are those shown, ``all_events`` those of results_spotting.json; paths are ``Path`` or None,
     ``video_frames`` counts the annotated video's frames (slow motion included), ``video_times_s`` gives each
-    event's time in that video (None without one), ``notes`` are one-line remarks
+    event's time in that video (None without one), ``in_reel`` whether each event is in it (a highlight reel of
+    chosen classes or team leaves some out; None without a video), ``notes`` are one-line remarks
     for the user (a resampled frame rate), ``seconds`` the time of each stage (load, detect, render, total).
     """
     window = nms_window if nms_window is not None else nms_window_s
@@ -272,6 +273,10 @@ def run_inference(
     unknown = sorted(set(reel_classes or ()) - set(config["classes"]))
     if unknown:
         raise DataError(f"highlight classes {unknown} are not the model's ({', '.join(config['classes'])})")
+    if highlight_team is not None and not config.get("team"):
+        raise DataError(
+            f"a highlight reel of the {highlight_team} team needs a model with a team head (--team)"
+        )
     usage = load_selection(model_dir)
     try:
         post = usage["postprocess"].with_overrides(nms_window, nms_window_s, float(config["fps"]))
@@ -316,6 +321,7 @@ def run_inference(
         "frames": frames_path,
         "video_frames": video_frames,
         "video_times_s": video_times,
+        "in_reel": None if video_path is None else [drawing.in_reel(e) for e in outputs["events"]],
         "fps": fps,
         "num_frames": num_frames,
         "epoch": epoch,

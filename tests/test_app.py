@@ -20,7 +20,7 @@ from markupsafe import escape
 
 from app.app import create_app, get_args, human_size
 from app.jobs import STATUS_FILE, is_job_id
-from tests.conftest import make_app
+from tests.conftest import make_app, write_tiny_model
 from util.io import load_json, store_json
 from util.visualize import class_colors
 
@@ -630,3 +630,46 @@ def test_an_upload_with_its_labels_shows_what_was_found_missed_and_falsely_detec
     assert "ground_truth" not in load_json(
         Path(client.application.config["JOBS_DIR"]) / plain / "output" / "predictions.json"
     )
+
+
+def test_a_reel_of_chosen_actions_or_team_is_offered_and_checked_against_the_model(
+    client, match_video, tmp_path
+):
+    page = client.get("/").get_data(as_text=True)
+    classes = load_json(client.application.config["MODEL_DIR"] / "config.json")["classes"]
+    assert all(f'name="highlight_classes" value="{c}"' in page for c in classes)
+    assert 'name="highlight_team"' in page  # the tiny model has a team head
+    for form, said in (
+        ({"highlight_classes": "PASS,NOT A CLASS"}, "NOT A CLASS is not"),
+        ({"highlight_classes": "PASS", "annotated": "full"}, "annotated=highlights"),
+        ({"highlight_team": "up"}, "highlight_team must be 'left' or 'right'"),
+    ):
+        reply = upload(client, match_video.read_bytes(), **form)
+        assert reply.status_code == 400 and said in reply.get_json()["error"], form
+    no_team = make_app(write_tiny_model(tmp_path / "no-team", team=False), tmp_path / "other-jobs")
+    other = no_team.test_client()
+    assert 'name="highlight_team"' not in other.get("/").get_data(as_text=True)
+    reply = upload(other, match_video.read_bytes(), highlight_team="left")
+    assert reply.status_code == 400 and "does not tell the teams apart" in reply.get_json()["error"]
+    no_team.extensions["spot_jobs"].shutdown()
+
+
+@pytest.mark.slow  # a job in the worker process (torch starts there)
+def test_a_reel_of_one_class_and_team_leaves_the_other_actions_out_of_the_video(client, match_video):
+    reply = upload(
+        client, match_video.read_bytes(), highlight_classes=["PASS", "DRIVE"], highlight_team="right"
+    )
+    assert reply.status_code == 202, reply.get_data(as_text=True)
+    job_id = reply.get_json()["job_id"]
+    status = wait_for(client, job_id)
+    assert status["state"] == "done", status.get("error")
+    assert status["options"]["annotated"] == "highlights"  # "auto" with a choice is a reel
+    assert status["options"]["highlight_classes"] == ["PASS", "DRIVE"]
+    folder = Path(client.application.config["JOBS_DIR"]) / job_id
+    events = load_json(folder / "events.json")["events"]
+    chosen = [e["label"] in ("PASS", "DRIVE") and e["team"] == "right" for e in events]
+    assert any(chosen) and not all(chosen)  # the untrained model at 0.01 spots every class
+    assert [e.get("in_reel", True) for e in events] == chosen
+    page = client.get(f"/jobs/{job_id}/result").get_data(as_text=True)
+    assert page.count('title="not in the highlight reel you chose"') == chosen.count(False)
+    assert "highlights of pass, drive, right team" in page

@@ -181,6 +181,16 @@ def test_team_and_class_filters(page, result_url):
     assert {shown.nth(i).get_attribute("data-label") for i in range(shown.count())} == {label}
 
 
+def test_choosing_the_actions_of_a_reel_makes_the_video_a_highlight_reel(page, server):
+    page.goto(server)
+    assert page.locator("#annotated").input_value() == "auto"
+    page.check("#reel-choice input[value='SHOT']")
+    assert page.locator("#annotated").input_value() == "highlights"
+    page.select_option("#annotated", "full")
+    page.select_option("#highlight-team", "left")  # a team alone is a reel too
+    assert page.locator("#annotated").input_value() == "highlights"
+
+
 def test_theme_toggle_is_remembered(page, result_url, server):
     page.goto(server)
     page.evaluate("localStorage.setItem('spot-theme', 'light')")

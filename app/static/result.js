@@ -28,7 +28,7 @@
   function drawMarks() {
     marks.forEach(function (m) { m.remove(); });
     var d = duration();
-    marks = buttons.map(function (b) {
+    marks = buttons.filter(function (b) { return !b.disabled; }).map(function (b) {  // off-reel actions: no mark
       var m = document.createElement("button");
       m.type = "button";
       m.className = "mark";
@@ -38,6 +38,7 @@
       m.style.left = (100 * Math.min(1, Number(b.dataset.time) / d)) + "%";
       m.addEventListener("click", function (e) { e.stopPropagation(); seek(Number(b.dataset.time)); });
       timeline.appendChild(m);
+      b.mark = m;
       return m;
     });
     applyFilters();
@@ -49,10 +50,10 @@
 
   function applyFilters() {
     var shown = 0;
-    buttons.forEach(function (b, i) {
+    buttons.forEach(function (b) {
       var ok = matches(b);
       b.parentNode.hidden = !ok;
-      if (marks[i]) marks[i].classList.toggle("filtered", !ok);
+      if (b.mark) b.mark.classList.toggle("filtered", !ok);
       if (ok) shown += 1;
     });
     if (noMatch) noMatch.hidden = shown > 0 || buttons.length === 0;
@@ -78,7 +79,7 @@
       var t = video.currentTime, d = duration();
       playhead.style.left = (100 * Math.min(1, t / d)) + "%";
       var current = null;
-      buttons.forEach(function (b) { if (Number(b.dataset.time) <= t + 0.05) current = b; });
+      buttons.forEach(function (b) { if (!b.disabled && Number(b.dataset.time) <= t + 0.05) current = b; });
       buttons.forEach(function (b) { b.classList.toggle("current", b === current); });
     });
   }

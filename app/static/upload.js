@@ -38,6 +38,13 @@
   var perClass = document.getElementById("model-thresholds");  // checked: the model's per-class thresholds
   if (perClass && threshold) perClass.addEventListener("change", function () { threshold.disabled = perClass.checked; });
   input.addEventListener("change", function () { choose(input.files[0]); });
+  // Choosing the actions (or the team) of a reel makes the annotated video a highlight reel.
+  var annotated = document.getElementById("annotated");
+  var reel = document.getElementById("reel-choice");
+  if (reel && annotated) reel.addEventListener("change", function () {
+    var chosen = reel.querySelector("input:checked") || (reel.querySelector("select") || {}).value;
+    if (chosen) annotated.value = "highlights";
+  });
   ["dragenter", "dragover"].forEach(function (type) {
     zone.addEventListener(type, function (e) { e.preventDefault(); if (!input.disabled) zone.classList.add("dragover"); });
   });
