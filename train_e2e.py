@@ -55,7 +55,7 @@ class _HelpFormatter(argparse.RawDescriptionHelpFormatter, argparse.ArgumentDefa
 # (none of them changes the model); "resolved" holds the defaults as that run resolved them.
 NOT_FROM_CONFIG = (
     "save_dir", "resume", "config", "stop_after_epoch", "git_commit", "resolved",
-    "device", "gpu_parallel", "num_workers", "verbose", "dist_backend",
+    "device", "gpu_parallel", "num_workers", "verbose", "dist_backend", "tensorboard",
 )  # fmt: skip
 
 
@@ -198,6 +198,14 @@ def get_args(argv=None) -> argparse.Namespace:
         help="stop after this epoch; a later --resume continues (jobs with a time limit)",
     )
     p.add_argument("-mgpu", "--gpu_parallel", action="store_true", help="use every local GPU (DDP)")
+    p.add_argument(
+        "--tensorboard",
+        nargs="?",
+        const="",
+        metavar="DIR",
+        help="also log each epoch's losses, val metrics and learning rate for TensorBoard, in DIR (default: "
+        "SAVE_DIR/tensorboard; needs `pip install tensorboard`). loss.csv and training.png are written anyway",
+    )
     p.add_argument("-v", "--verbose", action="store_true", help="debug logging")
     args = p.parse_args(argv)
     if args.config:

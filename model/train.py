@@ -103,6 +103,7 @@ RUNTIME_KEYS = (
     "resolved",
     "dist_backend",
     "target_precision",  # only what is recorded at the end, not what is trained
+    "tensorboard",
 )
 # Flags added after runs were saved, with the value those runs had: a saved run without one resumes at it.
 ADDED_FLAGS = {"amp_dtype": "auto"}
@@ -654,6 +655,44 @@ def write_history(model_dir: Path, history: list[dict]) -> None:
         log.warning("could not draw %s (%s)", model_dir / TRAINING_PLOT, e)
 
 
+TENSORBOARD_DIR = "tensorboard"  # --tensorboard without DIR: SAVE_DIR/tensorboard
+# The scalars written for TensorBoard (history key -> tag), the columns of loss.csv.
+TENSORBOARD_TAGS = {
+    "train": "loss/train",
+    "val": "loss/val",
+    "val_mAP": "val/mAP@1",
+    "val_team_mAP": "val/Team mAP@1",
+    "val_frame_mAP": "val/frame mAP",
+    "lr": "train/learning rate",
+    "frames_per_s": "train/frames per s",
+}
+
+
+def open_tensorboard(args: Namespace, model_dir: Path, start_epoch: int):
+    """A ``SummaryWriter`` for ``--tensorboard`` (None when not asked); events after ``start_epoch`` left by an
+    interrupted run are dropped, so a resumed run's curves are continuous. DataError without the package."""
+    if getattr(args, "tensorboard", None) is None:
+        return None
+    try:
+        from torch.utils.tensorboard import SummaryWriter
+    except ImportError:
+        raise DataError(
+            "--tensorboard needs the tensorboard package: `pip install tensorboard` (or train without "
+            "--tensorboard: loss.csv and training.png hold the same curves)"
+        ) from None
+    folder = Path(args.tensorboard) if args.tensorboard else model_dir / TENSORBOARD_DIR
+    log.info("TensorBoard logs in %s (tensorboard --logdir %s)", folder, folder)
+    return SummaryWriter(str(folder), purge_step=start_epoch if start_epoch else None)
+
+
+def log_tensorboard(writer, entry: dict) -> None:
+    """One epoch of the history as TensorBoard scalars, at step = epoch."""
+    for key, tag in TENSORBOARD_TAGS.items():
+        if entry.get(key) is not None:
+            writer.add_scalar(tag, float(entry[key]), entry["epoch"])
+    writer.flush()
+
+
 def _prune_optim_files(model_dir: Path, keep_epoch: int) -> None:
     # Only the last epoch's optimizer state is needed to resume; older ones are large.
     for path in model_dir.glob("optim_*.pt"):
@@ -760,6 +799,18 @@ def _save_epoch(trainer: Trainer, model_dir: Path, epoch: int, history: list[dic
 
 def run_epochs(trainer: Trainer, model_dir: Path, start: int, history: list[dict], val_videos: list) -> list:
     args, dist = trainer.args, trainer.dist
+    board = open_tensorboard(args, model_dir, start) if dist.is_main else None
+    try:
+        return _run_epochs(trainer, model_dir, start, history, val_videos, board)
+    finally:
+        if board is not None:
+            board.close()
+
+
+def _run_epochs(
+    trainer: Trainer, model_dir: Path, start: int, history: list[dict], val_videos: list, board
+) -> list:
+    args, dist = trainer.args, trainer.dist
     last = (
         args.num_epochs - 1
         if args.stop_after_epoch is None
@@ -776,6 +827,8 @@ def run_epochs(trainer: Trainer, model_dir: Path, start: int, history: list[dict
         history.append({"epoch": epoch, **stats, "lr": trainer.optimizer.param_groups[0]["lr"]})
         if dist.is_main:
             _save_epoch(trainer, model_dir, epoch, history)
+            if board is not None:
+                log_tensorboard(board, history[-1])
             log.info(
                 "epoch %d: train loss %.4f, val loss %.4f%s (best epoch %s by %s), %.0f frames/s",
                 epoch, stats["train"], stats["val"], _metrics_text(stats), best_epoch(history, args.criterion),

@@ -180,7 +180,15 @@ def test_resume_after_a_stop_matches_an_uninterrupted_run(tmp_path):
     extra = ("--team", "--ema", "0.9", "--dilate_len", "1", "--fg_upsample", "0.5")
     whole, parts = tmp_path / "whole", tmp_path / "parts"
     assert run(train_argv(whole, frame_dir, data_dir, *extra)) == 0
-    assert run(train_argv(parts, frame_dir, data_dir, *extra, "--stop_after_epoch", "0")) == 0
+    board = tmp_path / "board"
+    assert (
+        run(
+            train_argv(
+                parts, frame_dir, data_dir, *extra, "--stop_after_epoch", "0", "--tensorboard", str(board)
+            )
+        )
+        == 0
+    )
     assert sorted(p.name for p in (parts / "model").glob("*.pt")) == ["checkpoint_000.pt", "optim_000.pt"]
     # A resumed run may not change what is trained.
     changed = train_argv(parts, frame_dir, data_dir, *extra, "--resume", "-lr", "0.01")
@@ -197,7 +205,9 @@ def test_resume_after_a_stop_matches_an_uninterrupted_run(tmp_path):
     with pytest.raises(DataError, match=r"FRAME_DIR .* does not hold the frames trained on: .*lg/s/b"):
         train_e2e.main(train_e2e.get_args(train_argv(parts, moved, data_dir, *extra, "--resume")))
     shutil.copy(frame_dir / "lg/s/b/000023.jpg", moved / "lg/s/b/000023.jpg")
-    assert run(train_argv(parts, moved, data_copy, *extra, "--resume", "-v")) == 0
+    assert (
+        run(train_argv(parts, moved, data_copy, *extra, "--resume", "-v", "--tensorboard", str(board))) == 0
+    )
 
     final_whole, final_parts = (
         _weights(whole / "model/checkpoint_002.pt"),
@@ -215,6 +225,12 @@ def test_resume_after_a_stop_matches_an_uninterrupted_run(tmp_path):
             b["val_mAP"],
         )
     assert history_whole[2]["val_mAP"] is not None and history_whole[1]["val_mAP"] is None
+    # --tensorboard logged each epoch once over the stop and the resume, the values of loss.json.
+    logged = tensorboard_scalars(board)
+    assert [step for step, _ in logged["loss/train"]] == [0, 1, 2]
+    assert [round(v, 5) for _, v in logged["loss/val"]] == [round(h["val"], 5) for h in history_parts]
+    assert logged["val/mAP@1"] == [(2, pytest.approx(history_parts[2]["val_mAP"]))]
+    assert not (whole / "model" / "tensorboard").exists()  # only when asked
     # The end of training: predictions of val and test with the best epoch, and a complete config.
     best = best_epoch(history_whole, "map")
     for split in ("val", "test"):
@@ -243,6 +259,40 @@ def test_resume_after_a_stop_matches_an_uninterrupted_run(tmp_path):
 
 
 @pytest.mark.parametrize("workers", ["0", "1"])
+def tensorboard_scalars(folder: Path) -> dict[str, list[tuple[int, float]]]:
+    """The scalars of the TensorBoard event files in ``folder``: {tag: [(step, value)]}, read by TensorBoard's own
+    reader."""
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    events = EventAccumulator(str(folder))
+    events.Reload()
+    return {tag: [(e.step, e.value) for e in events.Scalars(tag)] for tag in events.Tags()["scalars"]}
+
+
+def test_tensorboard_logs_each_epoch_and_says_how_to_get_the_package(tmp_path, monkeypatch):
+    from argparse import Namespace
+
+    from model.train import TENSORBOARD_DIR, log_tensorboard, open_tensorboard
+
+    assert open_tensorboard(Namespace(tensorboard=None), tmp_path, 0) is None
+    writer = open_tensorboard(Namespace(tensorboard=""), tmp_path, 0)  # --tensorboard without DIR
+    for epoch in range(3):
+        log_tensorboard(
+            writer, {"epoch": epoch, "train": 1.0 / (epoch + 1), "val": 2.0, "val_mAP": None, "lr": 0.1}
+        )
+    writer.close()
+    # A run that stopped after epoch 1 (its epoch-2 events orphaned) and resumed there logs epoch 2 once.
+    writer = open_tensorboard(Namespace(tensorboard=""), tmp_path, 2)
+    log_tensorboard(writer, {"epoch": 2, "train": 0.25, "val": 2.0, "val_mAP": 0.5, "lr": 0.05})
+    writer.close()
+    logged = tensorboard_scalars(tmp_path / TENSORBOARD_DIR)
+    assert logged["loss/train"] == [(0, 1.0), (1, 0.5), (2, 0.25)]
+    assert logged["val/mAP@1"] == [(2, 0.5)] and "val/frame mAP" not in logged
+    monkeypatch.setitem(sys.modules, "torch.utils.tensorboard", None)  # not installed
+    with pytest.raises(DataError, match="pip install tensorboard"):
+        open_tensorboard(Namespace(tensorboard="x"), tmp_path, 0)
+
+
 def test_missing_frame_is_one_clear_error(tmp_path, capsys, workers):
     frame_dir, data_dir = tiny_library(tmp_path)
     for name, length in (("lg/s/a", 40), ("lg/s/b", 24)):
