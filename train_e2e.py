@@ -76,7 +76,7 @@ def saved_flags(path: str) -> dict:
 def get_args(argv=None) -> argparse.Namespace:
     from model.common import available_backbones, available_heads
     from model.select import CRITERIA
-    from model.train import EPOCH_NUM_FRAMES, FG_WEIGHT
+    from model.train import EPOCH_NUM_FRAMES, FG_WEIGHT, LOSSES
     from util.postprocess import DEFAULT_TARGET_PRECISION
 
     p = argparse.ArgumentParser(description=__doc__, formatter_class=_HelpFormatter)
@@ -198,6 +198,32 @@ def get_args(argv=None) -> argparse.Namespace:
         help="stop after this epoch; a later --resume continues (jobs with a time limit)",
     )
     p.add_argument("-mgpu", "--gpu_parallel", action="store_true", help="use every local GPU (DDP)")
+    transfer = p.add_argument_group("transfer and loss")
+    transfer.add_argument(
+        "--init_from",
+        metavar="MODEL_DIR[:EPOCH]",
+        help="start from another model's weights (its selected epoch, or EPOCH): every tensor whose name and shape "
+        "match is loaded; class outputs over other classes are re-initialised; the log lists what was loaded, "
+        "re-initialised, new and unused (e.g. pretrain on SoccerNet-v2, fine-tune on Ball)",
+    )
+    transfer.add_argument(
+        "--backbone_lr_mult",
+        type=_positive(float),
+        default=1.0,
+        help="the backbone's learning rate is -lr times this (e.g. 0.1 when fine-tuning from --init_from)",
+    )
+    transfer.add_argument(
+        "--loss",
+        choices=LOSSES,
+        default="ce",
+        help="per-frame class loss: weighted cross-entropy, or focal loss (down-weights the easy frames)",
+    )
+    transfer.add_argument(
+        "--focal_gamma",
+        type=float,
+        default=2.0,
+        help="with --loss focal: its focusing exponent (0 = cross-entropy)",
+    )
     p.add_argument(
         "--tensorboard",
         nargs="?",
@@ -229,6 +255,8 @@ def get_args(argv=None) -> argparse.Namespace:
         p.error("--seed must be >= 0")
     if args.ema is not None and not 0.0 < args.ema < 1.0:
         p.error("--ema DECAY must be in (0, 1)")
+    if args.focal_gamma < 0:
+        p.error("--focal_gamma must be >= 0")
     if args.num_workers < 0 or args.dilate_len < 0 or args.warm_up_epochs < 0:
         p.error("-j, --dilate_len and --warm_up_epochs must be >= 0")
     return args

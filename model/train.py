@@ -75,6 +75,7 @@ from model.select import (
     selection_record,
     validation_metrics,
 )
+from model.transfer import init_from
 from util.frame_folder import read_fps
 from util.io import DataError, atomic_write_bytes, atomic_write_text, load_json, store_json
 from util.postprocess import DEFAULT_DISPLAY_THRESHOLD, DEFAULT_TARGET_PRECISION, PostProcess
@@ -106,7 +107,14 @@ RUNTIME_KEYS = (
     "tensorboard",
 )
 # Flags added after runs were saved, with the value those runs had: a saved run without one resumes at it.
-ADDED_FLAGS = {"amp_dtype": "auto"}
+ADDED_FLAGS = {
+    "amp_dtype": "auto",
+    "init_from": None,
+    "backbone_lr_mult": 1.0,
+    "loss": "ce",
+    "focal_gamma": 2.0,
+}
+LOSSES = ("ce", "focal")  # --loss: weighted cross-entropy, or focal loss (the 2023 winner's)
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -415,23 +423,37 @@ def worker_error(error: DataError) -> DataError:
 # Loss, schedule, EMA
 
 
+def focal_loss(
+    logits: torch.Tensor, targets: torch.Tensor, weight: torch.Tensor, gamma: float
+) -> torch.Tensor:
+    """Focal loss against target distributions: the mean over rows of -sum_c w_c t_c (1 - p_c)^gamma log p_c
+    (``logits`` and ``targets`` (N, C)); gamma 0 is ``F.cross_entropy`` with the same weights."""
+    log_p = F.log_softmax(logits, dim=-1)
+    focus = (1.0 - log_p.exp()).pow(gamma)
+    return -(weight * targets * focus * log_p).sum(dim=-1).mean()
+
+
 def spot_loss(
     output: dict,
     targets: torch.Tensor,
     class_weights: torch.Tensor,
     team: torch.Tensor | None = None,
     team_mask: torch.Tensor | None = None,
+    focal_gamma: float | None = None,
 ) -> torch.Tensor:
-    """Weighted cross-entropy on every stage against per-frame target distributions (B, T, C+1), MS-TCN
-    smoothing for multi-stage heads, and the team loss at frames with a known team (``team_mask``)."""
+    """Weighted cross-entropy (or focal loss with ``focal_gamma``) on every stage against per-frame target
+    distributions (B, T, C+1), MS-TCN smoothing for multi-stage heads, and the team loss at frames with a known
+    team (``team_mask``)."""
     stages = output.get("stage_logits") or [output["logits"]]
     num_outputs = targets.shape[-1]
     flat_targets = targets.reshape(-1, num_outputs)
     loss = targets.new_zeros(())
     for logits in stages:
-        loss = loss + F.cross_entropy(
-            logits.float().reshape(-1, num_outputs), flat_targets, weight=class_weights
-        )
+        flat = logits.float().reshape(-1, num_outputs)
+        if focal_gamma is None:
+            loss = loss + F.cross_entropy(flat, flat_targets, weight=class_weights)
+        else:
+            loss = loss + focal_loss(flat, flat_targets, class_weights, focal_gamma)
         if len(stages) > 1:
             loss = loss + SMOOTHING_WEIGHT * smoothing_loss(logits)
     if team is not None and "team" in output:
@@ -493,6 +515,7 @@ class Trainer:
     ema: Ema | None = None
     amp: bool = True
     amp_dtype: torch.dtype | None = None  # bf16 or fp16 (with the GradScaler) under CUDA AMP
+    focal_gamma: float | None = None  # --loss focal: its gamma; None: weighted cross-entropy
 
     @property
     def eval_net(self) -> nn.Module:
@@ -542,7 +565,7 @@ class Trainer:
                 with sync:
                     with self._autocast():
                         output = self.model(clips)
-                    loss = spot_loss(output, targets, self.class_weights, team, team_mask)
+                    loss = spot_loss(output, targets, self.class_weights, team, team_mask, self.focal_gamma)
                     self.scaler.scale(loss / acc).backward()
                 total_loss += loss.item()
                 if step_now:
@@ -577,7 +600,9 @@ class Trainer:
                     clips, targets, team, team_mask = self._batch(batch, None)
                     with self._autocast():
                         output = net(clips)
-                    total += spot_loss(output, targets, self.class_weights, team, team_mask).item()
+                    total += spot_loss(
+                        output, targets, self.class_weights, team, team_mask, self.focal_gamma
+                    ).item()
                     count += 1
         except DataError as e:
             raise worker_error(e) from None
@@ -717,12 +742,18 @@ def make_trainer(args: Namespace, config: dict, dist: Dist, loaders: Loaders) ->
     torch.manual_seed(args.seed)
     random.seed(args.seed)
     np.random.seed(args.seed)
-    net = build_model(config).to(dist.device)
+    net = build_model(config)
+    # --init_from starts a run; a resumed one continues from its own checkpoint.
+    if getattr(args, "init_from", None) and not (args.resume and list_epochs(args.save_dir)):
+        transfer = init_from(net, config, args.init_from)
+        if dist.is_main:
+            log.info("%s", transfer.describe())
+    net = net.to(dist.device)
     model = net
     if dist.active:
         device_ids = [dist.device.index] if dist.device.type == "cuda" else None
         model = DistributedDataParallel(net, device_ids=device_ids)
-    optimizer = torch.optim.AdamW(net.parameters(), lr=args.learning_rate)
+    optimizer = torch.optim.AdamW(parameter_groups(net, args), lr=args.learning_rate)
     steps_per_epoch = max(1, len(loaders.train) // args.acc_grad_iter)
     warmup, total = args.warm_up_epochs * steps_per_epoch, args.num_epochs * steps_per_epoch
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: lr_factor(step, warmup, total))
@@ -750,7 +781,21 @@ def make_trainer(args: Namespace, config: dict, dist: Dist, loaders: Loaders) ->
         ema,
         amp,
         amp_dtype,
+        args.focal_gamma if getattr(args, "loss", "ce") == "focal" else None,
     )
+
+
+def parameter_groups(net: nn.Module, args: Namespace) -> list[dict]:
+    """The optimizer's groups: the head (and team head) at the learning rate, the backbone at
+    ``--backbone_lr_mult`` times it (fine-tuning a transferred backbone more gently). The head's group is first:
+    its rate is the one logged."""
+    mult = float(getattr(args, "backbone_lr_mult", 1.0))
+    backbone = [p for p in net.backbone.parameters()]
+    ids = {id(p) for p in backbone}
+    rest = [p for p in net.parameters() if id(p) not in ids]
+    if mult == 1.0:
+        return [{"params": rest + backbone}]
+    return [{"params": rest}, {"params": backbone, "lr": args.learning_rate * mult}]
 
 
 def _precision(trainer: Trainer) -> str:

@@ -103,8 +103,9 @@ def write_tiny_model(model_dir: Path, sharpen: float = 1.0, **config_overrides) 
         }
     )
     model = build_model(config)
-    with torch.no_grad():
-        model.head.fc.weight.mul_(sharpen)
+    if sharpen != 1.0:
+        with torch.no_grad():
+            model.head.fc.weight.mul_(sharpen)
     model_dir.mkdir(parents=True, exist_ok=True)
     save_config(model_dir, config)
     save_checkpoint(model_dir, 0, model)

@@ -19,7 +19,15 @@ from dataset.source import JpegDirSource
 from model.predict import predict_scores, predict_split, prediction_paths
 from model.select import best_epoch
 from model.train import lr_factor
-from tests.conftest import CLASSES, event, frame_value, make_library, window_starts, write_video_frames
+from tests.conftest import (
+    CLASSES,
+    event,
+    frame_value,
+    make_library,
+    window_starts,
+    write_tiny_model,
+    write_video_frames,
+)
 from util.cli import run_main
 from util.io import DataError, load_json
 from util.metrics.analysis import evaluator_spots, match_pairs
@@ -258,7 +266,6 @@ def test_resume_after_a_stop_matches_an_uninterrupted_run(tmp_path):
     assert overridden.learning_rate == 0.01 and overridden.ema == 0.9
 
 
-@pytest.mark.parametrize("workers", ["0", "1"])
 def tensorboard_scalars(folder: Path) -> dict[str, list[tuple[int, float]]]:
     """The scalars of the TensorBoard event files in ``folder``: {tag: [(step, value)]}, read by TensorBoard's own
     reader."""
@@ -293,6 +300,32 @@ def test_tensorboard_logs_each_epoch_and_says_how_to_get_the_package(tmp_path, m
         open_tensorboard(Namespace(tensorboard="x"), tmp_path, 0)
 
 
+@pytest.mark.slow
+def test_fine_tuning_from_a_model_over_other_classes_with_focal_loss(tmp_path, caplog):
+    frame_dir, data_dir = tiny_library(tmp_path)
+    source = write_tiny_model(tmp_path / "v2", classes=["Goal", "Corner", "Foul"], frame_height=64)
+    flags = (
+        "--init_from",
+        f"{source}:0",
+        "--backbone_lr_mult",
+        "0.1",
+        "--loss",
+        "focal",
+        "--num_epochs",
+        "1",
+    )
+    caplog.set_level("INFO")
+    assert run(train_argv(tmp_path, frame_dir, data_dir, *flags, "--start_val_epoch", "0")) == 0
+    said = caplog.text
+    assert f"--init_from {source} (epoch 0): loaded" in said
+    assert "head.fc.weight (class outputs over other classes)" in said
+    trained = _weights(tmp_path / "model/checkpoint_000.pt")
+    before = _weights(source / "checkpoint_000.pt")
+    assert trained["head.fc.weight"].shape[0] == 3 != before["head.fc.weight"].shape[0]
+    assert load_json(tmp_path / "model/config.json")["train"]["loss"] == "focal"
+
+
+@pytest.mark.parametrize("workers", ["0", "1"])
 def test_missing_frame_is_one_clear_error(tmp_path, capsys, workers):
     frame_dir, data_dir = tiny_library(tmp_path)
     for name, length in (("lg/s/a", 40), ("lg/s/b", 24)):
