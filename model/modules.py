@@ -5,6 +5,9 @@ representation the logits are read from (extra outputs such as the team head rea
 multi-stage heads (mstcn, asformer), "stage_logits": the logits of every stage, last = "logits", so training
 can put a loss on each stage. ``HEADS`` maps a name to its builder ``(in_dim, num_outputs) -> module``.
 
+Heads: ``gru``, ``deeper_gru`` (3 layers), ``mstcn`` (MS-TCN), ``asformer`` (:mod:`model.impl.asformer`), ``fc``
+(per-frame linear) and ``tdeed`` (T-DEED's SGP encoder-decoder, :mod:`model.impl.tdeed`).
+
 MS-TCN's smoothing loss (:func:`smoothing_loss`, weight ``SMOOTHING_WEIGHT`` in the paper) penalises
 frame-to-frame jumps of the log-probabilities; training adds it for every stage of a multi-stage head.
 """
@@ -18,6 +21,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from model.impl.asformer import ASFormer
+from model.impl.tdeed import TDEEDHead
 
 MAX_GRU_HIDDEN = 768
 # MS-TCN (Farha & Gall, CVPR 2019): truncation tau and weight lambda of the smoothing loss.
@@ -127,4 +131,5 @@ HEADS: dict[str, Callable[[int, int], nn.Module]] = {
     "mstcn": MSTCNHead,
     "asformer": ASFormer,
     "fc": FCHead,
+    "tdeed": TDEEDHead,
 }

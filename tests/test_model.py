@@ -29,6 +29,7 @@ from model.common import (
 from model.impl.asformer import window_attention
 from model.impl.backbones import BASE_BACKBONES, build_backbone
 from model.impl.gsm import GatedShift
+from model.impl.tdeed import TDEEDHead, wide_kernel
 from model.impl.tsm import temporal_shift
 from model.shift import ShiftThenConv
 from util.io import DataError
@@ -230,6 +231,78 @@ def test_window_attention_equals_dense_attention_with_a_band_mask():
     allowed = (j >= start) & (j < start + 2 * block)
     want = torch.einsum("bqk,bdk->bdq", scores.masked_fill(~allowed, float("-inf")).softmax(-1), v)
     assert torch.allclose(got, want, atol=1e-6)
+
+
+def test_tdeed_defaults_are_t_deeds_soccernet_ball_configuration():
+    # T-DEED's SoccerNet-Ball configs: 2 levels, SGP kernel 9, r = 4; width = RegNet-Y's feature width.
+    head = TDEEDHead(368, 13)
+    assert (len(head.encoder), len(head.mixers), len(head.decoder)) == (2, 2, 2)
+    branches = head.encoder[0].branches
+    assert (branches.narrow.kernel_size, branches.wide.kernel_size, branches.gate.kernel_size) == (
+        (9,),
+        (41,),
+        (9,),
+    )
+    assert head.feature_dim == 368 and isinstance(head.proj, torch.nn.Identity)
+    assert (wide_kernel(9, 4), wide_kernel(11, 4), wide_kernel(3, 1.5)) == (41, 49, 7)  # always odd
+    wide = TDEEDHead(800, 5, levels=1)  # wider than a RegNet-Y 800MF: projected to 768 first
+    assert wide.feature_dim == 768 and wide.proj.weight.shape == (768, 800)
+
+
+# The temporal module + classifier of T-DEED's own code (model/modules.py of arturxe2/T-DEED, SoccerNet-Ball
+# configs, 12 classes + background), counted by building it: 9,452,816 + 4,797 and 40,617,216 + 9,997.
+TDEED_HEAD_PARAMETERS = {368: 9_457_613, 768: 40_627_213}
+
+
+@pytest.mark.parametrize("width", list(TDEED_HEAD_PARAMETERS))
+def test_tdeed_head_has_as_many_parameters_as_t_deeds_own(width):
+    assert sum(p.numel() for p in TDEEDHead(width, 13).parameters()) == TDEED_HEAD_PARAMETERS[width]
+
+
+@pytest.mark.parametrize("frames", [1, 2, 3, 5, 8, 13])
+def test_tdeed_head_takes_any_clip_length_and_halves_it_per_level(frames):
+    head = TDEEDHead(48, 4, levels=3).train()  # 2**3 = 8 frames: most of these are shorter or not a multiple
+    lengths = []
+    for layer in [*head.encoder, head.bottleneck]:
+        layer.register_forward_hook(lambda module, args, out: lengths.append(out.shape[1]))
+    out = head(torch.randn(2, frames, 48))
+    assert out["logits"].shape == (2, frames, 4) and out["features"].shape == (2, frames, 48)
+    assert lengths == [math.ceil(frames / 2**level) for level in range(4)]  # exact lengths, no padding
+    out["logits"].square().sum().backward()
+    for name, p in head.named_parameters():
+        assert p.grad is not None and torch.isfinite(p.grad).all(), name
+
+
+def test_tdeed_frames_see_their_whole_clip_and_nothing_else_in_the_batch():
+    head = TDEEDHead(48, 4).eval()
+    clips = torch.randn(3, 11, 48)
+    with torch.no_grad():
+        together = head(clips)["logits"]
+        # Group norms and clip means are per clip: a clip's output does not depend on what it is batched with.
+        assert torch.allclose(together[1:2], head(clips[1:2])["logits"], atol=1e-5)
+        assert torch.allclose(
+            together[:1], head(torch.cat([clips[:1], torch.zeros(4, 11, 48)]))["logits"][:1], atol=1e-5
+        )
+        changed = clips.clone()
+        changed[1, 0] += 1.0
+        after = head(changed)["logits"]
+    assert torch.allclose(after[[0, 2]], together[[0, 2]], atol=1e-6)
+    assert not torch.allclose(after[1, -1], together[1, -1])  # the last frame sees the first one
+
+
+def test_tdeed_head_trains_and_predicts_under_cpu_bf16_autocast():
+    head = TDEEDHead(48, 4)
+    clips = torch.randn(2, 7, 48)
+    with torch.no_grad():
+        full = head.eval()(clips)["logits"].softmax(-1)
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            half = head(clips)
+    assert half["logits"].dtype == torch.bfloat16 and half["features"].shape == (2, 7, 48)
+    assert torch.allclose(half["logits"].float().softmax(-1), full, atol=0.05)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        out = head.train()(clips)
+    out["logits"].float().square().mean().backward()
+    assert all(torch.isfinite(p.grad).all() for p in head.parameters())
 
 
 def test_smoothing_loss_is_zero_for_constant_and_truncated_for_jumps():

@@ -8,7 +8,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from model.common import build_model, default_config
+from model.common import HEADS, build_model, default_config
 from model.train import focal_loss, parameter_groups
 from model.transfer import class_dependent, init_from, parse_init_from
 from tests.conftest import write_tiny_model
@@ -50,6 +50,30 @@ def test_init_from_loads_what_fits_and_reinitialises_the_outputs_over_other_clas
     assert (
         "re-initialised: head." in done.describe() and "class outputs over other classes" in done.describe()
     )
+
+
+@pytest.mark.parametrize("head", list(HEADS))
+def test_the_class_outputs_of_every_head_are_found(head):
+    config = default_config(pretrained=False, clip_len=8, temporal_arch=head, classes=V2_CLASSES)
+    outputs = class_dependent(config, 368)
+    # Built with 6 and 7 outputs there; with 6 and 14 here: the same tensors, and only those, change shape.
+    small, large = HEADS[head](368, 6).state_dict(), HEADS[head](368, 14).state_dict()
+    assert outputs and outputs == {f"head.{k}" for k, v in small.items() if large[k].shape != v.shape}
+    if head == "tdeed":
+        assert outputs == {"head.fc.weight", "head.fc.bias"}
+
+
+def test_init_from_loads_a_tdeed_model_over_other_classes_but_its_classifier(tmp_path):
+    source_dir = write_tiny_model(tmp_path / "v2", classes=V2_CLASSES, temporal_arch="tdeed")
+    source = torch.load(source_dir / "checkpoint_000.pt", weights_only=True)
+    model, config = _fresh(temporal_arch="tdeed")
+    fresh_fc = model.head.fc.weight.clone()
+    done = init_from(model, config, str(source_dir))
+    assert set(done.reinitialised) == {"head.fc.weight", "head.fc.bias"} and not done.new and not done.unused
+    assert torch.equal(model.head.fc.weight, fresh_fc)
+    state = model.state_dict()
+    assert all(torch.equal(state[name], source[name]) for name in done.loaded)
+    assert any(name.startswith("head.mixers.") for name in done.loaded)
 
 
 def test_init_from_the_same_classes_reproduces_the_source_model(tmp_path):
