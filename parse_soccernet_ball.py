@@ -4,6 +4,11 @@
 Writes OUT_DIR/class.txt and OUT_DIR/{train,val,test,challenge}.json: one entry per video (per game in the
 2024/2025 one-video layout, per half in the 2023 halves layout) with its frame count, frame rate, frame size and
 events (frame, label, team, visibility), frames counted at the rate in the frame folder's fps.txt.
+
+--labels v2 parses SoccerNet-v2 action spotting instead (Labels-v2.json per game, 17 classes, two halves per game:
+video ids <game>/1 and <game>/2), the pretraining source for SoccerNet-Ball; it is chosen by itself when the library
+holds Labels-v2.json files and no Labels-ball.json. v2's team is the club (home / away), not the side of the pitch
+that --team learns: its events keep it as "home_away" and have no "team".
 """
 
 from __future__ import annotations
@@ -19,8 +24,8 @@ from pathlib import Path
 
 from util.cli import run_main, setup_logging
 from util.io import DataError, load_text_lines
-from util.parse import labels_table, parse_library, write_parsed
-from util.soccernet import default_splits, load_splits
+from util.parse import detect_label_format, labels_table, parse_library, write_parsed
+from util.soccernet import FORMAT_NAMES, LABEL_FILES, LABEL_FORMATS, default_splits, load_splits
 
 
 def get_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -28,7 +33,9 @@ def get_args(argv: list[str] | None = None) -> argparse.Namespace:
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument(
-        "label_dir", type=Path, help="SoccerNet-Ball library: <league>/<season>/<game>/Labels-ball.json"
+        "label_dir",
+        type=Path,
+        help="SoccerNet-Ball library: <league>/<season>/<game>/Labels-ball.json (or Labels-v2.json: --labels)",
     )
     parser.add_argument("frame_dir", type=Path, help="extracted frames (frames_as_jpg_soccernet_ball.py)")
     parser.add_argument(
@@ -38,13 +45,23 @@ def get_args(argv: list[str] | None = None) -> argparse.Namespace:
         "--splits",
         type=Path,
         help="splits.json {train: [game, ...], val, test, challenge} (games relative to LABEL_DIR); "
-        "default: the SoccerNet package's ball-spotting game lists",
+        "default: the SoccerNet package's game lists of the labels' task (ball spotting, or SoccerNet-v2 action "
+        "spotting with --labels v2)",
+    )
+    parser.add_argument(
+        "--labels",
+        choices=("auto", *LABEL_FORMATS),
+        default="auto",
+        help="label format: 'ball' (SoccerNet-Ball, Labels-ball.json), 'v2' (SoccerNet-v2 action spotting, "
+        "Labels-v2.json, 17 classes, games in halves; its home/away team is not left/right, so events keep it as "
+        "'home_away' and no 'team'), or 'auto' (default): v2 when the library (the --splits games, if given) "
+        "holds Labels-v2.json files and no Labels-ball.json, else ball",
     )
     parser.add_argument(
         "--classes",
         type=Path,
-        help="class list, one a line; default: SoccerNet's 12 classes when the labels use only those, "
-        "else the labels' classes sorted",
+        help="class list, one a line; default: the classes the labels use, in SoccerNet's order (its 12 Ball "
+        "classes, or v2's 17) when they are SoccerNet's, else sorted",
     )
     parser.add_argument(
         "--skip_bad",
@@ -70,10 +87,25 @@ def main(args: argparse.Namespace) -> int:
     for folder in (args.label_dir, args.frame_dir):
         if not folder.is_dir():
             raise DataError(f"{folder}: folder not found")
-    splits = load_splits(args.splits) if args.splits else default_splits()
+    splits = load_splits(args.splits) if args.splits else None
+    label_format = args.labels
+    if label_format == "auto":
+        games = None if splits is None else [g for split in splits.values() for g in split]
+        label_format = detect_label_format(args.label_dir, games)
+        if label_format != "ball":
+            print(
+                f"labels: {FORMAT_NAMES[label_format]} ({LABEL_FILES[label_format]} found; --labels sets it)"
+            )
+    if splits is None:
+        splits = default_splits(label_format)
     classes = _load_classes(args.classes) if args.classes else None
     classes, parsed, problems = parse_library(
-        args.label_dir, args.frame_dir, splits, classes=classes, skip_bad=args.skip_bad
+        args.label_dir,
+        args.frame_dir,
+        splits,
+        classes=classes,
+        skip_bad=args.skip_bad,
+        label_format=label_format,
     )
     write_parsed(args.out_dir, classes, parsed)
     print(labels_table(classes, parsed))

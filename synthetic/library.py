@@ -15,8 +15,13 @@ Labels: an event drawn first at video frame ``f`` gets ``position = round((f + 0
 of that frame's interval, so ``int(fps * (position / 1000))`` (the official evaluator's expression) gives ``f``
 back at the video's own frame rate.
 
+``label_format="v2"`` makes a SoccerNet-v2-style library instead, to pretrain on before fine-tuning on the Ball
+library: Labels-v2.json with eight of SoccerNet-v2's classes (``MARKERS_V2``), each drawn with its own marker (shapes
+and colours none of the Ball classes uses), in the halves layout, season ``SEASON_V2`` and other random draws than
+the Ball library of the same seed; ``team`` is the acting club, "home" (the red club, named first) or "away".
+
 Usage: ``python -m synthetic.library OUT_DIR [--games N --seconds S --seed K --layout game|halves
---resolution 224p|720p --fps F]``
+--resolution 224p|720p --fps F --label_format ball|v2]``
 """
 
 from __future__ import annotations
@@ -34,12 +39,14 @@ import cv2
 import numpy as np
 
 from util.io import atomic_open, store_json
-from util.soccernet import LABEL_FILE, game_time, half_video_name, one_video_name
+from util.soccernet import CLASSES_V2, LABEL_FILE, LABEL_FILE_V2, game_time, half_video_name, one_video_name
 
 log = logging.getLogger(__name__)
 
 LEAGUE = "synthetic_league"
 SEASON = "2024-2025"
+SEASON_V2 = "2015-2016"  # the v2 library's season, so its game ids never clash with the Ball library's
+LABEL_FORMATS = ("ball", "v2")
 PITCH_W_M, PITCH_H_M = 105.0, 68.0
 PLAYERS_PER_TEAM = 7
 MARKER_S = 0.4  # how long an event's marker stays on screen
@@ -65,6 +72,22 @@ MARKERS: dict[str, tuple[float, tuple[int, int, int], str]] = {
     "BALL PLAYER BLOCK": (0.05, (140, 85, 30), "box"),
     "PLAYER SUCCESSFUL TACKLE": (0.05, (235, 205, 150), "ellipse"),
 }
+# SoccerNet-v2 classes of the v2 library (label_format="v2"), with SoccerNet-v2-like imbalance (Ball out of play and
+# Throw-in dominate): the same kind of cue as the Ball classes (a class-specific marker on the acting player) but in
+# shapes and colours that none of them uses, so that pretraining on it teaches to see markers, not the Ball classes.
+MARKERS_V2: dict[str, tuple[float, tuple[int, int, int], str]] = {
+    "Shots on target": (0.08, (255, 60, 100), "arrow"),
+    "Shots off target": (0.08, (0, 110, 255), "diamond"),
+    "Clearance": (0.10, (110, 0, 80), "chevron"),
+    "Ball out of play": (0.26, (0, 150, 130), "plus"),
+    "Throw-in": (0.16, (130, 200, 255), "twin_dots"),
+    "Foul": (0.13, (170, 170, 20), "hourglass"),
+    "Indirect free-kick": (0.12, (190, 110, 255), "hexagon"),
+    "Corner": (0.07, (140, 255, 210), "flag"),
+}
+assert set(MARKERS_V2) <= set(CLASSES_V2) and not set(MARKERS_V2) & set(MARKERS)
+MARKER_TABLES = {"ball": MARKERS, "v2": MARKERS_V2}
+ALL_MARKERS = {**MARKERS, **MARKERS_V2}
 TEAM_COLOURS = {"red": (205, 35, 40), "blue": (35, 70, 215)}
 SHORTS_COLOUR = (80, 80, 90)
 CLUB_NAMES = ["Rovers", "Athletic", "United", "Wanderers", "Albion", "City", "Town", "Rangers", "County"]
@@ -202,11 +225,11 @@ class Match:
         return np.clip(pos, [1.0, 1.0], [PITCH_W_M - 1.0, PITCH_H_M - 1.0])
 
 
-def _class_quota(num_events: int, rng: np.random.Generator) -> list[str]:
-    """``num_events`` labels in the proportions of ``MARKERS`` (largest remainders), shuffled: every video gets
+def _class_quota(num_events: int, rng: np.random.Generator, markers: dict = MARKERS) -> list[str]:
+    """``num_events`` labels in the proportions of ``markers`` (largest remainders), shuffled: every video gets
     its share of each class, so a short library still has examples of the rare ones in every split."""
-    labels = list(MARKERS)
-    weights = np.array([MARKERS[c][0] for c in labels])
+    labels = list(markers)
+    weights = np.array([markers[c][0] for c in labels])
     share = weights / weights.sum() * num_events
     counts = np.floor(share).astype(int)
     for i in np.argsort(-(share - counts), kind="stable")[: num_events - counts.sum()]:
@@ -216,7 +239,9 @@ def _class_quota(num_events: int, rng: np.random.Generator) -> list[str]:
     return sequence
 
 
-def _sample_events(rng: np.random.Generator, num_frames: int, fps: float) -> list[Event]:
+def _sample_events(
+    rng: np.random.Generator, num_frames: int, fps: float, markers: dict = MARKERS
+) -> list[Event]:
     t = 1.0 + rng.uniform(0, 1.0)
     end_s = num_frames / fps - 1.0
     times = []
@@ -225,7 +250,7 @@ def _sample_events(rng: np.random.Generator, num_frames: int, fps: float) -> lis
         t += MIN_GAP_S + rng.exponential(MEAN_EXTRA_GAP_S)
     team = str(rng.choice(["left", "right"]))
     events = []
-    for t, label in zip(times, _class_quota(len(times), rng), strict=True):
+    for t, label in zip(times, _class_quota(len(times), rng, markers), strict=True):
         if rng.random() > 0.7:  # possession changes now and then
             team = "right" if team == "left" else "left"
         visibility = "not shown" if rng.random() < 0.03 else "visible"
@@ -296,7 +321,7 @@ def _draw_player(img, x: float, y: float, h: float, shirt, team: str) -> None:
 def _draw_marker(img, label: str, x: float, y: float, h: float, team_colour) -> None:
     """The cue of an event on the acting player (feet at x, y; h pixels tall): the class's shape in the class's
     colour, outlined in the acting team's colour."""
-    _, colour, shape = MARKERS[label]
+    _, colour, shape = ALL_MARKERS[label]
     mask = np.zeros(img.shape[:2], np.uint8)
     r = _marker_shape(mask, shape, x, y, h)
     border = max(1, int(round(r * MARKER_BORDER)))
@@ -306,7 +331,7 @@ def _draw_marker(img, label: str, x: float, y: float, h: float, team_colour) -> 
 
 
 def _marker_shape(img, shape: str, x: float, y: float, h: float, colour: int = 255) -> float:
-    """Draw a class's shape (``MARKERS``) into ``img``; returns its radius in pixels."""
+    """Draw a class's shape (``MARKERS``, ``MARKERS_V2``) into ``img``; returns its radius in pixels."""
     r = max(3.0, h * MARKER_SCALE)
     cx, cy = int(round(x)), int(round(y - h * 0.5))
     t = max(1, int(round(r / 3)))
@@ -340,6 +365,39 @@ def _marker_shape(img, shape: str, x: float, y: float, h: float, colour: int = 2
         cv2.rectangle(img, (cx - ri, cy - ri // 2), (cx + ri, cy + ri // 2), colour, -1)
     elif shape == "ellipse":
         cv2.ellipse(img, (cx, int(y)), (ri + ri // 2, max(2, ri // 2)), 0, 0, 360, colour, -1)
+    # The v2 library's shapes (MARKERS_V2).
+    elif shape == "plus":
+        cv2.rectangle(img, (cx - ri, cy - t), (cx + ri, cy + t), colour, -1)
+        cv2.rectangle(img, (cx - t, cy - ri), (cx + t, cy + ri), colour, -1)
+    elif shape == "twin_dots":
+        top = int(round(y - h - r * 0.5))
+        for dx in (-ri * 0.6, ri * 0.6):
+            cv2.circle(img, (int(round(cx + dx)), top), max(2, ri // 3 + 1), colour, -1)
+    elif shape == "hourglass":
+        upper = np.array([[cx - ri, cy - ri], [cx + ri, cy - ri], [cx, cy]], np.int32)
+        lower = np.array([[cx - ri, cy + ri], [cx + ri, cy + ri], [cx, cy]], np.int32)
+        cv2.fillPoly(img, [upper, lower], colour)
+    elif shape == "hexagon":
+        pts = [
+            (cx + r * math.cos(math.radians(a)), cy + r * math.sin(math.radians(a)))
+            for a in range(0, 360, 60)
+        ]
+        cv2.polylines(img, [np.array(pts).round().astype(np.int32)], True, colour, t)
+    elif shape == "chevron":
+        tip = int(round(y - h - r * 0.3))
+        pts = np.array([[cx - ri, tip - ri], [cx, tip], [cx + ri, tip - ri]], np.int32)
+        cv2.polylines(img, [pts], False, colour, t + 1)
+    elif shape == "arrow":
+        base, tip = int(round(y - h - r * 0.2)), int(round(y - h - r * 1.6))
+        cv2.arrowedLine(img, (cx, base), (cx, tip), colour, t + 1, tipLength=0.5)
+    elif shape == "diamond":
+        pts = np.array([[cx, cy - ri], [cx + ri, cy], [cx, cy + ri], [cx - ri, cy]], np.int32)
+        cv2.fillPoly(img, [pts], colour)
+    elif shape == "flag":
+        pole, top = cx + ri, int(round(y - h - r * 0.6))
+        cv2.rectangle(img, (pole - max(1, t // 2), top), (pole, int(y)), colour, -1)
+        pennant = np.array([[pole, top], [pole - ri, top + ri // 2], [pole, top + ri]], np.int32)
+        cv2.fillPoly(img, [pennant], colour)
     else:  # pragma: no cover - MARKERS is a closed table
         raise ValueError(shape)
     return r
@@ -424,36 +482,50 @@ def split_counts(games: int) -> dict[str, int]:
     return {"train": games - test - val - challenge, "val": val, "test": test, "challenge": challenge}
 
 
-def game_names(games: int, seed: int) -> list[str]:
+def game_names(games: int, seed: int, year: int = 2024) -> list[str]:
+    """Game folder names, ``"2024-09-01 - Red Rovers - Blue City"`` (from September of ``year``): the red club is the
+    home club (named first)."""
     rng = np.random.default_rng([seed, 7])
     names = []
     for i in range(games):
         a, b = rng.choice(len(CLUB_NAMES), size=2, replace=False)
-        names.append(f"2024-{9 + i // 28:02d}-{1 + i % 28:02d} - Red {CLUB_NAMES[a]} - Blue {CLUB_NAMES[b]}")
+        names.append(
+            f"{year}-{9 + i // 28:02d}-{1 + i % 28:02d} - Red {CLUB_NAMES[a]} - Blue {CLUB_NAMES[b]}"
+        )
     return names
 
 
-def render_video(path: Path, spec: VideoSpec, seed: int, left_club: str = "red") -> list[Event]:
-    """Render one video to ``path`` and return its events (frames at the video's fps)."""
+def render_video(
+    path: Path, spec: VideoSpec, seed: int | list[int], left_club: str = "red", markers: dict = MARKERS
+) -> list[Event]:
+    """Render one video to ``path`` and return its events (frames at the video's fps) of ``markers``' classes."""
     rng = np.random.default_rng(seed)
     fps = float(spec.fps)
     match = Match(rng, spec.num_frames / fps, left_club)
-    events = _sample_events(rng, spec.num_frames, fps)
+    events = _sample_events(rng, spec.num_frames, fps, markers)
     write_video(path, _render_frames(spec, match, events, rng), spec)
     return events
 
 
-def annotations(events: list[Event], fps: Fraction, half: int) -> list[dict]:
-    """SoccerNet annotations for one video: the position is the middle of the event's first frame (ms)."""
+def annotations(
+    events: list[Event], fps: Fraction, half: int, label_format: str = "ball", left_club: str = "red"
+) -> list[dict]:
+    """SoccerNet annotations for one video: the position is the middle of the event's first frame (ms).
+
+    ``team`` is the side ("left" / "right") in Ball labels and the club in v2 labels: "home" for the red club (the
+    one defending the left goal when ``left_club`` is "red"), "away" for the blue one."""
     out = []
     for e in events:
         position_ms = int(round((e.frame + 0.5) * 1000 / fps))
+        team = e.team
+        if label_format == "v2":
+            team = "home" if (e.team == "left") == (left_club == "red") else "away"
         out.append(
             {
                 "gameTime": game_time(half, position_ms),
                 "label": e.label,
                 "position": str(position_ms),
-                "team": e.team,
+                "team": team,
                 "visibility": e.visibility,
             }
         )
@@ -463,23 +535,27 @@ def annotations(events: list[Event], fps: Fraction, half: int) -> list[dict]:
 SPLITS = ("train", "val", "test", "challenge")
 
 
-def library_splits(games: int, seed: int = 0, counts: dict[str, int] | None = None) -> dict[str, list[str]]:
+def library_splits(
+    games: int, seed: int = 0, counts: dict[str, int] | None = None, label_format: str = "ball"
+) -> dict[str, list[str]]:
     """The games of a library of ``games`` games and ``seed``, by split (what ``splits.json`` will hold);
-    ``counts`` ({split: games}, summing to ``games``) replaces SoccerNet's proportions."""
-    names = game_names(games, seed)
+    ``counts`` ({split: games}, summing to ``games``) replaces SoccerNet's proportions. A v2 library's games are in
+    season ``SEASON_V2``."""
+    season = SEASON_V2 if label_format == "v2" else SEASON
+    names = game_names(games, seed, int(season[:4]))
     counts = split_counts(games) if counts is None else {s: int(counts.get(s, 0)) for s in SPLITS}
     if sum(counts.values()) != games:
         raise ValueError(f"split counts {counts} do not add up to {games} games")
     splits, k = {}, 0
     for split in SPLITS:
-        splits[split] = [f"{LEAGUE}/{SEASON}/{n}" for n in names[k : k + counts[split]]]
+        splits[split] = [f"{LEAGUE}/{season}/{n}" for n in names[k : k + counts[split]]]
         k += counts[split]
     return splits
 
 
-def _render_job(job: tuple[Path, VideoSpec, int, str]) -> list[Event]:
-    path, spec, seed, left_club = job
-    return render_video(path, spec, seed=seed, left_club=left_club)
+def _render_job(job: tuple[Path, VideoSpec, int | list[int], str, str]) -> list[Event]:
+    path, spec, seed, left_club, label_format = job
+    return render_video(path, spec, seed=seed, left_club=left_club, markers=MARKER_TABLES[label_format])
 
 
 def render_library(
@@ -487,19 +563,28 @@ def render_library(
     games: int = 2,
     seconds: float = 60.0,
     seed: int = 0,
-    layout: str = "game",
+    layout: str | None = None,
     resolution: str = "224p",
     fps: float | str = 25,
     progress=None,
     num_workers: int = 1,
     counts: dict[str, int] | None = None,
+    label_format: str = "ball",
 ) -> dict:
     """Render a whole library into ``out_dir``; returns its splits ({split: [game, ...]}).
 
     ``progress``, if given, is called with (done_videos, total_videos) after each video; ``num_workers`` > 1
     renders that many videos at once in separate processes (the same library, only sooner); ``counts``
     ({split: games}) replaces SoccerNet-Ball's proportions of train, val, test and challenge games.
+    ``label_format="v2"`` writes a SoccerNet-v2-style library (``MARKERS_V2``' classes, Labels-v2.json, season
+    ``SEASON_V2``, halves only); ``layout`` defaults to "game" for Ball and "halves" for v2.
     """
+    if label_format not in LABEL_FORMATS:
+        raise ValueError(f"label_format must be one of {list(LABEL_FORMATS)}, not {label_format!r}")
+    if layout is None:
+        layout = "halves" if label_format == "v2" else "game"
+    if label_format == "v2" and layout != "halves":
+        raise ValueError(f"a SoccerNet-v2 library is in the halves layout, not {layout!r}")
     if layout not in ("game", "halves"):
         raise ValueError(f"layout must be 'game' or 'halves', not {layout!r}")
     if resolution not in FRAME_SIZES:
@@ -508,24 +593,33 @@ def render_library(
     fps_q = parse_fps(fps)
     width, height = FRAME_SIZES[resolution]
     spec = VideoSpec(width, height, fps_q, int(round(seconds * float(fps_q))))
-    splits = library_splits(games, seed, counts)
-    names = game_names(games, seed)
+    splits = library_splits(games, seed, counts, label_format)
+    season = SEASON_V2 if label_format == "v2" else SEASON
+    names = game_names(games, seed, int(season[:4]))
     halves = (1, 2) if layout == "halves" else (1,)
     jobs = []
     for g, name in enumerate(names):
         for half in halves:
             file = half_video_name(half, resolution) if layout == "halves" else one_video_name(resolution)
             left_club = "red" if half == 1 else "blue"  # the clubs swap ends at half time
-            jobs.append(
-                (out_dir / LEAGUE / SEASON / name / file, spec, seed * 100003 + g * 101 + half, left_club)
-            )
+            job_seed = seed * 100003 + g * 101 + half
+            # A v2 library draws other matches than the Ball library of the same seed (pretraining data that is
+            # not the fine-tuning data in other colours).
+            video_seed = [job_seed, 2] if label_format == "v2" else job_seed
+            jobs.append((out_dir / LEAGUE / season / name / file, spec, video_seed, left_club, label_format))
     events = _run_jobs(jobs, num_workers, progress)
     for g, name in enumerate(names):
         labels = []
         for i, half in enumerate(halves):
-            labels += annotations(events[g * len(halves) + i], fps_q, half)
-        labels_doc = {"UrlLocal": f"{LEAGUE}/{SEASON}/{name}/", "UrlYoutube": "", "annotations": labels}
-        store_json(out_dir / LEAGUE / SEASON / name / LABEL_FILE, labels_doc, indent=4)
+            left_club = "red" if half == 1 else "blue"
+            labels += annotations(events[g * len(halves) + i], fps_q, half, label_format, left_club)
+        labels_doc = {"UrlLocal": f"{LEAGUE}/{season}/{name}/", "UrlYoutube": "", "annotations": labels}
+        label_file = LABEL_FILE
+        if label_format == "v2":
+            _, home, away = name.split(" - ")
+            labels_doc = {**labels_doc, "gameHomeTeam": home, "gameAwayTeam": away}
+            label_file = LABEL_FILE_V2
+        store_json(out_dir / LEAGUE / season / name / label_file, labels_doc, indent=4)
     store_json(out_dir / "splits.json", splits)
     info = {
         "generator": "synthetic.library",
@@ -535,8 +629,10 @@ def render_library(
         "layout": layout,
         "resolution": resolution,
         "fps": str(fps_q),
-        "classes": list(MARKERS),
+        "classes": list(MARKER_TABLES[label_format]),
     }
+    if label_format != "ball":  # (a Ball library's synthetic.json stays as it was)
+        info["label_format"] = label_format
     store_json(out_dir / "synthetic.json", info)
     return splits
 
@@ -565,7 +661,8 @@ def _run_jobs(jobs: list, num_workers: int, progress) -> list[list[Event]]:
 def get_args(argv=None) -> argparse.Namespace:
     p = argparse.ArgumentParser(
         prog="python -m synthetic.library",
-        description="Render a synthetic SoccerNet-Ball library (videos + Labels-ball.json + splits.json).",
+        description="Render a synthetic SoccerNet-Ball library (videos + Labels-ball.json + splits.json), or with "
+        "--label_format v2 a SoccerNet-v2-style one (Labels-v2.json) to pretrain on.",
     )
     p.add_argument("out_dir", type=Path, help="where to write the library")
     p.add_argument("--games", type=int, default=2, help="number of games (default 2)")
@@ -574,9 +671,17 @@ def get_args(argv=None) -> argparse.Namespace:
     p.add_argument(
         "--layout",
         choices=("game", "halves"),
-        default="game",
-        help="'game': one video per game (SoccerNet-Ball 2024/2025, <game>/224p.mp4); "
-        "'halves': two videos per game (2023 / SoccerNet-v2, <game>/1_224p.mkv, 2_224p.mkv)",
+        default=None,
+        help="'game': one video per game (SoccerNet-Ball 2024/2025, <game>/224p.mp4; the default); "
+        "'halves': two videos per game (2023 / SoccerNet-v2, <game>/1_224p.mkv, 2_224p.mkv; the only one of v2)",
+    )
+    p.add_argument(
+        "--label_format",
+        choices=LABEL_FORMATS,
+        default="ball",
+        help="'ball' (default): SoccerNet-Ball classes and Labels-ball.json; 'v2': a SoccerNet-v2-style library to "
+        f"pretrain on: Labels-v2.json with {len(MARKERS_V2)} of v2's classes, each drawn with a marker no Ball "
+        "class uses, team home/away, in halves, in season " + SEASON_V2,
     )
     p.add_argument("--resolution", choices=tuple(FRAME_SIZES), default="224p", help="398x224 or 1280x720")
     p.add_argument("--fps", default="25", help="frame rate of the videos, e.g. 25, 29.97, 50 (default 25)")
@@ -594,6 +699,10 @@ def get_args(argv=None) -> argparse.Namespace:
         "4:1:2:2 of --games); sets --games to their sum",
     )
     args = p.parse_args(argv)
+    if args.layout is None:
+        args.layout = "halves" if args.label_format == "v2" else "game"
+    elif args.label_format == "v2" and args.layout != "halves":
+        p.error("--label_format v2: a SoccerNet-v2 library is in the halves layout (leave --layout out)")
     args.counts = None
     if args.split_counts:
         try:
@@ -626,6 +735,7 @@ def main(args: argparse.Namespace) -> int:
             progress=lambda done, total: bar.update(done - bar.n),
             num_workers=args.num_workers,
             counts=args.counts,
+            label_format=args.label_format,
         )
     print(
         f"wrote {args.games} games to {args.out_dir}: " + json.dumps({k: len(v) for k, v in splits.items()})

@@ -14,11 +14,13 @@ from PIL import Image
 import parse_soccernet_ball as script
 from util.frame_folder import read_frame_folder
 from util.io import DataError, load_json, store_json
-from util.parse import infer_classes, labels_table, parse_library
+from util.parse import detect_label_format, infer_classes, labels_table, parse_library
 from util.soccernet import (
     CLASSES,
     CLASSES_2023,
+    CLASSES_V2,
     LABEL_FILE,
+    LABEL_FILE_V2,
     PREDICTION_FILE,
     SPLITS,
     default_splits,
@@ -564,3 +566,227 @@ def test_synthetic_library_parses_end_to_end(tmp_path, layout):
     all_games = [g for split in splits.values() for g in split]
     used = {a["label"] for game in all_games for a in load_labels(library_dir / game / LABEL_FILE)}
     assert (out / "class.txt").read_text().splitlines() == [c for c in CLASSES if c in used]
+
+
+# ---- SoccerNet-v2 action spotting (Labels-v2.json, the pretraining source) -------------------------------------
+
+GAME_V2 = "league_b/2015-2016/2015-08-08 - 19-30 Home FC 2 - 2 Away FC"
+
+
+def annotation_v2(
+    half: int, position_ms: int, label: str = "Throw-in", team: str = "home", visibility="visible"
+):
+    return {
+        "gameTime": game_time(half, position_ms),
+        "label": label,
+        "position": str(position_ms),
+        "team": team,
+        "visibility": visibility,
+    }
+
+
+ANNOTATIONS_V2 = [
+    annotation_v2(1, 2280, "Ball out of play", "not applicable"),
+    annotation_v2(2, 1000, "Corner", "away", "not shown"),
+    annotation_v2(1, 40, "Kick-off", "home"),
+    annotation_v2(2, 2359, "Yellow->red card", "home"),
+]
+
+
+def write_v2_game(label_dir: Path, frame_dir: Path, game: str, annotations: list[dict] | None, **kw) -> None:
+    """A SoccerNet-v2 game: Labels-v2.json (unless None) and two half frame folders."""
+    write_game(label_dir, frame_dir, game, None, layout="halves", **kw)
+    if annotations is not None:
+        store_json(label_dir / game / LABEL_FILE_V2, {"UrlLocal": game, "annotations": annotations})
+
+
+@pytest.fixture
+def v2_hand_library(tmp_path):
+    """label_dir, frame_dir and splits.json of a 2-game SoccerNet-v2 library (one train game, one challenge)."""
+    label_dir, frame_dir = tmp_path / "v2_videos", tmp_path / "v2_frames"
+    write_v2_game(label_dir, frame_dir, GAME_V2, ANNOTATIONS_V2)
+    write_v2_game(label_dir, frame_dir, GAME_C, None)
+    store_json(label_dir / "splits.json", {"train": [GAME_V2], "challenge": [GAME_C]})
+    return label_dir, frame_dir, label_dir / "splits.json"
+
+
+def test_v2_classes_are_soccernets_in_its_order():
+    from SoccerNet.Evaluation.utils import EVENT_DICTIONARY_V2
+
+    assert sorted(EVENT_DICTIONARY_V2, key=EVENT_DICTIONARY_V2.get) == CLASSES_V2
+    assert len(CLASSES_V2) == 17 and LABEL_FILE_V2 == "Labels-v2.json"
+    assert infer_classes(["Corner", "Penalty", "Foul"], CLASSES_V2) == ["Penalty", "Foul", "Corner"]
+
+
+def test_v2_default_splits_are_soccernets_v2_lists():
+    from SoccerNet.utils import getListGames
+
+    splits = default_splits("v2")
+    assert {k: len(v) for k, v in splits.items()} == {"train": 300, "val": 100, "test": 100, "challenge": 50}
+    assert splits["val"] == getListGames("valid", task="spotting")
+    assert splits["train"][0] == "england_epl/2014-2015/2015-02-21 - 18-00 Chelsea 1 - 1 Burnley"
+    assert not set(splits["train"]) & set(splits["test"])
+    assert default_splits() == default_splits("ball")  # the Ball lists stay the default
+
+
+def test_load_labels_v2_keeps_home_away_apart_from_team(tmp_path):
+    file = tmp_path / LABEL_FILE_V2
+    store_json(file, {"annotations": ANNOTATIONS_V2})
+    events = load_labels(file, "v2")
+    assert events[0] == {
+        "half": 1,
+        "position_ms": 2280,
+        "game_time": "1 - 00:02",
+        "label": "Ball out of play",
+        "visibility": "visible",
+    }
+    assert events[1]["home_away"] == "away" and events[2]["home_away"] == "home"
+    assert not any("team" in e for e in events)  # never the team head's left / right
+    with pytest.raises(DataError, match="team 'not applicable'"):  # the Ball reader refuses v2's teams
+        load_labels(file)
+
+
+@pytest.mark.parametrize(
+    "bad, message",
+    [
+        ({"gameTime": "3 - 00:01", "label": "Goal", "position": "1000"}, "unknown half 3"),
+        ({"gameTime": "1 - 00:01", "label": "Goal", "position": "1000", "team": "left"}, "team 'left'"),
+        ({"gameTime": "1 - 00:01", "label": "Goal", "position": "-5"}, "negative position"),
+        ({"gameTime": "1 - 00:01", "label": "Goal", "visibility": "hidden"}, "visibility 'hidden'"),
+    ],
+)
+def test_load_labels_v2_names_the_file_and_the_bad_annotation(tmp_path, bad, message):
+    file = tmp_path / LABEL_FILE_V2
+    store_json(file, {"annotations": [annotation_v2(1, 0), bad]})
+    with pytest.raises(DataError, match=message) as info:
+        load_labels(file, "v2")
+    assert str(file) in str(info.value) and "annotation 1" in str(info.value)
+    store_json(file, {"labels": []})
+    with pytest.raises(DataError, match=f"{LABEL_FILE_V2}\\?"):
+        load_labels(file, "v2")
+
+
+@pytest.mark.parametrize(
+    "flag", [["--labels", "v2"], []]
+)  # chosen, or detected from the Labels-v2.json files
+def test_parse_v2_writes_halves_and_v2_classes(v2_hand_library, tmp_path, capsys, flag):
+    label_dir, frame_dir, splits_file = v2_hand_library
+    out = tmp_path / "data"
+    assert run_script(label_dir, frame_dir, "-o", out, "--splits", splits_file, *flag) == 0
+    if not flag:
+        assert "labels: SoccerNet-v2 (Labels-v2.json found" in capsys.readouterr().out
+    assert (out / "class.txt").read_text().splitlines() == [
+        "Kick-off",
+        "Ball out of play",
+        "Corner",
+        "Yellow->red card",
+    ]
+    half1, half2 = load_json(out / "train.json")
+    assert (half1["video"], half2["video"]) == (f"{GAME_V2}/1", f"{GAME_V2}/2")
+    assert half1["events"] == [
+        {"frame": 1, "label": "Kick-off", "position_ms": 40, "home_away": "home", "visibility": "visible"},
+        {"frame": 56, "label": "Ball out of play", "position_ms": 2280, "visibility": "visible"},
+    ]
+    assert half2["events"] == [
+        {"frame": 25, "label": "Corner", "position_ms": 1000, "home_away": "away", "visibility": "not shown"},
+        {
+            "frame": 58,
+            "label": "Yellow->red card",
+            "position_ms": 2359,
+            "home_away": "home",
+            "visibility": "visible",
+        },
+    ]
+    assert [v["video"] for v in load_json(out / "challenge.json")] == [f"{GAME_C}/1", f"{GAME_C}/2"]
+    assert all(v["events"] == [] for v in load_json(out / "challenge.json"))
+
+
+def test_v2_games_are_always_in_halves(tmp_path):
+    """A v2 game whose frames were extracted as one video is an error naming the missing half folder."""
+    label_dir, frame_dir = tmp_path / "v", tmp_path / "f"
+    write_game(label_dir, frame_dir, GAME_V2, None)  # frame_dir/GAME_V2, no 1/ and 2/
+    store_json(label_dir / GAME_V2 / LABEL_FILE_V2, {"annotations": [annotation_v2(1, 40)]})
+    with pytest.raises(DataError, match="frame folder not found") as info:
+        parse_library(label_dir, frame_dir, {"train": [GAME_V2]}, label_format="v2")
+    assert str(frame_dir / GAME_V2 / "1") in str(info.value)
+
+
+@pytest.mark.parametrize("broken", ['{"annotations": [', '{"annotations": [{"gameTime": "1 - 00:01"}]}'])
+def test_bad_labels_v2_names_file_and_game_and_writes_nothing(v2_hand_library, tmp_path, capsys, broken):
+    label_dir, frame_dir, splits_file = v2_hand_library
+    (label_dir / GAME_V2 / LABEL_FILE_V2).write_text(broken)
+    out = tmp_path / "data"
+    assert run_script(label_dir, frame_dir, "-o", out, "--splits", splits_file, "--labels", "v2") == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: ") and f"game {GAME_V2}" in err
+    assert str(label_dir / GAME_V2 / LABEL_FILE_V2) in err
+    assert "malformed JSON" in err or "has no label" in err
+    assert not out.exists()
+
+
+def test_v2_without_splits_uses_soccernets_v2_lists(v2_hand_library, tmp_path, capsys):
+    label_dir, frame_dir, _ = v2_hand_library
+    assert run_script(label_dir, frame_dir, "-o", tmp_path / "data", "--labels", "v2") == 2
+    err = capsys.readouterr().err
+    assert "none of the 550 games" in err and "england_epl/2014-2015/" in err
+    assert f"--splits {label_dir / 'splits.json'}" in err
+    (label_dir / "splits.json").unlink()
+    assert run_script(label_dir, frame_dir, "-o", tmp_path / "data", "--labels", "v2") == 2
+    assert "for a library other than SoccerNet-v2" in capsys.readouterr().err
+
+
+def test_label_format_detection_keeps_ball_the_default(library, v2_hand_library, tmp_path):
+    label_dir, frame_dir, splits = library
+    assert detect_label_format(label_dir) == "ball"
+    assert detect_label_format(v2_hand_library[0]) == "v2"
+    assert detect_label_format(v2_hand_library[0], [GAME_V2]) == "v2"
+    assert detect_label_format(v2_hand_library[0], [GAME_C]) == "ball"  # no labels at all: Ball, as before
+    assert detect_label_format(tmp_path / "nothing") == "ball"
+    # A Ball library with a stray Labels-v2.json is still Ball, and parses exactly as with --labels ball.
+    store_json(label_dir / GAME_A / LABEL_FILE_V2, {"annotations": ANNOTATIONS_V2})
+    assert detect_label_format(label_dir) == "ball" == detect_label_format(label_dir, [GAME_A])
+    out_auto, out_ball = tmp_path / "auto", tmp_path / "ball"
+    assert run_script(label_dir, frame_dir, "-o", out_auto, "--splits", label_dir / "splits.json") == 0
+    argv = [label_dir, frame_dir, "-o", out_ball, "--splits", label_dir / "splits.json", "--labels", "ball"]
+    assert run_script(*argv) == 0
+    for name in ["class.txt", *(f"{s}.json" for s in SPLITS)]:
+        assert (out_auto / name).read_bytes() == (out_ball / name).read_bytes()
+    assert parse_library(label_dir, frame_dir, splits) == parse_library(
+        label_dir, frame_dir, splits, label_format="ball"
+    )
+    # Ball events keep "team" and never get "home_away".
+    (one,) = load_json(out_ball / "train.json")
+    assert all("team" in e and "home_away" not in e for e in one["events"])
+
+
+def test_synthetic_v2_library_parses_end_to_end(v2_library, tmp_path):
+    """A v2 library of synthetic.library: class.txt in v2's order, halves as <game>/1 and <game>/2, every label at
+    the frame int(fps * position_ms / 1000) of its half, home / away kept apart from the team."""
+    library_dir, splits = v2_library
+    frame_dir, out = tmp_path / "frames", tmp_path / "data"
+    for video_file in sorted(library_dir.rglob("*.mkv")):
+        game = video_file.parent.relative_to(library_dir).as_posix()
+        assert extract_frames(video_file, frame_dir / f"{game}/{video_file.name[0]}") == 200
+    assert run_script(library_dir, frame_dir, "-o", out, "--splits", library_dir / "splits.json") == 0
+    used = set()
+    for split in SPLITS:
+        entries = {v["video"]: v for v in load_json(out / f"{split}.json")}
+        games = splits.get(split, [])
+        assert sorted(entries) == sorted(f"{g}/{h}" for g in games for h in (1, 2))
+        for game in games:
+            raw = load_json(library_dir / game / LABEL_FILE_V2)["annotations"]
+            assert raw and {a["team"] for a in raw} <= {"home", "away"}
+            expected = sorted(
+                (f"{game}/{a['gameTime'][0]}", int(25 * (int(a["position"]) / 1000)), a["label"], a["team"])
+                for a in raw
+            )
+            got = sorted(
+                (video, e["frame"], e["label"], e["home_away"])
+                for video in (f"{game}/1", f"{game}/2")
+                for e in entries[video]["events"]
+            )
+            assert got == expected
+            assert not any("team" in e for v in entries.values() for e in v["events"])
+            used |= {a["label"] for a in raw}
+    classes = (out / "class.txt").read_text().splitlines()
+    assert classes == [c for c in CLASSES_V2 if c in used] and not set(classes) & set(CLASSES)

@@ -14,14 +14,16 @@ import pytest
 from synthetic.library import (
     LEAGUE,
     MARKERS,
+    MARKERS_V2,
     SEASON,
+    SEASON_V2,
     TEAM_COLOURS,
     library_splits,
     parse_fps,
     render_library,
     split_counts,
 )
-from util.soccernet import CLASSES, LABEL_FILE
+from util.soccernet import CLASSES, CLASSES_V2, LABEL_FILE, LABEL_FILE_V2
 
 
 def _videos(root: Path) -> list[Path]:
@@ -239,3 +241,120 @@ def test_cli(tmp_path):
     assert json.loads((tmp_path / "b/splits.json").read_text())["test"]
     with pytest.raises(SystemExit):
         get_args([str(tmp_path), "--split_counts", "1,2"])
+
+
+# ---- the SoccerNet-v2-style library (label_format="v2", the pretraining source) -------------------------------
+
+
+def test_v2_library_layout_and_labels(v2_library):
+    root, splits = v2_library
+    games = [g for split in splits.values() for g in split]
+    assert len(games) == 2 and all(g.startswith(f"{LEAGUE}/{SEASON_V2}/{SEASON_V2[:4]}-") for g in games)
+    assert json.loads((root / "splits.json").read_text()) == splits == library_splits(2, 0, label_format="v2")
+    info = json.loads((root / "synthetic.json").read_text())
+    assert info["label_format"] == "v2" and info["layout"] == "halves" and info["classes"] == list(MARKERS_V2)
+    for game in games:
+        assert sorted(p.name for p in (root / game).iterdir()) == ["1_224p.mkv", "2_224p.mkv", LABEL_FILE_V2]
+        doc = json.loads((root / game / LABEL_FILE_V2).read_text())
+        _, home, away = game.rsplit("/", 1)[1].split(" - ")
+        assert (doc["gameHomeTeam"], doc["gameAwayTeam"]) == (home, away) and home.startswith("Red ")
+        ann = doc["annotations"]
+        assert {a["gameTime"][0] for a in ann} == {"1", "2"}
+        for a in ann:
+            assert set(a) == {"gameTime", "label", "position", "team", "visibility"}
+            assert a["label"] in MARKERS_V2 and a["team"] in ("home", "away")
+            assert a["visibility"] in ("visible", "not shown") and a["position"].isdigit()
+
+
+def test_v2_classes_are_other_classes_with_markers_of_their_own():
+    """Pretraining on the v2 library teaches to see markers, not the Ball classes: other classes (SoccerNet-v2's),
+    other shapes, colours far from every Ball class's and team's."""
+    assert set(MARKERS_V2) <= set(CLASSES_V2) and not set(MARKERS_V2) & set(CLASSES)
+    assert len(MARKERS_V2) >= 6 and sum(w for w, _, _ in MARKERS_V2.values()) == pytest.approx(1.0)
+    ball_shapes = {shape for _, _, shape in MARKERS.values()}
+    v2_shapes = [shape for _, _, shape in MARKERS_V2.values()]
+    assert len(set(v2_shapes)) == len(v2_shapes) and not set(v2_shapes) & ball_shapes
+    others = [c for _, c, _ in MARKERS.values()] + list(TEAM_COLOURS.values())
+    colours = [c for _, c, _ in MARKERS_V2.values()]
+    for i, colour in enumerate(colours):
+        for other in others + colours[:i]:
+            assert np.abs(np.subtract(colour, other)).sum() >= 100, (colour, other)
+
+
+def test_v2_markers_appear_at_their_labelled_frame_outlined_in_the_clubs_colour(v2_library):
+    """Each event's v2 marker first appears at frame int(fps * position_ms / 1000) of its half, outlined in the
+    acting club's colour: red is home in both halves, though the clubs swap ends at half time."""
+    root, splits = v2_library
+    hits = agree = total = 0
+    for game in (g for split in splits.values() for g in split):
+        frames = {}
+        for half in "12":
+            with av.open(str(root / game / f"{half}_224p.mkv")) as container:
+                frames[half] = [f.to_ndarray(format="rgb24") for f in container.decode(video=0)]
+        for a in json.loads((root / game / LABEL_FILE_V2).read_text())["annotations"]:
+            video, f = frames[a["gameTime"][0]], int(25 * (int(a["position"]) / 1000))
+            colour = MARKERS_V2[a["label"]][1]
+            before = [_marker_pixels(video[k], colour) for k in (f - 2, f - 1)]
+            hits += _marker_pixels(video[f], colour) - before[1] > max(6, 3 * abs(before[1] - before[0]))
+            grew = {
+                club: _marker_pixels(video[f + 1], TEAM_COLOURS[club])
+                - _marker_pixels(video[f - 1], TEAM_COLOURS[club])
+                for club in ("red", "blue")
+            }
+            agree += max(grew, key=grew.get) == ("red" if a["team"] == "home" else "blue")
+            total += 1
+    assert total >= 8
+    assert hits >= 0.9 * total, f"only {hits}/{total} events appear at their labelled frame"
+    assert agree >= 0.8 * total, f"only {agree}/{total} markers are outlined in the acting club's colour"
+
+
+def test_v2_library_is_deterministic_and_not_the_ball_librarys_matches(tmp_path):
+    a = render_library(tmp_path / "a", games=1, seconds=3, seed=5, fps=5, label_format="v2")
+    b = render_library(tmp_path / "b", games=1, seconds=3, seed=5, fps=5, label_format="v2")
+    ball = render_library(tmp_path / "ball", games=1, seconds=3, seed=5, fps=5, layout="halves")
+    (game,) = a["train"]
+    assert a == b and ball["train"] != a["train"]
+    labels = (tmp_path / "a" / game / LABEL_FILE_V2).read_text()
+    assert labels == (tmp_path / "b" / game / LABEL_FILE_V2).read_text()
+    (ball_game,) = ball["train"]
+    ball_labels = json.loads((tmp_path / "ball" / ball_game / LABEL_FILE).read_text())["annotations"]
+    positions = [a["position"] for a in json.loads(labels)["annotations"]]
+    assert positions != [a["position"] for a in ball_labels]  # other random draws than the Ball library's
+
+
+# SHA-256 of the Labels-ball.json, splits.json and synthetic.json files (sorted by path) of two small Ball libraries,
+# taken before the v2 library existed: adding it changed nothing in a Ball library.
+BALL_LIBRARY_DIGESTS = {
+    ("game", 3, 25): "36f23fd4845e79377b59798199614d11135f790534ff0e3a97e8afdd3a5eaa6b "
+    "03ea3807e0640787908ed21bea6b46937e098419cbd3536e96d755f3fd492a9a "
+    "aec50004b9e81b6f1251d2c70910f3f81878294e62e911f75a57b073a298fa5d "
+    "5518667f9bf72b9b7151154c7f3b21f202d5d8db8016e115abf6ca0dc7c81247",
+    ("halves", 4, 5): "0f503283dc20c54c47237c0bb19630297c6682027032c4257fc7c258d4cb2781 "
+    "babca182f8c3d131ad739457cbc41a8ed5b25284466ee2cb63f973c56eb6422c "
+    "dad034841415be85167f9b010c8db7e52fbddf3833ca853c0d42f8de88a07252 "
+    "ba657746e56555816b689a4e2e47e622a6ccfa70f8273c9da5c8d39df894a577",
+}
+
+
+@pytest.mark.parametrize("layout, seed, fps", list(BALL_LIBRARY_DIGESTS))
+def test_ball_library_files_are_unchanged(tmp_path, layout, seed, fps):
+    import hashlib
+
+    render_library(tmp_path, games=2, seconds=3, seed=seed, layout=layout, fps=fps)
+    files = sorted(tmp_path.rglob(LABEL_FILE)) + [tmp_path / "splits.json", tmp_path / "synthetic.json"]
+    digests = " ".join(hashlib.sha256(p.read_bytes()).hexdigest() for p in files)
+    assert digests == BALL_LIBRARY_DIGESTS[(layout, seed, fps)]
+
+
+def test_v2_cli(tmp_path):
+    from synthetic.library import get_args, main
+
+    args = get_args([str(tmp_path), "--games", "1", "--seconds", "1", "--fps", "5", "--label_format", "v2"])
+    assert args.layout == "halves" and main(args) == 0
+    assert sorted(p.name for p in _videos(tmp_path)) == ["1_224p.mkv", "2_224p.mkv"]
+    assert len(list(tmp_path.rglob(LABEL_FILE_V2))) == 1 and not list(tmp_path.rglob(LABEL_FILE))
+    assert get_args([str(tmp_path)]).layout == "game"  # the Ball default is unchanged
+    with pytest.raises(SystemExit):
+        get_args([str(tmp_path), "--label_format", "v2", "--layout", "game"])
+    with pytest.raises(ValueError, match="halves layout"):
+        render_library(tmp_path / "x", games=1, seconds=1, layout="game", label_format="v2")

@@ -2,7 +2,8 @@
 
 Each video's events are placed at the frame rate of its frame folder (``fps.txt``); games come from SoccerNet's
 split lists (or a ``splits.json``), classes from SoccerNet-Ball's list or the labels found. The formats are in
-DESIGN.md; ``labels_table`` is the summary step 2 prints.
+DESIGN.md; ``labels_table`` is the summary step 2 prints. ``label_format="v2"`` reads SoccerNet-v2 action spotting
+instead (Labels-v2.json, its 17 classes, games in halves); ``detect_label_format`` tells the two apart.
 """
 
 from __future__ import annotations
@@ -18,8 +19,13 @@ from util.frame_folder import read_frame_folder
 from util.io import DataError, atomic_write_text, store_json
 from util.soccernet import (
     CLASSES,
+    FORMAT_CLASSES,
+    FORMAT_NAMES,
     HALVES,
+    HOME_AWAY,
     LABEL_FILE,
+    LABEL_FILES,
+    LABEL_FORMATS,
     SPLITS,
     SPLITS_FILE,
     VIDEO_EXTENSIONS,
@@ -38,42 +44,68 @@ def _has_half_videos(game_dir: Path) -> bool:
     )
 
 
-def game_video_ids(game: str, label_dir: str | os.PathLike, frame_dir: str | os.PathLike) -> dict[int, str]:
+def game_video_ids(
+    game: str, label_dir: str | os.PathLike, frame_dir: str | os.PathLike, halves: bool = False
+) -> dict[int, str]:
     """``{half: video id}`` of a game: ``{1: game}`` in the one-video layout, ``{1: game/1, 2: game/2}`` in halves.
 
-    A game is in the halves layout when its frame folder has a ``1/`` or ``2/`` subfolder or its library folder
-    holds ``1_*.mkv``-style half videos.
+    A game is in the halves layout when ``halves`` says so (SoccerNet-v2 has no other), its frame folder has a
+    ``1/`` or ``2/`` subfolder or its library folder holds ``1_*.mkv``-style half videos.
     """
     frames = Path(frame_dir) / game
-    if any((frames / str(h)).is_dir() for h in HALVES) or _has_half_videos(Path(label_dir) / game):
+    if halves or any((frames / str(h)).is_dir() for h in HALVES) or _has_half_videos(Path(label_dir) / game):
         return {h: f"{game}/{h}" for h in HALVES}
     return {1: game}
 
 
-def infer_classes(labels: Iterable[str]) -> list[str]:
+def infer_classes(labels: Iterable[str], known: list[str] = CLASSES) -> list[str]:
     """The classes the labels use, in SoccerNet's order when they are SoccerNet classes, else sorted.
 
     The real 2024/2025 labels use all 12 classes; the 2023 labels use PASS and DRIVE; a library that draws a subset
     (the synthetic one) gets that subset, so no class without any example lowers the mAP (the official evaluator
-    scores a class with no ground truth as AP 0).
+    scores a class with no ground truth as AP 0). ``known`` is SoccerNet's list (``CLASSES_V2`` for SoccerNet-v2).
     """
     used = set(labels)
-    if used <= set(CLASSES):
-        return [c for c in CLASSES if c in used]
+    if used <= set(known):
+        return [c for c in known if c in used]
     return sorted(used)
 
 
-def _parse_game(game: str, label_dir: Path, frame_dir: Path, require_labels: bool) -> list[dict]:
+def detect_label_format(label_dir: str | os.PathLike, games: Iterable[str] | None = None) -> str:
+    """``"v2"`` when the library holds SoccerNet-v2 labels (Labels-v2.json) and no Labels-ball.json, else ``"ball"``.
+
+    ``games`` (paths relative to ``label_dir``) limits the look to those game folders; without it the whole folder
+    is searched (hidden folders skipped). Ball stays the default: a library with both, or with neither, is Ball.
+    """
+    label_dir = Path(label_dir)
+    found_v2 = False
+    if games is not None:
+        for game in games:
+            if (label_dir / game / LABEL_FILE).is_file():
+                return "ball"
+            found_v2 = found_v2 or (label_dir / game / LABEL_FILES["v2"]).is_file()
+        return "v2" if found_v2 else "ball"
+    for _, subfolders, names in os.walk(label_dir):
+        subfolders[:] = [d for d in subfolders if not d.startswith(".")]
+        if LABEL_FILE in names:
+            return "ball"
+        found_v2 = found_v2 or LABEL_FILES["v2"] in names
+    return "v2" if found_v2 else "ball"
+
+
+def _parse_game(
+    game: str, label_dir: Path, frame_dir: Path, require_labels: bool, label_format: str = "ball"
+) -> list[dict]:
     """Parsed entries (one per video) of one game; labels are checked against the classes later."""
-    label_file = label_dir / game / LABEL_FILE
+    label_file = label_dir / game / LABEL_FILES[label_format]
     if label_file.is_file():
-        annotations = load_labels(label_file)
+        annotations = load_labels(label_file, label_format)
     elif require_labels:
         raise DataError(f"{label_file}: not found (only challenge games may come without labels)")
     else:
         annotations = []
     videos = {}
-    for half, video in game_video_ids(game, label_dir, frame_dir).items():
+    for half, video in game_video_ids(game, label_dir, frame_dir, halves=label_format == "v2").items():
         info = read_frame_folder(frame_dir / video)
         videos[half] = {"video": video, "num_frames": info["num_frames"], "fps": info["fps"]}
         videos[half].update(width=info["width"], height=info["height"], events=[])
@@ -96,6 +128,8 @@ def _parse_game(game: str, label_dir: Path, frame_dir: Path, require_labels: boo
         event = {"frame": frame, "label": annotation["label"], "position_ms": annotation["position_ms"]}
         if "team" in annotation:
             event["team"] = annotation["team"]
+        if HOME_AWAY in annotation:  # SoccerNet-v2's club, kept apart from the team head's left/right
+            event[HOME_AWAY] = annotation[HOME_AWAY]
         event["visibility"] = annotation["visibility"]
         video["events"].append(event)
     for video in videos.values():
@@ -103,13 +137,15 @@ def _parse_game(game: str, label_dir: Path, frame_dir: Path, require_labels: boo
     return [videos[h] for h in sorted(videos)]
 
 
-def _check_games_present(label_dir: Path, frame_dir: Path, splits: dict[str, list[str]]) -> None:
+def _check_games_present(
+    label_dir: Path, frame_dir: Path, splits: dict[str, list[str]], label_format: str = "ball"
+) -> None:
     games = [g for split in SPLITS for g in splits.get(split, [])]
     if not games:
         raise DataError("the split lists are empty: no game to parse")
     if any((label_dir / g).is_dir() or (frame_dir / g).is_dir() for g in games):
         return
-    hint = "pass --splits FILE (a splits.json) for a library other than SoccerNet-Ball"
+    hint = f"pass --splits FILE (a splits.json) for a library other than {FORMAT_NAMES[label_format]}"
     if (label_dir / SPLITS_FILE).is_file():
         hint = f"pass --splits {label_dir / SPLITS_FILE}"
     raise DataError(
@@ -123,31 +159,38 @@ def parse_library(
     splits: dict[str, list[str]],
     classes: list[str] | None = None,
     skip_bad: bool = False,
+    label_format: str = "ball",
 ) -> tuple[list[str], dict[str, list[dict]], list[str]]:
     """Parse every game of ``splits`` -> ``(classes, {split: [video entry, ...]}, problems)``.
 
     ``classes=None`` infers them (``infer_classes``). Every bad game is reported at once in one DataError; with
     ``skip_bad`` bad games are dropped whole (a game with some events dropped would teach false background) and
-    their problems returned. A challenge game without labels gets empty event lists.
+    their problems returned. A challenge game without labels gets empty event lists. ``label_format="v2"`` reads
+    each game's Labels-v2.json, in halves (``<game>/1``, ``<game>/2``), classes in SoccerNet-v2's order, and keeps
+    its home / away as ``home_away`` (no ``team``).
     """
+    if label_format not in LABEL_FORMATS:
+        raise ValueError(f"label format {label_format!r} is not one of {list(LABEL_FORMATS)}")
     label_dir, frame_dir = Path(label_dir), Path(frame_dir)
-    _check_games_present(label_dir, frame_dir, splits)
+    _check_games_present(label_dir, frame_dir, splits, label_format)
     problems: list[str] = []
     games: list[tuple[str, str, list[dict]]] = []
     for split in SPLITS:
         for game in splits.get(split, []):
             try:
-                games.append((split, game, _parse_game(game, label_dir, frame_dir, split != "challenge")))
+                videos = _parse_game(game, label_dir, frame_dir, split != "challenge", label_format)
+                games.append((split, game, videos))
             except DataError as e:
                 problems.append(f"game {game}: {e}")
     if classes is None:
-        classes = infer_classes(e["label"] for _, _, videos in games for v in videos for e in v["events"])
+        used = (e["label"] for _, _, videos in games for v in videos for e in v["events"])
+        classes = infer_classes(used, FORMAT_CLASSES[label_format])
     parsed: dict[str, list[dict]] = {split: [] for split in SPLITS}
     for split, game, videos in games:
         unknown = sorted({e["label"] for v in videos for e in v["events"]} - set(classes))
         if unknown:
             problems.append(
-                f"game {game}: {label_dir / game / LABEL_FILE}: unknown label(s) {unknown}; "
+                f"game {game}: {label_dir / game / LABEL_FILES[label_format]}: unknown label(s) {unknown}; "
                 f"the classes are {classes} (a --classes file sets them)"
             )
             continue

@@ -1,4 +1,5 @@
-"""SoccerNet-Ball facts: classes, teams, splits, video names and ids, game times, Labels-ball.json, library layouts.
+"""SoccerNet-Ball facts: classes, teams, splits, video names and ids, game times, Labels-ball.json, library layouts;
+and SoccerNet-v2 action spotting's (Labels-v2.json, its 17 classes and splits), the pretraining source.
 
 Step 2's parsing is ``util.parse``, the submission files ``util.submission``.
 
@@ -40,6 +41,39 @@ TEAMS = ("left", "right")
 VISIBILITIES = ("visible", "not shown")
 
 LABEL_FILE = "Labels-ball.json"
+
+# SoccerNet-v2 action spotting (the pretraining source of the top Ball systems): its 17 classes in SoccerNet's order
+# (SoccerNet.Evaluation.utils.EVENT_DICTIONARY_V2), one Labels-v2.json per game, games in halves.
+CLASSES_V2 = [
+    "Penalty",
+    "Kick-off",
+    "Goal",
+    "Substitution",
+    "Offside",
+    "Shots on target",
+    "Shots off target",
+    "Clearance",
+    "Ball out of play",
+    "Throw-in",
+    "Foul",
+    "Indirect free-kick",
+    "Direct free-kick",
+    "Corner",
+    "Yellow card",
+    "Red card",
+    "Yellow->red card",
+]
+LABEL_FILE_V2 = "Labels-v2.json"
+# v2's "team" is the club (home / away), not the side of the pitch the Ball task's team head predicts, so a v2 event
+# keeps it as "home_away", never as "team"; "not applicable" (no team) is dropped.
+TEAMS_V2 = ("home", "away")
+TEAM_V2_NONE = "not applicable"
+HOME_AWAY = "home_away"
+# Label formats step 2 reads: the label file of each game, the classes in SoccerNet's order, the dataset's name.
+LABEL_FORMATS = ("ball", "v2")
+LABEL_FILES = {"ball": LABEL_FILE, "v2": LABEL_FILE_V2}
+FORMAT_CLASSES = {"ball": CLASSES, "v2": CLASSES_V2}
+FORMAT_NAMES = {"ball": "SoccerNet-Ball", "v2": "SoccerNet-v2"}
 PREDICTION_FILE = "results_spotting.json"
 RESOLUTIONS = ("224p", "720p")
 VIDEO_EXTENSIONS = (".mp4", ".mkv", ".avi", ".mov", ".webm")
@@ -103,8 +137,9 @@ def parse_game_time(text: str) -> tuple[int, int]:
     return half, (minutes * 60 + seconds) * 1000
 
 
-def _parse_annotation(annotation: object) -> dict:
-    """One Labels-ball.json annotation -> event dict; ValueError says what is wrong."""
+def _parse_annotation(annotation: object, label_format: str = "ball") -> dict:
+    """One Labels-ball.json (or, for ``"v2"``, Labels-v2.json) annotation -> event dict; ValueError says what is
+    wrong."""
     if not isinstance(annotation, dict):
         raise ValueError("is not an object")
     label = annotation.get("label")
@@ -126,7 +161,13 @@ def _parse_annotation(annotation: object) -> dict:
     if visibility not in VISIBILITIES:
         raise ValueError(f"visibility {visibility!r} is not one of {list(VISIBILITIES)}")
     event = {"half": half, "position_ms": position_ms, "game_time": annotation["gameTime"], "label": label}
-    if annotation.get("team") is not None:
+    if label_format == "v2":
+        team = annotation.get("team")
+        if team is not None and team not in (*TEAMS_V2, TEAM_V2_NONE):
+            raise ValueError(f"team {team!r} is not one of {[*TEAMS_V2, TEAM_V2_NONE]}")
+        if team in TEAMS_V2:
+            event[HOME_AWAY] = team
+    elif annotation.get("team") is not None:
         if annotation["team"] not in TEAMS:
             raise ValueError(f"team {annotation['team']!r} is not one of {list(TEAMS)}")
         event["team"] = annotation["team"]
@@ -134,31 +175,42 @@ def _parse_annotation(annotation: object) -> dict:
     return event
 
 
-def load_labels(label_file: str | os.PathLike) -> list[dict]:
+def load_labels(label_file: str | os.PathLike, label_format: str = "ball") -> list[dict]:
     """Read a Labels-ball.json: a list of ``{half, position_ms, game_time, label, team?, visibility}``.
 
     ``team`` is absent when the annotation has none; a missing ``visibility`` is ``"visible"`` (as the official
     evaluator reads it). A malformed file or annotation raises DataError naming the file and the annotation.
+    ``label_format="v2"`` reads a SoccerNet-v2 Labels-v2.json: its ``team`` (home / away, the club, not the side of
+    the pitch) becomes ``home_away`` and "not applicable" none, so no v2 event has a ``team``.
     """
+    if label_format not in LABEL_FORMATS:
+        raise ValueError(f"label format {label_format!r} is not one of {list(LABEL_FORMATS)}")
     data = load_json(label_file)
     if not isinstance(data, dict) or not isinstance(data.get("annotations"), list):
-        raise DataError(f"{label_file}: no 'annotations' list; is this a SoccerNet {LABEL_FILE}?")
+        raise DataError(
+            f"{label_file}: no 'annotations' list; is this a SoccerNet {LABEL_FILES[label_format]}?"
+        )
     events = []
     for i, annotation in enumerate(data["annotations"]):
         try:
-            events.append(_parse_annotation(annotation))
+            events.append(_parse_annotation(annotation, label_format))
         except ValueError as e:
             where = annotation.get("gameTime") if isinstance(annotation, dict) else None
             raise DataError(f"{label_file}: annotation {i} ({where}): {e}") from None
     return events
 
 
-def default_splits() -> dict[str, list[str]]:
-    """SoccerNet's own ball-spotting game lists (offline data in the SoccerNet package), keyed by our split names."""
+def default_splits(label_format: str = "ball") -> dict[str, list[str]]:
+    """SoccerNet's own game lists (offline data in the SoccerNet package), keyed by our split names: ball spotting's
+    (``getListGames(split, task="spotting", dataset="Ball")``) or, for ``"v2"``, SoccerNet-v2 action spotting's
+    (``getListGames(split, task="spotting")``: 300 train, 100 valid, 100 test, 50 challenge games)."""
     from SoccerNet.utils import getListGames
 
+    if label_format not in LABEL_FORMATS:
+        raise ValueError(f"label format {label_format!r} is not one of {list(LABEL_FORMATS)}")
+    dataset = {"ball": "Ball", "v2": "SoccerNet"}[label_format]
     return {
-        split: [Path(g).as_posix() for g in getListGames(sn_split, task="spotting", dataset="Ball")]
+        split: [Path(g).as_posix() for g in getListGames(sn_split, task="spotting", dataset=dataset)]
         for split, sn_split in SOCCERNET_SPLIT_NAMES.items()
     }
 
