@@ -34,9 +34,11 @@ from util.metrics.results import format_results, labels_by_game, predictions_by_
 from util.metrics.spotting import METRICS, SOCCERNET_FPS, TEAM_METRICS
 from util.postprocess import (
     DEFAULT_TARGET_PRECISION,
+    DISPLACEMENT_KEY,
     TEAM_KEY,
     PostProcess,
     average_scores,
+    is_aux_key,
     load_score_arrays,
     nms_events,
     scores_to_events,
@@ -67,6 +69,20 @@ def get_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         "--epoch",
         type=int,
         help="epoch of a model directory's predictions (default: the one training selected on val)",
+    )
+    predict = parser.add_argument_group(
+        "prediction (default: as the model was trained, config.json); given, a model directory predicts the "
+        "split again with them, into MODEL_DIR/predict-<settings>/ (its own predictions stay as they are)"
+    )
+    predict.add_argument(
+        "--tta",
+        choices=("none", "flip"),
+        help="test-time augmentation: flip = mean of each window and its mirror",
+    )
+    predict.add_argument(
+        "--window_overlap",
+        type=float,
+        help="fraction of frames consecutive prediction windows share, in [0, 1)",
     )
     post = parser.add_argument_group(
         "post-processing (default: what the model recorded in selection.json; a prediction file: as it is)"
@@ -140,6 +156,12 @@ def get_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
             parser.error(f"--{name} must be >= 0")
     if args.threshold is not None and not 0.0 <= args.threshold <= 1.0:
         parser.error("--threshold must be in [0, 1]")
+    if args.window_overlap is not None and not 0.0 <= args.window_overlap < 1.0:
+        parser.error("--window_overlap must be in [0, 1)")
+    if (args.tta or args.window_overlap is not None) and any(Path(p).is_file() for p in args.model_dir):
+        parser.error(
+            "--tta and --window_overlap run a model again: give model directories, not prediction files"
+        )
     if not 0.0 <= args.report_threshold <= 1.0:
         parser.error("--report_threshold must be in [0, 1]")
     if args.bootstrap_rounds < 1 or args.bootstrap_chunk_s <= 0:
@@ -183,15 +205,35 @@ def score_file(pred_file: Path) -> Path:
     return pred_file.with_name(re.sub(r"\.json(\.gz)?$", ".score.npz", pred_file.name))
 
 
+def prediction_overrides(args: argparse.Namespace) -> dict:
+    """The prediction settings given on the command line (``--tta``, ``--window_overlap``), as config keys."""
+    given = {"tta": args.tta, "window_overlap": args.window_overlap}
+    return {k: v for k, v in given.items() if v is not None}
+
+
+def prediction_dir(model_dir: Path, args: argparse.Namespace) -> Path:
+    """Where the predictions evaluated live: the model directory, or ``predict-<settings>/`` inside it when
+    ``--tta`` / ``--window_overlap`` ask for other prediction settings than training's."""
+    overrides = prediction_overrides(args)
+    if not overrides:
+        return model_dir
+    return model_dir / ("predict-" + ".".join(f"{k}-{v:g}" if isinstance(v, float) else f"{k}-{v}"
+                                                for k, v in sorted(overrides.items())))  # fmt: skip
+
+
 def run_model(model_dir: Path, split: str, epoch: int, args: argparse.Namespace) -> Path:
-    """Predict ``split`` with epoch ``epoch`` of the model in ``model_dir``; returns the prediction file written."""
+    """Predict ``split`` with epoch ``epoch`` of the model in ``model_dir`` (and the prediction flags); returns the
+    prediction file written (in :func:`prediction_dir`)."""
     from model.common import load_model, load_selection
     from model.predict import predict_split, resolve_device
 
     videos = load_split(resolve_dataset(args.dataset), split)
     model, config, epoch = load_model(model_dir, epoch, device=resolve_device(None))
+    config = {**config, **prediction_overrides(args)}
+    out_dir = prediction_dir(model_dir, args)
+    out_dir.mkdir(exist_ok=True)
     post = load_selection(model_dir)["postprocess"]
-    return predict_split(model, config, args.frame_dir, videos, split, model_dir, epoch, post=post)[1]
+    return predict_split(model, config, args.frame_dir, videos, split, out_dir, epoch, post=post)[1]
 
 
 def pick_prediction_file(model_dir: Path, split: str, args: argparse.Namespace) -> Path:
@@ -199,7 +241,8 @@ def pick_prediction_file(model_dir: Path, split: str, args: argparse.Namespace) 
     model directory has its checkpoint but no predictions of ``split`` for it."""
     from model.usage import list_epochs, load_selection
 
-    files = prediction_files(model_dir, split)
+    pred_dir = prediction_dir(model_dir, args)
+    files = prediction_files(pred_dir, split) if pred_dir.is_dir() else {}
     checkpoints = list_epochs(model_dir)
     selection = load_selection(model_dir)
     if args.epoch is not None:
@@ -247,7 +290,7 @@ def events_from_scores(
     """Per-frame score arrays -> per-video predictions, with the one post-processing (util.postprocess)."""
     videos = []
     for video, array in scores.items():
-        if video.endswith(TEAM_KEY):
+        if is_aux_key(video):
             continue
         if array.ndim != 2 or array.shape[1] != len(classes) + 1:
             raise DataError(
@@ -258,6 +301,7 @@ def events_from_scores(
             classes,
             fps[video],
             team_scores=scores.get(video + TEAM_KEY),
+            displacement=scores.get(video + DISPLACEMENT_KEY),
             **post.event_options(fps[video]),
         )
         videos.append({"video": video, "fps": fps[video], "events": events})
@@ -311,7 +355,7 @@ def load_predictions(args: argparse.Namespace, split: str, classes: list[str]) -
     except ValueError as e:
         raise DataError(f"cannot average {', '.join(map(str, npz))}: {e}") from None
     fps = {v["video"]: float(v["fps"]) for v in videos}
-    missing = [k for k in scores if not k.endswith(TEAM_KEY) and k not in fps]
+    missing = [k for k in scores if not is_aux_key(k) and k not in fps]
     if missing:
         raise DataError(f"{pred_files[0]}: no fps for {missing[:3]} (in {npz[0]})")
     rate = next(iter(fps.values()), 25.0)

@@ -77,6 +77,16 @@ def get_args(argv: list[str] | None = None) -> argparse.Namespace:
     )
     nms.add_argument("--nms_window_s", type=float, help="NMS window, +- seconds (default: the model's)")
     parser.add_argument(
+        "--tta",
+        choices=("none", "flip"),
+        help="test-time augmentation (default: the model's, config.json): flip = mean of each window and its mirror",
+    )
+    parser.add_argument(
+        "--window_overlap",
+        type=float,
+        help="fraction of frames consecutive windows share, in [0, 1) (default: the model's, else 0.5)",
+    )
+    parser.add_argument(
         "--batch_size",
         type=int,
         default=DEFAULT_BATCH_SIZE,
@@ -180,6 +190,11 @@ def main(args: argparse.Namespace) -> int:
                 if not args.highlight_classes
                 else [c.strip() for c in args.highlight_classes.split(",") if c.strip()],
                 highlight_team=args.highlight_team,
+                predict_options={
+                    k: v
+                    for k, v in (("tta", args.tta), ("window_overlap", args.window_overlap))
+                    if v is not None
+                },
             )
     finally:
         bars.close()

@@ -6,6 +6,12 @@ post-processing (NMS window in seconds, hard or soft, smoothing) on that epoch's
 SAVE_DIR/selection.json, which eval, inference and the web app use by default. To retrain a saved model exactly:
 train_e2e.py --config OLD_DIR/config.json -s NEW_DIR (any flag given beside it overrides the saved one).
 
+Frozen features: when FRAME_DIR is a feature folder of extract_features.py (it holds a features.json), only the
+temporal head is trained, on the precomputed per-frame features (seconds per epoch on a CPU): the backbone is the
+one recorded there, frozen, with the weights of its backbone.pt, so the model directory is complete and eval,
+inference and the web app run it on frames. -m may be left out (it must agree when given); no image augmentation
+applies (--mixup mixes features); config.json records "frozen_features".
+
 Multi-GPU / multi-machine: torchrun --nproc_per_node N [--nnodes M ...] train_e2e.py ... (or -mgpu for every
 local GPU); --batch_size is the total over all processes; across machines FRAME_DIR and SAVE_DIR must be on a
 shared filesystem.
@@ -74,21 +80,33 @@ def saved_flags(path: str) -> dict:
 
 
 def get_args(argv=None) -> argparse.Namespace:
+    from dataset.feature import is_feature_dir
     from model.common import available_backbones, available_heads
+    from model.predict import DEFAULT_OVERLAP, TTA_MODES
     from model.select import CRITERIA
     from model.train import EPOCH_NUM_FRAMES, FG_WEIGHT, LOSSES
     from util.postprocess import DEFAULT_TARGET_PRECISION
 
     p = argparse.ArgumentParser(description=__doc__, formatter_class=_HelpFormatter)
     p.add_argument("dataset", nargs="?", help="dataset name (data/<name>/) or a folder of parsed labels")
-    p.add_argument("frame_dir", nargs="?", help="frame directory written by frames_as_jpg_soccernet_ball.py")
+    p.add_argument(
+        "frame_dir",
+        nargs="?",
+        help="frame directory written by frames_as_jpg_soccernet_ball.py, or a feature folder written by "
+        "extract_features.py (trains the temporal head on those frozen features)",
+    )
     p.add_argument(
         "--config",
         metavar="CONFIG_JSON",
         help="train exactly as the run that wrote this config.json (or model folder) was trained: its flags are "
         "the defaults, and flags given here override them; -s is still required",
     )
-    p.add_argument("-m", "--feature_arch", choices=available_backbones(), help="CNN backbone (required)")
+    p.add_argument(
+        "-m",
+        "--feature_arch",
+        choices=available_backbones(),
+        help="CNN backbone (required; on a feature folder taken from its features.json)",
+    )
     p.add_argument("-t", "--temporal_arch", default="gru", choices=available_heads(), help="temporal head")
     p.add_argument(
         "-s", "--save_dir", required=True, help="model directory: config, checkpoints, predictions"
@@ -224,6 +242,36 @@ def get_args(argv=None) -> argparse.Namespace:
         default=2.0,
         help="with --loss focal: its focusing exponent (0 = cross-entropy)",
     )
+    tdeed = p.add_argument_group(
+        "T-DEED's levers and test-time choices (recorded; eval, inference and the app use them)"
+    )
+    tdeed.add_argument(
+        "--displacement",
+        type=int,
+        default=0,
+        metavar="R",
+        help="T-DEED's displacement head: per frame, the offset to the nearest event within R frames, trained "
+        "beside the classes (MSE); post-processing moves each detected peak by it. 0 = off",
+    )
+    tdeed.add_argument(
+        "--tta",
+        choices=TTA_MODES,
+        default="none",
+        help="test-time augmentation of every prediction: flip = the mean of each window and its horizontal "
+        "mirror (left and right swapped in the team output); costs 2x the prediction time",
+    )
+    tdeed.add_argument(
+        "--window_overlap",
+        type=float,
+        default=DEFAULT_OVERLAP,
+        help="fraction of frames consecutive prediction windows share (0 = none; 0.75 = each frame seen 4 times)",
+    )
+    tdeed.add_argument(
+        "--per_class_nms",
+        action="store_true",
+        help="choose the NMS window per class on val (each class's best of the grid's windows, at the chosen NMS "
+        "kind and smoothing), recorded in selection.json",
+    )
     p.add_argument(
         "--tensorboard",
         nargs="?",
@@ -250,6 +298,8 @@ def get_args(argv=None) -> argparse.Namespace:
         ("feature_arch", "-m/--feature_arch"),
     ):
         if getattr(args, name) is None:
+            if name == "feature_arch" and is_feature_dir(args.frame_dir):
+                continue  # frozen features: the recorded backbone (model.train.use_features)
             p.error(f"{flag} is required (or --config of a saved model)")
     if args.seed < 0:
         p.error("--seed must be >= 0")
@@ -257,6 +307,10 @@ def get_args(argv=None) -> argparse.Namespace:
         p.error("--ema DECAY must be in (0, 1)")
     if args.focal_gamma < 0:
         p.error("--focal_gamma must be >= 0")
+    if args.displacement < 0:
+        p.error("--displacement R must be >= 0")
+    if not 0.0 <= args.window_overlap < 1.0:
+        p.error("--window_overlap must be in [0, 1)")
     if args.num_workers < 0 or args.dilate_len < 0 or args.warm_up_epochs < 0:
         p.error("-j, --dilate_len and --warm_up_epochs must be >= 0")
     return args

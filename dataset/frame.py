@@ -92,6 +92,29 @@ def clip_targets(
     return labels, team, team_mask
 
 
+def clip_displacement(
+    events: VideoEvents, start: int, clip_len: int, radius: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """T-DEED's displacement targets of the clip ``[start, start + clip_len)``: ``offset`` (clip_len,) float32, the
+    signed number of frames from each frame to the nearest event (event frame - frame), and ``mask`` (clip_len,)
+    float32, 1 where that event is at most ``radius`` frames away (ties go to the earlier event)."""
+    offset = np.zeros(clip_len, np.float32)
+    mask = np.zeros(clip_len, np.float32)
+    if radius <= 0 or len(events.frames) == 0:
+        return offset, mask
+    lo = bisect.bisect_left(events.frames, start - radius)
+    hi = bisect.bisect_right(events.frames, start + clip_len - 1 + radius)
+    positions = np.arange(start, start + clip_len)
+    best = np.full(clip_len, radius + 1, np.int64)
+    for frame in events.frames[lo:hi].tolist():
+        delta = frame - positions
+        take = np.abs(delta) < best
+        best[take] = np.abs(delta[take])
+        offset[take] = delta[take]
+    mask[best <= radius] = 1.0
+    return offset, mask
+
+
 class ClipSampler:
     """Where the training clips of an epoch come from: ``sample(epoch, index) -> (video index, start frame)``.
 
@@ -159,7 +182,8 @@ class ClipSampler:
 
 class ClipDataset(Dataset):
     """Training / validation clips of a split: items are indexed by ``(epoch, index)`` (see ``EpochSampler``)
-    and hold ``labels``, ``team``, ``team_mask``, ``video_index``, ``start`` plus what ``read_clip`` reads."""
+    and hold ``labels``, ``team``, ``team_mask``, ``video_index``, ``start``, with ``displacement`` > 0 also
+    ``displacement`` and ``displacement_mask`` (:func:`clip_displacement`), plus what ``read_clip`` reads."""
 
     def __init__(
         self,
@@ -174,8 +198,10 @@ class ClipDataset(Dataset):
         stream: int = TRAIN_STREAM,
         source: str = "labels",
         fg_balance: bool = False,
+        displacement: int = 0,
     ):
         self.videos = list(videos)
+        self.displacement = int(displacement)
         self.video_ids = [v["video"] for v in self.videos]
         self.events = [video_events(v, classes, source) for v in self.videos]
         self.clip_len = clip_len
@@ -199,6 +225,12 @@ class ClipDataset(Dataset):
             "video_index": video_index,
             "start": start,
         }
+        if self.displacement > 0:
+            offset, mask = clip_displacement(
+                self.events[video_index], start, self.clip_len, self.displacement
+            )
+            item["displacement"] = torch.from_numpy(offset)
+            item["displacement_mask"] = torch.from_numpy(mask)
         item.update(self.read_clip(video_index, start))
         return item
 

@@ -166,7 +166,8 @@ def mixup_clips(
 
     ``targets`` (B, T, C+1) are probabilities (one-hot or already soft) and are mixed with the same weights, so
     each frame's target still sums to 1. The team target becomes the weighted mean of the two clips' known teams
-    and its mask the total weight of the clips that know it.
+    and its mask the total weight of the clips that know it; ``team`` and ``team_mask`` may carry trailing
+    dimensions (B, T, ...), several masked targets mixed alike (training stacks the displacement there).
     """
     n = clips.shape[0]
     if n < 2:
@@ -177,8 +178,9 @@ def mixup_clips(
     clips = lam_c * clips + (1 - lam_c) * clips[other]
     lam_t = lam[:, None, None].to(targets.dtype)
     targets = lam_t * targets + (1 - lam_t) * targets[other]
-    weight_a = lam[:, None].to(team.dtype) * team_mask
-    weight_b = (1 - lam[:, None].to(team.dtype)) * team_mask[other]
+    lam_m = lam.view(-1, *([1] * (team.dim() - 1))).to(team.dtype)
+    weight_a = lam_m * team_mask
+    weight_b = (1 - lam_m) * team_mask[other]
     mask = weight_a + weight_b
     team = torch.where(mask > 0, (weight_a * team + weight_b * team[other]) / mask.clamp_min(1e-12), 0.0)
     return clips, targets, team, mask

@@ -11,6 +11,8 @@ network from the directory alone.
 mean/std itself) and returns a dict:
 - "logits": (B, T, num_classes + 1), class 0 = background;
 - "team": (B, T) logit, positive = "right", when ``config["team"]``;
+- "displacement": (B, T) frames from each frame to the nearest event (T-DEED's displacement head), when
+  ``config["displacement"]`` (the radius R in frames) > 0: the post-processing moves each detected peak by it;
 - "stage_logits": list of (B, T, num_classes + 1), one per stage, for multi-stage heads (mstcn, asformer).
 
 Training adds a loss on every stage of "stage_logits" (when present, else on "logits") and, for those heads,
@@ -80,6 +82,7 @@ DEFAULT_CONFIG: dict[str, Any] = {
     "frame_width": 398,
     "fps": 25.0,  # frame rate the model was trained at
     "team": False,  # extra per-frame left/right output
+    "displacement": 0,  # T-DEED's displacement head: per-frame offset to the nearest event within this many frames
     "pretrained": True,  # start from ImageNet weights
     "channels_last": True,  # NHWC convolutions (faster with AMP on GPUs)
     "compile": False,  # torch.compile the model
@@ -92,6 +95,7 @@ MODEL_KEYS = (
     "clip_len",
     "classes",
     "team",
+    "displacement",
     "frame_height",
     "frame_width",
     "fps",
@@ -123,6 +127,8 @@ def check_config(config: dict[str, Any], source: str = "config") -> dict[str, An
         )
     if config["temporal_arch"] not in HEADS:
         raise DataError(f"{source}: unknown head {config['temporal_arch']!r}; valid: {', '.join(HEADS)}")
+    if not isinstance(config["displacement"], int) or config["displacement"] < 0:
+        raise DataError(f"{source}: displacement must be an integer >= 0, not {config['displacement']!r}")
     if not isinstance(config["clip_len"], int) or config["clip_len"] < 1:
         raise DataError(f"{source}: clip_len must be a positive integer, not {config['clip_len']!r}")
     classes = config["classes"]
@@ -145,6 +151,8 @@ class E2EModel(nn.Module):
         )
         self.head = HEADS[self.config["temporal_arch"]](self.feature_dim, self.num_classes + 1)
         self.team_head = nn.Linear(self.head.feature_dim, 1) if self.config["team"] else None
+        self.displacement = int(self.config["displacement"])
+        self.displacement_head = nn.Linear(self.head.feature_dim, 1) if self.displacement > 0 else None
         # Not persistent: constants, not weights.
         self.register_buffer("pixel_mean", torch.tensor(IMAGENET_MEAN).view(1, 1, 3, 1, 1), persistent=False)
         self.register_buffer("pixel_std", torch.tensor(IMAGENET_STD).view(1, 1, 3, 1, 1), persistent=False)
@@ -169,12 +177,21 @@ class E2EModel(nn.Module):
     def forward(self, frames: torch.Tensor) -> dict[str, Any]:
         if frames.dim() != 5 or frames.shape[2] != 3:
             raise ValueError(f"E2EModel expects frames of shape (B, T, 3, H, W), got {tuple(frames.shape)}")
-        out = self.head(self.frame_features(self.normalise(frames)))
+        return self.forward_features(self.frame_features(self.normalise(frames)))
+
+    def forward_features(self, features: torch.Tensor) -> dict[str, Any]:
+        """The temporal part alone: backbone features (B, T, feature_dim) -> the outputs of :meth:`forward`
+        (frozen-feature training feeds precomputed features here)."""
+        out = self.head(features)
         result = {"logits": out["logits"]}
         if "stage_logits" in out:
             result["stage_logits"] = out["stage_logits"]
         if self.team_head is not None:
             result["team"] = self.team_head(out["features"]).squeeze(-1)
+        if self.displacement_head is not None:
+            # Regressed in units of the radius (targets in [-1, 1]), returned in frames.
+            offset = self.displacement_head(out["features"]).squeeze(-1)
+            result["displacement"] = offset * self.displacement
         return result
 
 

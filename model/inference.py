@@ -56,6 +56,8 @@ from model.predict import (
     predict_scores,
     scores_to_predictions,
     source_size,
+    tta_mode,
+    window_stride,
 )
 from model.render import DEFAULT_SLOWMO_FACTOR, DEFAULT_SLOWMO_SPAN_S, Progress, RenderOptions, render
 from util import visualize as vis
@@ -238,6 +240,7 @@ def run_inference(
     labels: str | Path | None = "auto",
     highlight_classes: list[str] | None = None,
     highlight_team: str | None = None,
+    predict_options: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """Spot the actions of one video and write the outputs (module docstring) into ``output_dir``.
 
@@ -250,7 +253,8 @@ def run_inference(
     total)`` is called with stage "decoding", "detecting" and "rendering". ``highlights_s``: the annotated video is a
     highlight reel, each shown action +- that many seconds (a long match is not re-encoded whole), of
     ``highlight_classes`` and ``highlight_team`` only when given. ``labels``: where
-    the video's ground truth is (``ground_truth_for``; "auto" finds a library's). Bad input raises DataError.
+    the video's ground truth is (``ground_truth_for``; "auto" finds a library's). ``predict_options`` override the
+    config's prediction settings (``tta``, ``window_overlap``). Bad input raises DataError.
 
     Returns ``{video_id, events, all_events, predictions, scores, timeline, video, frames, results_spotting, fps,
     num_frames, video_frames, video_times_s, in_reel, epoch, postprocess, score_threshold (None when per class),
@@ -270,6 +274,11 @@ def run_inference(
         progress("decoding", 0, 1)
     item = resolve_input(video, frame_dir, video_name, max_frames)
     model, config, epoch = load_model(model_dir, epoch=epoch, device=_device(device))
+    config = {**config, **(predict_options or {})}
+    try:  # a bad --tta / --window_overlap, before the video is read
+        tta_mode(config), window_stride(config)
+    except ValueError as e:
+        raise DataError(str(e)) from None
     unknown = sorted(set(reel_classes or ()) - set(config["classes"]))
     if unknown:
         raise DataError(f"highlight classes {unknown} are not the model's ({', '.join(config['classes'])})")
@@ -291,11 +300,15 @@ def run_inference(
     # Read before the model runs, so that a wrong --labels fails at once.
     truth = ground_truth_for(item, labels, float(config["fps"]), list(config["classes"]))
     seconds = {"load": time.perf_counter() - started}
-    scores, team, notes = detect(model, config, item, max_frames, batch_size, device, progress)
+    (scores, team, displacement), notes = detect(
+        model, config, item, max_frames, batch_size, device, progress
+    )
     seconds["detect"] = time.perf_counter() - started - seconds["load"]
     if truth is not None:  # the frames processed (--max_frames)
         truth = [t for t in truth if t["frame"] < len(scores)]
-    outputs = _write_outputs(item, Path(output_dir), config, scores, team, post, thresholds, epoch, truth)
+    outputs = _write_outputs(
+        item, Path(output_dir), config, (scores, team, displacement), post, thresholds, epoch, truth
+    )
     outputs["threshold_text"] = describe_thresholds(thresholds, usage, score_threshold)
     fps, num_frames = float(config["fps"]), len(scores)
     video_path = frames_path = video_times = None
@@ -346,7 +359,8 @@ def detect(
 ) -> tuple[np.ndarray, np.ndarray | None, list[str]]:
     """Per-frame scores of ``item`` through the one predict path, decoding in a thread ahead of the model.
 
-    Returns (scores (T, C+1), team P(right) (T,) or None, notes for the user, e.g. a resampled frame rate).
+    Returns ((scores (T, C+1), team P(right) (T,) or None, displacement (T,) or None), notes for the user, e.g.
+    a resampled frame rate).
     """
     notes: list[str] = []
     source = PrefetchSource(open_source(config, item, max_frames, notes))
@@ -362,14 +376,13 @@ def detect(
         if progress is not None:
             progress("detecting", done, max(total or expected, done))
 
-    scores, team = predict_scores(
-        model, config, source, batch_size, device=_device(device), progress=on_batch
-    )
+    result = predict_scores(model, config, source, batch_size, device=_device(device), progress=on_batch)
+    scores = result[0]
     if len(scores) == 0:
         raise DataError(f"{item.path}: no frames could be read")
     if progress is not None:
         progress("detecting", len(scores), len(scores))
-    return scores, team, notes
+    return result, notes
 
 
 def _device(device: str | None) -> str:
@@ -382,8 +395,7 @@ def _write_outputs(
     item: VideoInput,
     output_dir: Path,
     config: dict,
-    scores: np.ndarray,
-    team: np.ndarray | None,
+    result: tuple[np.ndarray, np.ndarray | None, np.ndarray | None],
     post: PostProcess,
     thresholds: dict[str, float],
     epoch: int,
@@ -392,7 +404,8 @@ def _write_outputs(
     """predictions.json and events.csv (the events shown), scores.npz, results_spotting.json (every event),
     timeline.png."""
     fps, classes = float(config["fps"]), list(config["classes"])
-    results = {item.video_id: (scores, team)}
+    scores, team, _ = result
+    results = {item.video_id: result}
     (prediction,) = scores_to_predictions(results, config, post)
     shown = [e for e in prediction["events"] if e["score"] >= thresholds[e["label"]]]
     events = event_rows(shown, fps)

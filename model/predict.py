@@ -85,33 +85,47 @@ def autocast(device: torch.device, dtype: torch.dtype | None = None) -> contextl
     return torch.autocast("cuda", dtype=dtype)
 
 
+# Per-video results everywhere: (scores (T, C + 1), team P(right) (T,) or None, displacement in frames (T,) or None).
+VideoScores = tuple[np.ndarray, np.ndarray | None, np.ndarray | None]
+DEFAULT_OVERLAP = 0.5  # consecutive windows share this fraction of their frames
+TTA_MODES = ("none", "flip")
+
+
 class _Accumulator:
-    """Running sums of per-frame scores over windows, growing as a stream of unknown length is read."""
+    """Running sums of per-frame outputs over windows, growing as a stream of unknown length is read."""
 
-    def __init__(self, num_classes: int, team: bool, capacity: int):
-        capacity = max(capacity, 1)
-        self.scores = np.zeros((capacity, num_classes), np.float64)
-        self.team = np.zeros(capacity, np.float64) if team else None
-        self.count = np.zeros(capacity, np.int32)
+    def __init__(self, capacity: int, num_outputs: int):
+        self.capacity = max(capacity, 1)
+        self.sums = {"scores": np.zeros((self.capacity, num_outputs), np.float64)}
+        self.count = np.zeros(self.capacity, np.int32)
 
-    def add(self, start: int, scores: np.ndarray, team: np.ndarray | None) -> None:
-        end = start + len(scores)
-        if end > len(self.count):
-            grow = max(end, 2 * len(self.count)) - len(self.count)
-            self.scores = np.concatenate([self.scores, np.zeros((grow, self.scores.shape[1]))])
-            self.count = np.concatenate([self.count, np.zeros(grow, np.int32)])
-            if self.team is not None:
-                self.team = np.concatenate([self.team, np.zeros(grow)])
-        self.scores[start:end] += scores
+    def _grow(self, end: int) -> None:
+        grow = max(end, 2 * self.capacity) - self.capacity
+        self.capacity += grow
+        self.count = np.concatenate([self.count, np.zeros(grow, np.int32)])
+        for name, values in self.sums.items():
+            self.sums[name] = np.concatenate([values, np.zeros((grow, *values.shape[1:]))])
+
+    def add(self, start: int, outputs: dict[str, np.ndarray]) -> None:
+        end = start + len(outputs["scores"])
+        if end > self.capacity:
+            self._grow(end)
+        for name, values in outputs.items():
+            if name not in self.sums:
+                self.sums[name] = np.zeros((self.capacity, *values.shape[1:]), np.float64)
+            self.sums[name][start:end] += values
         self.count[start:end] += 1
-        if self.team is not None and team is not None:
-            self.team[start:end] += team
 
-    def result(self, num_frames: int) -> tuple[np.ndarray, np.ndarray | None]:
-        count = np.maximum(self.count[:num_frames], 1)[:, None]
-        scores = (self.scores[:num_frames] / count).astype(np.float32)
-        team = None if self.team is None else (self.team[:num_frames] / count[:, 0]).astype(np.float32)
-        return scores, team
+    def result(self, num_frames: int) -> VideoScores:
+        count = np.maximum(self.count[:num_frames], 1)
+
+        def mean(name: str) -> np.ndarray | None:
+            if name not in self.sums:
+                return None
+            values = self.sums[name][:num_frames]
+            return (values / count.reshape(-1, *([1] * (values.ndim - 1)))).astype(np.float32)
+
+        return mean("scores"), mean("team"), mean("displacement")
 
 
 def _crop_hw(config: dict) -> tuple[int, int] | None:
@@ -120,15 +134,56 @@ def _crop_hw(config: dict) -> tuple[int, int] | None:
     return None
 
 
-def _run_batch(model: nn.Module, windows: list[np.ndarray], config: dict, device: torch.device) -> tuple:
+def tta_mode(config: dict) -> str:
+    """The test-time augmentation a config asks for: "none" or "flip" (a DataError-free ValueError otherwise)."""
+    mode = str(config.get("tta") or "none")
+    if mode not in TTA_MODES:
+        raise ValueError(f"tta must be one of {', '.join(TTA_MODES)}, not {mode!r}")
+    return mode
+
+
+def window_stride(config: dict) -> int:
+    """Frames between the starts of consecutive windows: ``clip_len`` less the ``window_overlap`` share."""
+    clip_len = int(config["clip_len"])
+    overlap = float(config.get("window_overlap", DEFAULT_OVERLAP))
+    if not 0.0 <= overlap < 1.0:
+        raise ValueError(f"window_overlap must be in [0, 1), not {overlap}")
+    return max(1, clip_len - int(clip_len * overlap))
+
+
+def _numpy_outputs(output: dict, config: dict, flipped: bool = False) -> dict[str, np.ndarray]:
+    """A forward pass's per-frame outputs as arrays: softmax scores, P(right) (of the unflipped clip: a mirrored
+    clip's left is the true right) and displacement in frames, those two when the config has them."""
+    out = {"scores": torch.softmax(output["logits"].float(), dim=-1).cpu().numpy()}
+    if config.get("team") and output.get("team") is not None:
+        p_right = torch.sigmoid(output["team"].float())
+        out["team"] = (1.0 - p_right if flipped else p_right).cpu().numpy()
+    if config.get("displacement") and output.get("displacement") is not None:
+        out["displacement"] = output["displacement"].float().cpu().numpy()
+    return out
+
+
+def _run_batch(
+    model: nn.Module, windows: list[np.ndarray], config: dict, device: torch.device
+) -> dict[str, np.ndarray]:
+    """Per-frame outputs of a batch of windows; with ``tta: flip`` the mean of the clips and their mirrors."""
+    if windows[0].ndim == 2:  # (clip_len, dim) windows of features (dataset.feature.FeatureSource)
+        with autocast(device):
+            output = model.forward_features(torch.from_numpy(np.stack(windows)).to(device))
+        return _numpy_outputs(output, config)
     frames = torch.from_numpy(np.stack(windows))
     clips = center_crop(to_clips(frames, device), _crop_hw(config))
+    flip = tta_mode(config) == "flip"
     with autocast(device):
-        output = model(clips)
-    scores = torch.softmax(output["logits"].float(), dim=-1).cpu().numpy()
-    team = output.get("team")
-    team = torch.sigmoid(team.float()).cpu().numpy() if team is not None else None
-    return scores, team
+        output = model(torch.cat([clips, clips.flip(-1)]) if flip else clips)
+    if not flip:
+        return _numpy_outputs(output, config)
+    n = len(windows)
+    plain = _numpy_outputs({k: v[:n] for k, v in output.items() if torch.is_tensor(v)}, config)
+    mirrored = _numpy_outputs(
+        {k: v[n:] for k, v in output.items() if torch.is_tensor(v)}, config, flipped=True
+    )
+    return {name: (plain[name] + mirrored[name]) / 2 for name in plain}
 
 
 def predict_scores(
@@ -138,13 +193,15 @@ def predict_scores(
     batch_size: int = DEFAULT_BATCH_SIZE,
     device: str | torch.device | None = None,
     progress: Callable[[int, int | None], None] | None = None,
-) -> tuple[np.ndarray, np.ndarray | None]:
+) -> VideoScores:
     """Per-frame scores of one video.
 
     Returns ``scores`` (num_frames, num_classes + 1) float32 softmax probabilities (column 0 = background) and
-    ``team`` (num_frames,) float32 P(right) when the model has a team head, else None. Windows of
-    ``config["clip_len"]`` frames start every ``clip_len // 2`` frames (the last one aligned to the end of the
-    video); each frame's scores are the mean over the windows that contain it. ``progress(frames_read, total)``
+    ``team`` (num_frames,) float32 P(right) when the model has a team head, else None, and ``displacement``
+    (num_frames,) float32 frames to the nearest event when the model has a displacement head, else None. Windows
+    of ``config["clip_len"]`` frames overlap by ``config["window_overlap"]`` (default half; the last one is
+    aligned to the end of the video); each frame's outputs are the mean over the windows that contain it, and with
+    ``config["tta"] == "flip"`` over each window and its horizontal mirror too. ``progress(frames_read, total)``
     is called after each batch (total is None for a video whose length is not known in advance).
     """
     device = resolve_device(device)
@@ -152,17 +209,16 @@ def predict_scores(
     was_training = model.training
     model.eval()
     clip_len = int(config["clip_len"])
-    stride = max(1, clip_len - clip_len // 2)
-    num_classes = len(config["classes"]) + 1
+    stride = window_stride(config)
     total = frame_source.num_frames
-    acc = _Accumulator(num_classes, bool(config.get("team")), total or 4 * clip_len)
+    acc = _Accumulator(total or 4 * clip_len, len(config["classes"]) + 1)
     num_read = 0
     pending: list[tuple[int, np.ndarray, int]] = []
 
     def flush() -> None:
-        scores, team = _run_batch(model, [w for _, w, _ in pending], config, device)
+        outputs = _run_batch(model, [w for _, w, _ in pending], config, device)
         for i, (start, _, num_valid) in enumerate(pending):
-            acc.add(start, scores[i, :num_valid], None if team is None else team[i, :num_valid])
+            acc.add(start, {name: values[i, :num_valid] for name, values in outputs.items()})
         pending.clear()
         if progress is not None:
             progress(num_read, total)
@@ -193,8 +249,9 @@ def predict_videos(
     videos: Sequence[dict],
     batch_size: int = DEFAULT_BATCH_SIZE,
     device: str | torch.device | None = None,
-) -> dict[str, tuple[np.ndarray, np.ndarray | None]]:
-    """``predict_scores`` for each video ``{video, num_frames?}`` of a frame directory: video id -> (scores, team)."""
+) -> dict[str, VideoScores]:
+    """``predict_scores`` for each video ``{video, num_frames?}`` of a frame directory: video id -> (scores, team,
+    displacement)."""
     results = {}
     for video in videos:
         source = model_frame_source(
@@ -205,7 +262,7 @@ def predict_videos(
 
 
 def scores_to_predictions(
-    results: dict[str, tuple[np.ndarray, np.ndarray | None]],
+    results: dict[str, VideoScores],
     config: dict,
     post: PostProcess | None = None,
     peaks: bool = True,
@@ -216,8 +273,16 @@ def scores_to_predictions(
     fps = float(config["fps"])
     options = (post or PostProcess()).event_options(fps)
     predictions = []
-    for video, (scores, team) in results.items():
-        events = scores_to_events(scores, config["classes"], fps, team_scores=team, peaks=peaks, **options)
+    for video, (scores, team, displacement) in results.items():
+        events = scores_to_events(
+            scores,
+            config["classes"],
+            fps,
+            team_scores=team,
+            displacement=displacement,
+            peaks=peaks,
+            **options,
+        )
         predictions.append({"video": video, "fps": fps, "events": events})
     return predictions
 
@@ -232,7 +297,7 @@ def write_predictions(
     out_dir: str | Path,
     split: str,
     epoch: int,
-    results: dict[str, tuple[np.ndarray, np.ndarray | None]],
+    results: dict[str, VideoScores],
     config: dict,
     post: PostProcess | None = None,
 ) -> tuple[list[dict], Path]:

@@ -12,6 +12,7 @@ inference and the app then read.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import replace
 from typing import Any
 
 import numpy as np
@@ -29,7 +30,7 @@ CRITERIA: dict[str, tuple[str, bool, str]] = {
     "frame_map": ("val_frame_mAP", True, "val frame mAP (E2E-Spot)"),
     "loss": ("val", False, "val loss"),
 }
-Results = dict[str, tuple[np.ndarray, np.ndarray | None]]
+Results = dict[str, tuple[np.ndarray, np.ndarray | None, np.ndarray | None]]
 
 
 def default_criterion(team: bool) -> str:
@@ -40,15 +41,23 @@ def default_criterion(team: bool) -> str:
 def grid_scores(
     results: Results, videos: Sequence[dict], config: dict, grid: Sequence[PostProcess] | None = None
 ) -> list[dict[str, Any]]:
-    """``[{postprocess, mAP, team_mAP}]``: mAP@1 (and Team mAP@1 with a team head, else None) of each grid entry."""
+    """``[{postprocess, mAP, team_mAP, per_class, team_per_class}]``: mAP@1 (and Team mAP@1 with a team head,
+    else None) of each grid entry, with the APs of each class behind them."""
     classes = list(config["classes"])
     truth = labels_by_game(videos)
     team = bool(config.get("team"))
     rows = []
     for post in grid if grid is not None else postprocess_grid():
         predicted = predictions_by_game(scores_to_predictions(results, config, post))
-        row: dict[str, Any] = {"postprocess": post, "mAP": soccernet_map(truth, predicted, classes)["mAP"]}
-        row["team_mAP"] = team_map(truth, predicted, classes)["mAP"] if team else None
+        spotting = soccernet_map(truth, predicted, classes)
+        row: dict[str, Any] = {
+            "postprocess": post,
+            "mAP": spotting["mAP"],
+            "per_class": spotting["per_class"],
+        }
+        teams = team_map(truth, predicted, classes) if team else None
+        row["team_mAP"] = teams["mAP"] if teams else None
+        row["team_per_class"] = teams["per_class"] if teams else None
         rows.append(row)
     return rows
 
@@ -126,6 +135,47 @@ def selection_record(
             }
             for r in rows
         ],  # fmt: skip
+    }
+
+
+def per_class_windows(rows: list[dict], chosen: PostProcess, key: str) -> PostProcess:
+    """``chosen`` with each class's NMS window replaced by the grid window that gives that class its best val AP
+    (``key``: "per_class" or "team_per_class"), among the rows of the same NMS kind, smoothing and threshold.
+    mAP is the mean of the class APs and each class's events are post-processed alone, so the result's val mAP is
+    the mean of the per-class bests. Ties keep ``chosen``'s window."""
+    same = [
+        r for r in rows
+        if (r["postprocess"].soft, r["postprocess"].sigma_s, r["postprocess"].threshold)
+        == (chosen.soft, chosen.sigma_s, chosen.threshold) and r[key] is not None
+    ]  # fmt: skip
+    base = next((r for r in same if r["postprocess"].nms_window_s == chosen.nms_window_s), None)
+    if base is None:
+        return chosen
+    windows = []
+    for label, ap in base[key].items():
+        best = max(same, key=lambda r: (r[key][label], r is base))
+        if best[key][label] > ap:
+            windows.append((label, best["postprocess"].nms_window_s))
+    return replace(chosen, class_windows_s=tuple(windows))
+
+
+def per_class_selection(
+    record: dict[str, Any], results: Results, videos: Sequence[dict], config: dict, rows: list[dict]
+) -> dict[str, Any]:
+    """``record`` (``selection_record``) with per-class NMS windows (``--per_class_nms``): the chosen
+    post-processing gets :func:`per_class_windows`, and its val mAP@1 / Team mAP@1 are measured again."""
+    by_team = record["postprocess_chosen_by"] == "val Team mAP@1"
+    chosen = PostProcess.from_dict(record["postprocess"])
+    post = per_class_windows(rows, chosen, "team_per_class" if by_team else "per_class")
+    if post == chosen:
+        return {**record, "per_class_nms": True}
+    (row,) = grid_scores(results, videos, config, [post])
+    return {
+        **record,
+        "postprocess": post.to_dict(),
+        "per_class_nms": True,
+        "val_mAP": float(row["mAP"]),
+        "val_team_mAP": None if row["team_mAP"] is None else float(row["team_mAP"]),
     }
 
 

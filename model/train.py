@@ -42,6 +42,15 @@ from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader
 from tqdm import tqdm
 
+from dataset.feature import (
+    FEATURES_JSON,
+    FeatureClipDataset,
+    FeatureSource,
+    feature_path,
+    is_feature_dir,
+    load_backbone_state,
+    load_feature_info,
+)
 from dataset.frame import VAL_STREAM, EpochSampler, FrameClipDataset
 from dataset.transform import ClipAugment, center_crop, mixup_clips, swap_team, to_clips
 from model.common import (
@@ -59,8 +68,10 @@ from model.common import (
 )
 from model.predict import (
     DEFAULT_BATCH_SIZE,
+    DEFAULT_OVERLAP,
     autocast,
     cpu_amp_enabled,
+    predict_scores,
     predict_videos,
     resolve_device,
     write_predictions,
@@ -72,6 +83,7 @@ from model.select import (
     criterion_used,
     default_criterion,
     grid_scores,
+    per_class_selection,
     selection_record,
     validation_metrics,
 )
@@ -113,7 +125,13 @@ ADDED_FLAGS = {
     "backbone_lr_mult": 1.0,
     "loss": "ce",
     "focal_gamma": 2.0,
+    "displacement": 0,
+    "tta": "none",
+    "window_overlap": DEFAULT_OVERLAP,
+    "per_class_nms": False,
 }
+# Config keys added since the first models were saved, with the value an older config.json means.
+ADDED_CONFIG_KEYS = {"displacement": 0, "tta": "none", "window_overlap": DEFAULT_OVERLAP}
 LOSSES = ("ce", "focal")  # --loss: weighted cross-entropy, or focal loss (the 2023 winner's)
 
 
@@ -232,6 +250,9 @@ def build_config(args: Namespace, classes: Sequence[str], fps: float, frame_size
         frame_width=input_w,
         fps=fps,
         team=bool(args.team),
+        displacement=int(getattr(args, "displacement", 0) or 0),
+        tta=getattr(args, "tta", "none") or "none",
+        window_overlap=float(getattr(args, "window_overlap", DEFAULT_OVERLAP)),
         pretrained=bool(args.pretrained),
         source_width=width,
         source_height=height,
@@ -287,6 +308,7 @@ def check_resume_config(saved: dict, config: dict, model_dir: Path, videos: Sequ
     another FRAME_DIR whose folders for ``videos`` (train and val) have the frame counts of the parsed labels
     (the frames moved to node-local scratch)."""
     diffs = []
+    saved = {**ADDED_CONFIG_KEYS, **saved}
     for key in sorted(set(saved) | set(config)):
         if key in ("train", "pretrained"):
             continue
@@ -348,6 +370,95 @@ def check_frame_rate(frame_dir: Path, videos: Sequence[dict]) -> float:
     return fps
 
 
+# Frozen features: FRAME_DIR is a feature folder of extract_features.py (features.json, backbone.pt, <video>.npy).
+# The backbone is the recorded one, frozen, with backbone.pt's weights, so every checkpoint holds the whole network;
+# clips of features go through ``forward_features`` and only the temporal head (and team head) is trained.
+
+
+def use_features(args: Namespace, splits: dict) -> dict | None:
+    """features.json of FRAME_DIR when it is a feature folder (else None), checked against the flags: ``-m`` is taken
+    from it (or must agree), ``--crop_dim`` too, and a backbone with a temporal shift needs its ``--clip_len``."""
+    if not is_feature_dir(args.frame_dir):
+        return None
+    info = load_feature_info(args.frame_dir)
+    where = Path(args.frame_dir) / FEATURES_JSON
+    arch = info["feature_arch"]
+    if args.feature_arch is None:
+        args.feature_arch = arch
+    elif args.feature_arch != arch:
+        raise DataError(
+            f"-m {args.feature_arch}: {where} holds features of {arch}; pass -m {arch} or leave -m out"
+        )
+    if "_" in arch and args.clip_len != int(info["clip_len"]):
+        raise DataError(
+            f"--clip_len {args.clip_len}: {where} was computed by {arch}, whose temporal shift mixed frames in "
+            f"pieces of {info['clip_len']}; train with --clip_len {info['clip_len']} (or extract with --clip_len)"
+        )
+    crop = int(info.get("crop_dim") or 0)
+    if args.crop_dim not in (0, crop):
+        raise DataError(
+            f"--crop_dim {args.crop_dim}: {where} was cropped at {crop or 'none'}; leave --crop_dim out"
+        )
+    args.crop_dim = crop
+    rates = {float(v["fps"]) for v in splits["train"] + splits["val"]}
+    if rates != {float(info["fps"])}:
+        raise DataError(
+            f"{where}: features at {float(info['fps']):g} fps but the parsed labels are at "
+            f"{', '.join(f'{r:g}' for r in sorted(rates))} fps; extract the features of these labels' frames"
+        )
+    origin = info.get("model_dir") or info.get("source")
+    log.info(
+        "frozen features: %s of %s (%s), %d-d; training the temporal head only, without image augmentation",
+        where, arch, origin, int(info["feature_dim"]),
+    )  # fmt: skip
+    return info
+
+
+def features_config(args: Namespace, info: dict) -> dict:
+    """What config.json records of the features: their geometry (the model's input), and ``frozen_features`` (the
+    feature folder, its features.json). The backbone's weights come from backbone.pt, never from a download."""
+    folder = Path(args.frame_dir).resolve()
+    return {
+        "source_width": int(info["source_width"]),
+        "source_height": int(info["source_height"]),
+        "frame_width": int(info["frame_width"]),
+        "frame_height": int(info["frame_height"]),
+        "pretrained": False,
+        "frozen_features": {"feature_dir": str(folder), "features_json": str(folder / FEATURES_JSON), **info},
+    }
+
+
+def freeze_backbone(net: nn.Module, feature_dir: str | Path) -> None:
+    """Load backbone.pt into ``net.backbone`` and freeze it (no gradients, so no optimizer state either)."""
+    path = Path(feature_dir) / "backbone.pt"
+    try:
+        net.backbone.load_state_dict(load_backbone_state(feature_dir))
+    except RuntimeError as e:
+        raise DataError(
+            f"{path}: does not fit the backbone of features.json ({str(e).splitlines()[0]})"
+        ) from e
+    net.backbone.requires_grad_(False)
+
+
+class FeatureForward(nn.Module):
+    """The module trained on frozen features: ``forward(features)`` is the model's ``forward_features`` (so that
+    DistributedDataParallel wraps it as it wraps the whole model)."""
+
+    def __init__(self, net: nn.Module):
+        super().__init__()
+        self.net = net
+
+    def forward(self, features: torch.Tensor) -> dict:
+        return self.net.forward_features(features)
+
+
+def _has_input(trainer: Trainer, video: str) -> bool:
+    """Whether the frames (or the features, on frozen features) of ``video`` are there to predict."""
+    if trainer.config.get("frozen_features"):
+        return feature_path(trainer.args.frame_dir, video).is_file()
+    return (Path(trainer.args.frame_dir) / video).is_dir()
+
+
 @dataclass
 class Loaders:
     train: DataLoader
@@ -387,8 +498,17 @@ def build_loaders(args: Namespace, classes: list[str], splits: dict, dist: Dist)
             f"--epoch_num_frames {args.epoch_num_frames} gives {num_clips} clips of {args.clip_len} frames, "
             f"fewer than one batch ({args.batch_size})"
         )
-    common = dict(classes=classes, clip_len=args.clip_len, dilate_len=args.dilate_len, seed=args.seed)
-    train_data = FrameClipDataset(
+    common = dict(
+        classes=classes,
+        clip_len=args.clip_len,
+        dilate_len=args.dilate_len,
+        seed=args.seed,
+        displacement=int(getattr(args, "displacement", 0) or 0),
+    )
+    # Frozen features (FRAME_DIR holds a features.json of extract_features.py): clips of features, not frames.
+    features = load_feature_info(args.frame_dir) if is_feature_dir(args.frame_dir) else None
+    clip_data = FrameClipDataset if features is None else FeatureClipDataset
+    train_data = clip_data(
         args.frame_dir,
         splits["train"],
         num_clips=num_clips,
@@ -397,9 +517,7 @@ def build_loaders(args: Namespace, classes: list[str], splits: dict, dist: Dist)
         **common,
     )
     val_clips = max(micro_batch * dist.world_size, num_clips // VAL_FRACTION)
-    val_data = FrameClipDataset(
-        args.frame_dir, splits["val"], num_clips=val_clips, stream=VAL_STREAM, **common
-    )
+    val_data = clip_data(args.frame_dir, splits["val"], num_clips=val_clips, stream=VAL_STREAM, **common)
     train_sampler = EpochSampler(num_clips, dist.rank, dist.world_size)
     val_sampler = EpochSampler(val_clips, dist.rank, dist.world_size)
     workers = args.num_workers
@@ -408,7 +526,9 @@ def build_loaders(args: Namespace, classes: list[str], splits: dict, dist: Dist)
         val=_loader(val_data, val_sampler, micro_batch, workers, dist.device, args.seed),
         train_sampler=train_sampler,
         micro_batch=micro_batch,
-        frame_size=train_data.frame_size,
+        frame_size=train_data.frame_size
+        if features is None
+        else (int(features["source_width"]), int(features["source_height"])),
     )
 
 
@@ -440,10 +560,14 @@ def spot_loss(
     team: torch.Tensor | None = None,
     team_mask: torch.Tensor | None = None,
     focal_gamma: float | None = None,
+    displacement: torch.Tensor | None = None,
+    displacement_mask: torch.Tensor | None = None,
+    displacement_radius: int = 1,
 ) -> torch.Tensor:
     """Weighted cross-entropy (or focal loss with ``focal_gamma``) on every stage against per-frame target
-    distributions (B, T, C+1), MS-TCN smoothing for multi-stage heads, and the team loss at frames with a known
-    team (``team_mask``)."""
+    distributions (B, T, C+1), MS-TCN smoothing for multi-stage heads, the team loss at frames with a known
+    team (``team_mask``), and T-DEED's displacement loss (:func:`displacement_loss`) at frames within
+    ``displacement_radius`` of an event (``displacement_mask``)."""
     stages = output.get("stage_logits") or [output["logits"]]
     num_outputs = targets.shape[-1]
     flat_targets = targets.reshape(-1, num_outputs)
@@ -459,7 +583,20 @@ def spot_loss(
     if team is not None and "team" in output:
         bce = F.binary_cross_entropy_with_logits(output["team"].float(), team, reduction="none")
         loss = loss + (bce * team_mask).sum() / team_mask.sum().clamp_min(1.0)
+    if displacement is not None and "displacement" in output:
+        loss = loss + displacement_loss(
+            output["displacement"], displacement, displacement_mask, displacement_radius
+        )
     return loss
+
+
+def displacement_loss(
+    predicted: torch.Tensor, target: torch.Tensor, mask: torch.Tensor, radius: int
+) -> torch.Tensor:
+    """Mean squared error of the displacement (frames) at the frames within ``radius`` of an event (``mask``),
+    in units of the radius (targets in [-1, 1]), so the term weighs the same at any radius."""
+    error = ((predicted.float() - target) / radius) ** 2
+    return (error * mask).sum() / mask.sum().clamp_min(1.0)
 
 
 def lr_factor(step: int, warmup_steps: int, total_steps: int) -> float:
@@ -525,23 +662,49 @@ class Trainer:
     def _autocast(self):
         return autocast(self.dist.device, self.amp_dtype) if self.amp else contextlib.nullcontext()
 
-    def _batch(self, batch: dict, generator: torch.Generator | None) -> tuple:
+    def _batch(
+        self, batch: dict, generator: torch.Generator | None
+    ) -> tuple[torch.Tensor, torch.Tensor, dict]:
+        """(clips, class targets, the other targets as ``spot_loss`` keyword arguments) of a loader batch."""
         device = self.dist.device
-        clips = to_clips(batch["frames"], device)
+        features = "features" in batch  # frozen features (B, T, D): no image augmentation
+        clips = (
+            batch["features"].to(device, non_blocking=True) if features else to_clips(batch["frames"], device)
+        )
         team = batch["team"].to(device, non_blocking=True)
         team_mask = batch["team_mask"].to(device, non_blocking=True)
-        if generator is not None and self.args.augment:
+        if features:
+            pass  # neither augmented nor cropped: the backbone ran once, on centre-cropped frames
+        elif generator is not None and self.args.augment:
             clips, flipped = self.augment(clips, generator)
             team = swap_team(team, flipped)
         else:
             clips = center_crop(clips, (self.config["frame_height"], self.config["frame_width"]))
         num_outputs = len(self.config["classes"]) + 1
         targets = F.one_hot(batch["labels"].to(device), num_outputs).float()
+        radius = int(self.config["displacement"])
+        # Masked targets (team, displacement) are stacked on a last axis so that mixup mixes them alike.
+        masked = [team] + ([batch["displacement"].to(device, non_blocking=True)] if radius else [])
+        masks = [team_mask] + ([batch["displacement_mask"].to(device, non_blocking=True)] if radius else [])
+        values, value_masks = torch.stack(masked, -1), torch.stack(masks, -1)
         if generator is not None and self.args.mixup:
-            clips, targets, team, team_mask = mixup_clips(clips, targets, team, team_mask, generator)
-        if not self.config["team"]:
-            team = team_mask = None
-        return clips, targets, team, team_mask
+            if features:  # mixed as (B, T, D, 1, 1) clips
+                clips, targets, values, value_masks = mixup_clips(
+                    clips[..., None, None], targets, values, value_masks, generator
+                )
+                clips = clips[..., 0, 0]
+            else:
+                clips, targets, values, value_masks = mixup_clips(
+                    clips, targets, values, value_masks, generator
+                )
+        extras: dict = {"focal_gamma": self.focal_gamma}
+        if self.config["team"]:
+            extras.update(team=values[..., 0], team_mask=value_masks[..., 0])
+        if radius:
+            extras.update(
+                displacement=values[..., 1], displacement_mask=value_masks[..., 1], displacement_radius=radius
+            )
+        return clips, targets, extras
 
     def train_epoch(self, epoch: int) -> dict:
         args, dist = self.args, self.dist
@@ -559,13 +722,13 @@ class Trainer:
             for i, batch in enumerate(self.loaders.train):
                 if i >= num_micro:
                     break
-                clips, targets, team, team_mask = self._batch(batch, generator)
+                clips, targets, extras = self._batch(batch, generator)
                 step_now = (i + 1) % acc == 0
                 sync = contextlib.nullcontext() if step_now or not dist.active else self.model.no_sync()
                 with sync:
                     with self._autocast():
                         output = self.model(clips)
-                    loss = spot_loss(output, targets, self.class_weights, team, team_mask, self.focal_gamma)
+                    loss = spot_loss(output, targets, self.class_weights, **extras)
                     self.scaler.scale(loss / acc).backward()
                 total_loss += loss.item()
                 if step_now:
@@ -597,12 +760,10 @@ class Trainer:
         try:
             with torch.inference_mode():
                 for batch in self.loaders.val:
-                    clips, targets, team, team_mask = self._batch(batch, None)
+                    clips, targets, extras = self._batch(batch, None)
                     with self._autocast():
-                        output = net(clips)
-                    total += spot_loss(
-                        output, targets, self.class_weights, team, team_mask, self.focal_gamma
-                    ).item()
+                        output = net.forward_features(clips) if clips.dim() == 3 else net(clips)
+                    total += spot_loss(output, targets, self.class_weights, **extras).item()
                     count += 1
         except DataError as e:
             raise worker_error(e) from None
@@ -630,9 +791,22 @@ def predict_sharded(trainer: Trainer, videos: Sequence[dict]) -> dict | None:
     elsewhere."""
     dist = trainer.dist
     shard = list(videos)[dist.rank :: dist.world_size]
-    results = predict_videos(
-        trainer.eval_net, trainer.config, trainer.args.frame_dir, shard, DEFAULT_BATCH_SIZE, dist.device
-    )
+    if trainer.config.get("frozen_features"):  # the temporal head alone, on the precomputed features
+        fps, folder = float(trainer.config["fps"]), trainer.args.frame_dir
+        results = {
+            v["video"]: predict_scores(
+                trainer.eval_net,
+                trainer.config,
+                FeatureSource(feature_path(folder, v["video"]), fps, v.get("num_frames")),
+                DEFAULT_BATCH_SIZE,
+                dist.device,
+            )
+            for v in shard
+        }
+    else:
+        results = predict_videos(
+            trainer.eval_net, trainer.config, trainer.args.frame_dir, shard, DEFAULT_BATCH_SIZE, dist.device
+        )
     if not dist.active:
         return results
     gathered = [None] * dist.world_size if dist.is_main else None
@@ -748,11 +922,13 @@ def make_trainer(args: Namespace, config: dict, dist: Dist, loaders: Loaders) ->
         transfer = init_from(net, config, args.init_from)
         if dist.is_main:
             log.info("%s", transfer.describe())
+    if config.get("frozen_features"):
+        freeze_backbone(net, args.frame_dir)
     net = net.to(dist.device)
-    model = net
+    model = FeatureForward(net) if config.get("frozen_features") else net
     if dist.active:
         device_ids = [dist.device.index] if dist.device.type == "cuda" else None
-        model = DistributedDataParallel(net, device_ids=device_ids)
+        model = DistributedDataParallel(model, device_ids=device_ids)
     optimizer = torch.optim.AdamW(parameter_groups(net, args), lr=args.learning_rate)
     steps_per_epoch = max(1, len(loaders.train) // args.acc_grad_iter)
     warmup, total = args.warm_up_epochs * steps_per_epoch, args.num_epochs * steps_per_epoch
@@ -790,10 +966,10 @@ def parameter_groups(net: nn.Module, args: Namespace) -> list[dict]:
     ``--backbone_lr_mult`` times it (fine-tuning a transferred backbone more gently). The head's group is first:
     its rate is the one logged."""
     mult = float(getattr(args, "backbone_lr_mult", 1.0))
-    backbone = [p for p in net.backbone.parameters()]
-    ids = {id(p) for p in backbone}
-    rest = [p for p in net.parameters() if id(p) not in ids]
-    if mult == 1.0:
+    backbone = [p for p in net.backbone.parameters() if p.requires_grad]  # none when frozen (features)
+    ids = {id(p) for p in net.backbone.parameters()}
+    rest = [p for p in net.parameters() if id(p) not in ids and p.requires_grad]
+    if mult == 1.0 or not backbone:
         return [{"params": rest + backbone}]
     return [{"params": rest}, {"params": backbone, "lr": args.learning_rate * mult}]
 
@@ -911,6 +1087,8 @@ def predict_best(
         record = selection_record(
             history, trainer.args.criterion, epoch, rows, config, DEFAULT_DISPLAY_THRESHOLD
         )
+        if getattr(trainer.args, "per_class_nms", False):
+            record = per_class_selection(record, val_results, splits["val"], config, rows)
         post = PostProcess.from_dict(record["postprocess"])
         target = getattr(trainer.args, "target_precision", DEFAULT_TARGET_PRECISION)
         record.update(class_threshold_record(val_results, splits["val"], config, post, target))
@@ -930,8 +1108,10 @@ def predict_best(
             continue
         if split == "val":
             results = val_results
-        elif not all((Path(trainer.args.frame_dir) / v["video"]).is_dir() for v in videos):
-            log.warning("skipping predictions on %s: some of its frame folders are missing", split)
+        elif not all(_has_input(trainer, v["video"]) for v in videos):
+            log.warning(
+                "skipping predictions on %s: some of its frame folders (or features) are missing", split
+            )
             continue
         else:
             results = predict_sharded(trainer, videos)
@@ -962,9 +1142,12 @@ def _train(args: Namespace, dist: Dist) -> dict | None:
     given = {"start_val_epoch": args.start_val_epoch, "criterion": args.criterion}
     _, classes, splits = load_dataset(args.dataset)
     resolve_defaults(args, splits["val"])
-    fps = check_frame_rate(Path(args.frame_dir), splits["train"])
+    features = use_features(args, splits)
+    fps = check_frame_rate(Path(args.frame_dir), splits["train"]) if features is None else features["fps"]
     loaders = build_loaders(args, classes, splits, dist)
     config = build_config(args, classes, fps, loaders.frame_size)
+    if features is not None:
+        config.update(features_config(args, features))
     config["train"].update(given, resolved={k: getattr(args, k) for k in given})
     check_model_dir(args, config, model_dir, splits["train"] + splits["val"])
     if dist.is_main:

@@ -118,7 +118,7 @@ def test_video_predictions_in_both_formats(video_run):
 def test_scores_timeline_and_summary(video_run):
     from util.postprocess import load_scores
 
-    ((video, (scores, team)),) = load_scores(video_run["scores"]).items()
+    ((video, (scores, team, _)),) = load_scores(video_run["scores"]).items()
     assert video == video_run["video_id"]
     assert scores.shape == (video_run["num_frames"], 13) and team.shape == (video_run["num_frames"],)
     assert np.allclose(scores.sum(axis=1), 1, atol=1e-4)

@@ -130,7 +130,10 @@ def test_predict_scores_averages_overlapping_windows(tmp_path):
     num_frames, clip_len = 21, 8
     write_video_frames(tmp_path / "v", num_frames)
     config = {"clip_len": clip_len, "classes": CLASSES, "fps": 25.0, "team": True}
-    scores, team = predict_scores(PositionModel(), config, JpegDirSource(tmp_path / "v"), batch_size=3)
+    scores, team, displacement = predict_scores(
+        PositionModel(), config, JpegDirSource(tmp_path / "v"), batch_size=3
+    )
+    assert displacement is None
     assert scores.shape == (num_frames, 3) and scores.dtype == np.float32
     assert np.allclose(scores.sum(axis=1), 1, atol=1e-6)
     expected = np.zeros((num_frames, 3))
@@ -151,7 +154,7 @@ def test_predict_scores_on_a_video_shorter_than_a_clip(tmp_path):
     write_video_frames(tmp_path / "v", 5)
     config = {"clip_len": 8, "classes": CLASSES, "fps": 25.0, "team": False}
     progress = []
-    scores, team = predict_scores(
+    scores, team, _ = predict_scores(
         PositionModel(),
         config,
         JpegDirSource(tmp_path / "v"),
@@ -171,7 +174,7 @@ def test_predict_split_writes_events_and_scores(tmp_path):
     (video,) = predictions
     assert video["video"] == "lg/s/d" and video["fps"] == 25.0 and video["events"]
     assert {"frame", "label", "score", "team", "team_score"} <= set(video["events"][0])
-    scores, team = load_scores(npz_path)["lg/s/d"]
+    scores, team, _ = load_scores(npz_path)["lg/s/d"]
     assert scores.shape == (20, 3) and team.shape == (20,)
 
 
@@ -325,6 +328,35 @@ def test_fine_tuning_from_a_model_over_other_classes_with_focal_loss(tmp_path, c
     assert load_json(tmp_path / "model/config.json")["train"]["loss"] == "focal"
 
 
+@pytest.mark.slow
+def test_displacement_flip_overlap_and_per_class_windows_flow_through_every_step(tmp_path):
+    import eval_soccernet_ball
+
+    frame_dir, data_dir = tiny_library(tmp_path)
+    flags = ("--team", "--displacement", "2", "--tta", "flip", "--window_overlap", "0.75", "--per_class_nms")
+    assert (
+        run(train_argv(tmp_path, frame_dir, data_dir, *flags, "--num_epochs", "2", "--start_val_epoch", "0"))
+        == 0
+    )
+    model = tmp_path / "model"
+    config = load_json(model / "config.json")
+    assert (config["displacement"], config["tta"], config["window_overlap"]) == (2, "flip", 0.75)
+    selection = load_json(model / "selection.json")
+    assert selection["per_class_nms"] is True
+    (npz,) = model.glob("pred-test.*.score.npz")
+    ((video, (scores, team, displacement)),) = load_scores(npz).items()
+    assert displacement.shape == team.shape == (len(scores),) and np.abs(displacement).max() < 50
+    # Eval re-predicts with other prediction settings into a folder of their own, leaving training's files alone.
+    before = npz.read_bytes()
+    argv = [str(data_dir), str(frame_dir), str(model), "-s", "test", "--tta", "none", "--results_json"]
+    assert (
+        run_main(eval_soccernet_ball.main, eval_soccernet_ball.get_args([*argv, str(tmp_path / "r.json")]))
+        == 0
+    )
+    assert (model / "predict-tta-none" / npz.name).is_file() and npz.read_bytes() == before
+    assert "at1" in load_json(tmp_path / "r.json")
+
+
 @pytest.mark.parametrize("workers", ["0", "1"])
 def test_missing_frame_is_one_clear_error(tmp_path, capsys, workers):
     frame_dir, data_dir = tiny_library(tmp_path)
@@ -425,7 +457,7 @@ def test_two_process_gloo_run_agrees_on_one_epoch_and_only_rank_0_writes(tmp_pat
         alone = predict_videos(net, config, frame_dir, videos, device="cpu")
         written = load_scores(model / f"pred-{split}.{best}.score.npz")
         assert set(written) == {v["video"] for v in videos}
-        for video, (scores, team) in alone.items():
+        for video, (scores, team, _) in alone.items():
             np.testing.assert_allclose(written[video][0], scores, atol=1e-5)
             np.testing.assert_allclose(written[video][1], team, atol=1e-5)
 
@@ -502,7 +534,7 @@ def test_training_learns_the_visible_cues_of_class_and_team(tmp_path):
     # The team head: which side acted, at each true event of the selected epoch's val predictions.
     assert load_json(model / "config.json")["team"] is True
     (npz,) = model.glob("pred-val.*.score.npz")
-    ((video, (_, team)),) = load_scores(npz).items()
+    ((video, (_, team, _)),) = load_scores(npz).items()
     truth = load_json(data_dir / "val.json")[0]["events"]
     correct = [(team[e["frame"]] > 0.5) == (e["team"] == "right") for e in truth]
     assert np.mean(correct) > 0.8, np.mean(correct)  # chance is 0.5

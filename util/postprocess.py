@@ -50,13 +50,16 @@ class PostProcess:
     """How per-frame scores become events, every window in seconds (it means the same at any frame rate).
 
     ``nms_window_s``: +- seconds around a kept event (0 = no NMS); ``soft``: soft instead of hard NMS;
-    ``sigma_s``: Gaussian smoothing of the scores (0 = none); ``threshold``: the lowest score kept.
+    ``sigma_s``: Gaussian smoothing of the scores (0 = none); ``threshold``: the lowest score kept;
+    ``class_windows_s``: ``((class, seconds), ...)``, the classes whose NMS window differs from ``nms_window_s``
+    (chosen per class on val with ``--per_class_nms``).
     """
 
     nms_window_s: float = DEFAULT_NMS_WINDOW_S
     soft: bool = False
     sigma_s: float = 0.0
     threshold: float = DEFAULT_THRESHOLD
+    class_windows_s: tuple[tuple[str, float], ...] = ()
 
     def __post_init__(self) -> None:
         for name in ("nms_window_s", "sigma_s"):
@@ -67,15 +70,22 @@ class PostProcess:
             raise ValueError(f"soft must be true or false, not {self.soft!r}")
         if not (isinstance(self.threshold, int | float) and 0.0 <= self.threshold <= 1.0):
             raise ValueError(f"threshold must be in [0, 1], not {self.threshold!r}")
+        windows = tuple((str(c), float(w)) for c, w in dict(self.class_windows_s).items())
+        if any(not (math.isfinite(w) and w >= 0) for _, w in windows):
+            raise ValueError(f"class_windows_s must be seconds >= 0, not {self.class_windows_s!r}")
+        object.__setattr__(self, "class_windows_s", windows)
 
     def event_options(self, fps: float) -> dict[str, Any]:
         """The keyword arguments of ``scores_to_events`` at ``fps``: windows in frames."""
-        return {
+        options: dict[str, Any] = {
             "threshold": float(self.threshold),
             "nms_window": window_frames(self.nms_window_s, fps),
             "soft": bool(self.soft),
             "sigma": float(self.sigma_s) * fps,
         }
+        if self.class_windows_s:
+            options["class_windows"] = {c: window_frames(w, fps) for c, w in self.class_windows_s}
+        return options
 
     def describe(self, fps: float | None = None) -> str:
         """'hard NMS +-0.5 s (5 frames at 10 fps), threshold 0.01' and the like, for logs and titles."""
@@ -85,16 +95,25 @@ class PostProcess:
                 nms += f" ({window_frames(self.nms_window_s, fps)} frames at {fps:g} fps)"
         else:
             nms = "no NMS"
+        if self.class_windows_s:
+            nms += " (" + ", ".join(f"{c} +-{w:g} s" for c, w in self.class_windows_s) + ")"
         smooth = f", Gaussian smoothing sigma {self.sigma_s:g} s" if self.sigma_s > 0 else ""
         return f"{nms}{smooth}, threshold {self.threshold:g}"
 
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        data = asdict(self)
+        data["class_windows_s"] = dict(self.class_windows_s)  # {class: seconds} in selection.json
+        if not data["class_windows_s"]:
+            del data["class_windows_s"]  # files stay as they were without per-class windows
+        return data
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> PostProcess:
         known = {k: data[k] for k in ("nms_window_s", "soft", "sigma_s", "threshold") if k in data}
-        return cls(**known)
+        windows = data.get("class_windows_s") or {}
+        if not isinstance(windows, Mapping):
+            raise ValueError(f"class_windows_s must be {{class: seconds}}, not {windows!r}")
+        return cls(**known, class_windows_s=tuple(windows.items()))
 
     def with_overrides(
         self,
@@ -113,6 +132,8 @@ class PostProcess:
             changes["nms_window_s"] = nms_window / fps
         elif nms_window_s is not None:
             changes["nms_window_s"] = nms_window_s
+        if "nms_window_s" in changes:  # one window given by hand holds for every class
+            changes["class_windows_s"] = ()
         return replace(self, **{k: v for k, v in changes.items() if v is not None})
 
 
@@ -258,33 +279,61 @@ def scores_to_events(
     sigma: float = 0.0,
     peaks: bool = True,
     team_scores: np.ndarray | None = None,
+    displacement: np.ndarray | None = None,
+    class_windows: Mapping[str, int] | None = None,
 ) -> list[dict[str, Any]]:
     """Per-frame scores (T, C + 1), column 0 background -> events sorted by frame (module docstring).
 
     ``fps`` is the frame rate of ``scores``; every window here is in frames (``PostProcess.event_options(fps)``
     gives them from seconds), so ``fps`` only has to be positive when given. ``nms_window=0`` (the default) is no
-    NMS.
+    NMS; ``class_windows`` gives some classes a window of their own. With ``displacement`` (T,), T-DEED's
+    predicted frames to the nearest event, each candidate moves to ``frame + round(displacement[frame])`` (kept in
+    the video; candidates that land on one frame keep the highest score) before NMS.
     """
     scores = np.asarray(scores)
     if scores.ndim != 2 or scores.shape[1] != len(classes) + 1:
         raise ValueError(f"scores of shape {scores.shape}: expected (frames, {len(classes) + 1})")
     if fps is not None and not fps > 0:
         raise ValueError(f"fps {fps} is not positive")
-    if team_scores is not None and len(team_scores) != len(scores):
-        raise ValueError(f"team scores of length {len(team_scores)} for {len(scores)} frames")
+    for name, extra in (("team scores", team_scores), ("displacement", displacement)):
+        if extra is not None and len(extra) != len(scores):
+            raise ValueError(f"{name} of length {len(extra)} for {len(scores)} frames")
     values = smooth_scores(scores[:, 1:], sigma)
     events = []
     for c, label in enumerate(classes):
         column = values[:, c]
         frames = find_peaks(column, threshold) if peaks else np.flatnonzero(column >= threshold)
-        keep, kept_scores = _suppress(frames, column[frames], nms_window, soft, threshold)
-        for frame, score in zip(frames[keep].tolist(), kept_scores.tolist(), strict=True):
+        origins, values_c = frames, column[frames]
+        if displacement is not None:
+            frames, origins, values_c = displace(frames, values_c, displacement, len(scores))
+        window = nms_window if class_windows is None else class_windows.get(label, nms_window)
+        keep, kept_scores = _suppress(frames, values_c, window, soft, threshold)
+        for frame, origin, score in zip(
+            frames[keep].tolist(), origins[keep].tolist(), kept_scores.tolist(), strict=True
+        ):
             event = {"frame": frame, "label": label, "score": score}
-            if team_scores is not None:
-                _with_team(event, float(team_scores[frame]))
+            if team_scores is not None:  # the team seen where the model saw the event
+                _with_team(event, float(team_scores[origin]))
             events.append((frame, c, event))
     events.sort(key=lambda e: e[:2])
     return [e for _, _, e in events]
+
+
+def displace(
+    frames: np.ndarray, scores: np.ndarray, displacement: np.ndarray, num_frames: int
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Move candidate ``frames`` by the rounded ``displacement`` at each (clipped to the video). Returns the new
+    frames (sorted, unique: of candidates that land together the highest score stays, ties to the earlier
+    origin), the frame each came from, and their scores."""
+    if len(frames) == 0:
+        return frames, frames, scores
+    moved = np.clip(frames + np.rint(displacement[frames]).astype(np.int64), 0, num_frames - 1)
+    # Sort by target frame, then score descending, then origin: the first of each target frame wins.
+    order = np.lexsort((frames, -scores, moved))
+    moved, origins, scores = moved[order], frames[order], scores[order]
+    first = np.ones(len(moved), bool)
+    first[1:] = moved[1:] != moved[:-1]
+    return moved[first], origins[first], scores[first]
 
 
 def nms_events(
@@ -332,22 +381,31 @@ def average_scores(score_sets: Sequence[Mapping[str, np.ndarray]]) -> dict[str, 
 
 # ---- per-frame scores on disk (.score.npz): an array per video id, plus "<video>::team" (P(right)) for a team head
 TEAM_KEY = "::team"
+DISPLACEMENT_KEY = "::displacement"  # "<video>::displacement": T-DEED's frames to the nearest event
+AUX_KEYS = (TEAM_KEY, DISPLACEMENT_KEY)
 
 
-def store_scores(path: str | Path, results: dict[str, tuple[np.ndarray, np.ndarray | None]]) -> None:
-    """Per-frame scores as one .npz: an array per video id, plus ``<video>::team`` for a team head."""
+def is_aux_key(key: str) -> bool:
+    """Whether a .score.npz key holds a video's team or displacement array rather than its scores."""
+    return key.endswith(AUX_KEYS)
+
+
+def store_scores(path: str | Path, results: Mapping[str, Sequence[np.ndarray | None]]) -> None:
+    """Per-frame scores as one .npz: an array per video id, plus ``<video>::team`` for a team head and
+    ``<video>::displacement`` for a displacement head (``results``: video -> (scores, team, displacement))."""
     arrays = {}
-    for video, (scores, team) in results.items():
+    for video, (scores, *extras) in results.items():
         arrays[video] = scores
-        if team is not None:
-            arrays[video + TEAM_KEY] = team
+        for key, values in zip(AUX_KEYS, extras, strict=False):
+            if values is not None:
+                arrays[video + key] = values
     with atomic_open(path, "wb") as f:
         np.savez_compressed(f, **arrays)
 
 
 def load_score_arrays(path: str | Path) -> dict[str, np.ndarray]:
-    """Every array of a ``.score.npz`` by its key (``<video>`` and ``<video>::team``); an unreadable file is a
-    DataError naming it."""
+    """Every array of a ``.score.npz`` by its key (``<video>``, ``<video>::team``, ``<video>::displacement``); an
+    unreadable file is a DataError naming it."""
     try:
         with np.load(path) as data:
             return {key: data[key] for key in data.files}
@@ -355,11 +413,12 @@ def load_score_arrays(path: str | Path) -> dict[str, np.ndarray]:
         raise DataError(f"{path}: cannot read the per-frame scores ({e})") from None
 
 
-def load_scores(path: str | Path) -> dict[str, tuple[np.ndarray, np.ndarray | None]]:
-    """Read a ``.score.npz`` written by ``store_scores``: video id -> (scores, team or None)."""
+def load_scores(path: str | Path) -> dict[str, tuple[np.ndarray, np.ndarray | None, np.ndarray | None]]:
+    """Read a ``.score.npz`` written by ``store_scores``: video id -> (scores, team or None, displacement or
+    None)."""
     arrays = load_score_arrays(path)
     return {
-        key: (value, arrays.get(key + TEAM_KEY))
+        key: (value, arrays.get(key + TEAM_KEY), arrays.get(key + DISPLACEMENT_KEY))
         for key, value in arrays.items()
-        if not key.endswith(TEAM_KEY)
+        if not is_aux_key(key)
     }
