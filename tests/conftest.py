@@ -222,3 +222,46 @@ def make_library(
 
 def event(frame: int, label: str = "PASS", team: str = "left") -> dict:
     return {"frame": frame, "label": label, "team": team, "visibility": "visible"}
+
+
+# ---- a SoccerNet-v2-style synthetic library (v2 parsing and the v2 library's tests)
+
+
+@pytest.fixture(scope="session")
+def v2_library(tmp_path_factory) -> tuple[Path, dict[str, list[str]]]:
+    """``(root, splits)`` of a synthetic SoccerNet-v2-style library (``label_format="v2"``: Labels-v2.json, two
+    games in halves of 8 s at 25 fps, seed 0), rendered once per test run (read-only)."""
+    from synthetic.library import render_library
+
+    root = tmp_path_factory.mktemp("syn-v2")
+    return root, render_library(root, games=2, seconds=8, seed=0, label_format="v2")
+
+
+# ---- frozen features (extract_features.py; train_e2e.py on a feature folder)
+
+
+def feature_library(root: Path) -> tuple[Path, Path]:
+    """A toy library for feature tests (frame dir, data dir): train a (40 frames), b (24), val c (24), test d (20)
+    at 25 fps, 112x64 flat grey frames, with PASS / DRIVE events of both teams."""
+
+    def video(name: str, n: int, events: list[dict]) -> dict:
+        return {"video": name, "num_frames": n, "events": events}
+
+    splits = {
+        "train": [
+            video("lg/s/a", 40, [event(10), event(25, "DRIVE", "right")]),
+            video("lg/s/b", 24, [event(5, "DRIVE"), event(16, "PASS", "right")]),
+        ],
+        "val": [video("lg/s/c", 24, [event(12, "PASS", "right"), event(4, "DRIVE")])],
+        "test": [video("lg/s/d", 20, [event(7, "DRIVE")])],
+    }
+    return make_library(root, splits)
+
+
+def feature_train_argv(data_dir: Path, feature_dir: Path, save_dir: Path, *extra: str) -> list[str]:
+    """train_e2e.py flags of a few-second run on a feature folder (GRU head, clips of 8, 3 epochs, CPU)."""
+    return [
+        str(data_dir), str(feature_dir), "-t", "gru", "-s", str(save_dir), "--clip_len", "8", "--batch_size", "2",
+        "--num_epochs", "3", "--warm_up_epochs", "1", "--epoch_num_frames", "32", "--start_val_epoch", "1",
+        "--device", "cpu", "-j", "0", *extra,
+    ]  # fmt: skip
