@@ -276,3 +276,24 @@ def test_class_windows_change_only_their_class():
     assert [(e["label"], e["frame"]) for e in both] == [("PASS", 10), ("DRIVE", 10), ("DRIVE", 16)]
     with pytest.raises(ValueError, match="class_windows_s"):
         PostProcess(class_windows_s=(("PASS", -1.0),))
+
+
+# ---- the A/B runner (python -m synthetic.levers)
+
+
+def test_every_arm_of_the_ab_runner_is_a_valid_training_command():
+    import train_e2e
+    from synthetic import levers
+
+    for arm, (flags, _) in {**levers.TRAINED_ARMS, **levers.FEATURE_ARMS}.items():
+        args = train_e2e.get_args(["data", "frames", *levers.TRAIN, *flags, "-s", f"models/{arm}"])
+        assert args.clip_len == 50 and args.num_epochs == 8, arm
+    for overrides, _ in levers.PREDICT_ARMS.values():
+        config = {"clip_len": 50, "classes": CLASSES, **overrides}
+        assert window_stride(config) >= 1
+    runs = [
+        {"mAP@1": 0.5, "frame mAP 0": 0.1, "frame mAP 1": 0.2},
+        {"mAP@1": 0.3, "frame mAP 0": 0.1, "frame mAP 1": 0.4},
+    ]
+    text = levers.table({"baseline": runs}, {"baseline": "the reference"})
+    assert "| baseline | the reference | **0.400** (0.500, 0.300) | **0.100** (0.100, 0.100) |" in text
