@@ -27,7 +27,7 @@ from pathlib import Path
 
 import numpy as np
 
-from util.cli import run_main, setup_logging
+from util.cli import add_prediction_flags, run_main, setup_logging
 from util.dataset import SPLIT_ALIASES, load_classes, load_split, resolve_dataset, split_name
 from util.io import DataError, load_json, store_json
 from util.metrics.results import format_results, labels_by_game, predictions_by_game, spotting_results
@@ -74,16 +74,7 @@ def get_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         "prediction (default: as the model was trained, config.json); given, a model directory predicts the "
         "split again with them, into MODEL_DIR/predict-<settings>/ (its own predictions stay as they are)"
     )
-    predict.add_argument(
-        "--tta",
-        choices=("none", "flip"),
-        help="test-time augmentation: flip = mean of each window and its mirror",
-    )
-    predict.add_argument(
-        "--window_overlap",
-        type=float,
-        help="fraction of frames consecutive prediction windows share, in [0, 1)",
-    )
+    add_prediction_flags(predict, "as the model was trained")
     post = parser.add_argument_group(
         "post-processing (default: what the model recorded in selection.json; a prediction file: as it is)"
     )

@@ -33,7 +33,7 @@ from tqdm.contrib.logging import logging_redirect_tqdm
 from model.inference import run_inference
 from model.predict import DEFAULT_BATCH_SIZE
 from model.render import DEFAULT_SLOWMO_FACTOR, DEFAULT_SLOWMO_SPAN_S
-from util.cli import run_main, setup_logging
+from util.cli import add_prediction_flags, run_main, setup_logging
 
 
 def get_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -76,16 +76,7 @@ def get_args(argv: list[str] | None = None) -> argparse.Namespace:
         help="NMS window, +- frames at the model's frame rate (default: the window the model chose on val)",
     )
     nms.add_argument("--nms_window_s", type=float, help="NMS window, +- seconds (default: the model's)")
-    parser.add_argument(
-        "--tta",
-        choices=("none", "flip"),
-        help="test-time augmentation (default: the model's, config.json): flip = mean of each window and its mirror",
-    )
-    parser.add_argument(
-        "--window_overlap",
-        type=float,
-        help="fraction of frames consecutive windows share, in [0, 1) (default: the model's, else 0.5)",
-    )
+    add_prediction_flags(parser, "the model's, config.json")
     parser.add_argument(
         "--batch_size",
         type=int,

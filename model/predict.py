@@ -23,6 +23,7 @@ from torch import nn
 from dataset.source import FrameSource, iter_windows, open_frame_source
 from dataset.transform import center_crop, to_clips
 from model.common import unwrap_model
+from util.cli import DEFAULT_OVERLAP, TTA_MODES
 from util.io import store_json
 from util.postprocess import PostProcess, scores_to_events, store_scores
 
@@ -87,8 +88,6 @@ def autocast(device: torch.device, dtype: torch.dtype | None = None) -> contextl
 
 # Per-video results everywhere: (scores (T, C + 1), team P(right) (T,) or None, displacement in frames (T,) or None).
 VideoScores = tuple[np.ndarray, np.ndarray | None, np.ndarray | None]
-DEFAULT_OVERLAP = 0.5  # consecutive windows share this fraction of their frames
-TTA_MODES = ("none", "flip")
 
 
 class _Accumulator:

@@ -10,6 +10,23 @@ from typing import Any
 from util.io import DataError
 
 EXIT_USAGE = 2
+# How the predict path may run a model (model/predict.py): test-time augmentation, and the windows' default overlap.
+TTA_MODES = ("none", "flip")
+DEFAULT_OVERLAP = 0.5
+
+
+def add_prediction_flags(group: Any, default: str) -> None:
+    """``--tta`` and ``--window_overlap`` (default None = ``default``, said in the help) on an argparse group."""
+    group.add_argument(
+        "--tta",
+        choices=TTA_MODES,
+        help=f"test-time augmentation: flip = mean of each window and its horizontal mirror (default: {default})",
+    )
+    group.add_argument(
+        "--window_overlap",
+        type=float,
+        help=f"fraction of frames consecutive prediction windows share, in [0, 1) (default: {default})",
+    )
 
 
 def setup_logging(verbose: bool = False) -> None:
