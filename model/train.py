@@ -250,9 +250,9 @@ def build_config(args: Namespace, classes: Sequence[str], fps: float, frame_size
         frame_width=input_w,
         fps=fps,
         team=bool(args.team),
-        displacement=int(getattr(args, "displacement", 0) or 0),
-        tta=getattr(args, "tta", "none") or "none",
-        window_overlap=float(getattr(args, "window_overlap", DEFAULT_OVERLAP)),
+        displacement=int(args.displacement),
+        tta=args.tta,
+        window_overlap=float(args.window_overlap),
         pretrained=bool(args.pretrained),
         source_width=width,
         source_height=height,
@@ -503,7 +503,7 @@ def build_loaders(args: Namespace, classes: list[str], splits: dict, dist: Dist)
         clip_len=args.clip_len,
         dilate_len=args.dilate_len,
         seed=args.seed,
-        displacement=int(getattr(args, "displacement", 0) or 0),
+        displacement=int(args.displacement),
     )
     # Frozen features (FRAME_DIR holds a features.json of extract_features.py): clips of features, not frames.
     features = load_feature_info(args.frame_dir) if is_feature_dir(args.frame_dir) else None
@@ -673,12 +673,11 @@ class Trainer:
         )
         team = batch["team"].to(device, non_blocking=True)
         team_mask = batch["team_mask"].to(device, non_blocking=True)
-        if features:
-            pass  # neither augmented nor cropped: the backbone ran once, on centre-cropped frames
-        elif generator is not None and self.args.augment:
+        # Features are neither augmented nor cropped: the backbone ran once, on centre-cropped frames.
+        if not features and generator is not None and self.args.augment:
             clips, flipped = self.augment(clips, generator)
             team = swap_team(team, flipped)
-        else:
+        elif not features:
             clips = center_crop(clips, (self.config["frame_height"], self.config["frame_width"]))
         num_outputs = len(self.config["classes"]) + 1
         targets = F.one_hot(batch["labels"].to(device), num_outputs).float()
@@ -1087,7 +1086,7 @@ def predict_best(
         record = selection_record(
             history, trainer.args.criterion, epoch, rows, config, DEFAULT_DISPLAY_THRESHOLD
         )
-        if getattr(trainer.args, "per_class_nms", False):
+        if trainer.args.per_class_nms:
             record = per_class_selection(record, val_results, splits["val"], config, rows)
         post = PostProcess.from_dict(record["postprocess"])
         target = getattr(trainer.args, "target_precision", DEFAULT_TARGET_PRECISION)
