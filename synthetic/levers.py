@@ -51,10 +51,11 @@ TRAINED_ARMS: dict[str, tuple[list[str], str]] = {
     "focal": (["-t", "gru", "--loss", "focal"], "GRU, focal loss (gamma 2)"),
     "flip_trained": (["-t", "gru", "--augment"], "GRU trained with augmentation (flips, crops, colour)"),
 }
-# name -> (config overrides at prediction, what it tests); measured on the baseline's runs.
-PREDICT_ARMS: dict[str, tuple[dict, str]] = {
-    "tta_flip": ({"tta": "flip"}, "baseline + test-time flip"),
-    "overlap_0.75": ({"window_overlap": 0.75}, "baseline, windows overlapping by 3/4"),
+# name -> (config overrides at prediction, what it tests, the trained arm whose runs predict again).
+PREDICT_ARMS: dict[str, tuple[dict, str, str]] = {
+    "tta_flip": ({"tta": "flip"}, "baseline + test-time flip", "baseline"),
+    "overlap_0.75": ({"window_overlap": 0.75}, "baseline, windows overlapping by 3/4", "baseline"),
+    "flip_trained_tta_flip": ({"tta": "flip"}, "flip_trained + test-time flip", "flip_trained"),
 }
 # name -> (training flags beside TRAIN, what it tests): a temporal head on frozen features of the baseline's first
 # run (the whole backbone, seed 0), seconds an epoch, so the temporal levers can be compared at little cost.
@@ -248,18 +249,19 @@ def main(argv: list[str] | None = None) -> int:
     args.out.mkdir(parents=True, exist_ok=True)
     prepare(args.out, python)
     results: dict[str, list[dict[str, float]]] = {}
-    notes = {a: what for a, (_, what) in {**TRAINED_ARMS, **PREDICT_ARMS, **FEATURE_ARMS}.items()}
+    notes = {a: entry[1] for a, entry in {**TRAINED_ARMS, **PREDICT_ARMS, **FEATURE_ARMS}.items()}
     notes["per_class_nms"] = "baseline, NMS window per class chosen on val"
     notes["transfer"] = "baseline's recipe from a model pretrained on a v2-style library (other classes)"
-    needs_baseline = any(a in PREDICT_ARMS or a == "per_class_nms" for a in arms)
+    bases = ["baseline"] * ("per_class_nms" in arms) + [PREDICT_ARMS[a][2] for a in arms if a in PREDICT_ARMS]
     trained = [a for a in arms if a in TRAINED_ARMS or a in FEATURE_ARMS or a == "transfer"]
-    for arm in ["baseline"] * needs_baseline + [a for a in trained if a != "baseline"]:
+    for arm in dict.fromkeys(bases + trained):  # each once, in order
         for seed in seeds:
             train(args.out, arm, seed, python)
     for arm in arms:
         runs = []
         for seed in seeds:
-            model = train(args.out, arm if arm in trained else "baseline", seed, python)
+            base = PREDICT_ARMS[arm][2] if arm in PREDICT_ARMS else arm if arm in trained else "baseline"
+            model = train(args.out, base, seed, python)
             if arm in trained:
                 runs.append(trained_metrics(args.out, model))
             elif arm in PREDICT_ARMS:

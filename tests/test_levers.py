@@ -288,7 +288,8 @@ def test_every_arm_of_the_ab_runner_is_a_valid_training_command():
     for arm, (flags, _) in {**levers.TRAINED_ARMS, **levers.FEATURE_ARMS}.items():
         args = train_e2e.get_args(["data", "frames", *levers.TRAIN, *flags, "-s", f"models/{arm}"])
         assert args.clip_len == 50 and args.num_epochs == 8, arm
-    for overrides, _ in levers.PREDICT_ARMS.values():
+    for overrides, _, base in levers.PREDICT_ARMS.values():
+        assert base in levers.TRAINED_ARMS
         config = {"clip_len": 50, "classes": CLASSES, **overrides}
         assert window_stride(config) >= 1
     runs = [
