@@ -134,7 +134,7 @@ def _crop_hw(config: dict) -> tuple[int, int] | None:
 
 
 def tta_mode(config: dict) -> str:
-    """The test-time augmentation a config asks for: "none" or "flip" (a DataError-free ValueError otherwise)."""
+    """The test-time augmentation a config asks for: "none" or "flip" (anything else is a ValueError)."""
     mode = str(config.get("tta") or "none")
     if mode not in TTA_MODES:
         raise ValueError(f"tta must be one of {', '.join(TTA_MODES)}, not {mode!r}")

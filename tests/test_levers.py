@@ -298,3 +298,37 @@ def test_every_arm_of_the_ab_runner_is_a_valid_training_command():
     ]
     text = levers.table({"baseline": runs}, {"baseline": "the reference"})
     assert "| baseline | the reference | **0.400** (0.500, 0.300) | **0.100** (0.100, 0.100) |" in text
+
+
+# ---- bad settings are refused with their names
+
+
+def test_bad_prediction_settings_are_refused_by_name(tmp_path, capsys, tiny_model_dir, match_video):
+    import eval_soccernet_ball
+    import train_e2e
+    from model.inference import run_inference
+    from util.io import DataError
+
+    for argv, said in (
+        (["--window_overlap", "1.0"], "--window_overlap must be in [0, 1)"),
+        (["--displacement", "-1"], "--displacement R must be >= 0"),
+    ):
+        with pytest.raises(SystemExit):
+            train_e2e.get_args(["data", "frames", "-m", "rny002", "-s", str(tmp_path / "m"), *argv])
+        assert said in capsys.readouterr().err
+    pred = tmp_path / "pred-test.0.json"
+    pred.write_text("[]")
+    for argv, said in (
+        ([str(tmp_path), "--window_overlap", "-0.5"], "--window_overlap must be in [0, 1)"),
+        ([str(pred), "--tta", "flip"], "give model directories, not prediction files"),
+    ):
+        with pytest.raises(SystemExit):
+            eval_soccernet_ball.get_args(["data", "frames", *argv])
+        assert said in capsys.readouterr().err
+    with pytest.raises(DataError, match="window_overlap must be in"):
+        run_inference(
+            tiny_model_dir, tmp_path / "out", video=match_video, predict_options={"window_overlap": 2.0}
+        )
+    with pytest.raises(DataError, match="tta must be one of none, flip"):
+        run_inference(tiny_model_dir, tmp_path / "out", video=match_video, predict_options={"tta": "rotate"})
+    assert not (tmp_path / "out" / "predictions.json").exists()
