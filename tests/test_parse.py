@@ -576,13 +576,8 @@ GAME_V2 = "league_b/2015-2016/2015-08-08 - 19-30 Home FC 2 - 2 Away FC"
 def annotation_v2(
     half: int, position_ms: int, label: str = "Throw-in", team: str = "home", visibility="visible"
 ):
-    return {
-        "gameTime": game_time(half, position_ms),
-        "label": label,
-        "position": str(position_ms),
-        "team": team,
-        "visibility": visibility,
-    }
+    """``annotation`` with v2's defaults (a v2 class, a club as the team)."""
+    return annotation(half, position_ms, label, team, visibility)
 
 
 ANNOTATIONS_V2 = [
