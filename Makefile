@@ -1,5 +1,6 @@
 # SPOT-SoccerNet-Ball: one command per job. Every target sets up what it needs first.
 #   make demo   - set up, then run the whole pipeline on the embedded synthetic library (under demo/)
+#   make demo-video - the same pipeline without step 1: training, eval and inference decode the videos (demo-video/)
 #   make test   - set up (dev tools too), then run the whole test suite
 #   make test-fast - the unit tests only (no end-to-end runs, no browser): the edit-test loop, under a minute
 #   make lint   - ruff check + ruff format --check
@@ -23,7 +24,7 @@ PYTEST_ARGS ?=
 # Test processes (pytest-xdist): 0 = this process. -n 2 on 2 cores measured slower (20.5 vs 15 min: torch threads contend).
 PYTEST_WORKERS ?= 0
 
-.PHONY: setup setup-dev demo test test-fast lint format bench gpu-check app clean system-deps fast-alloc
+.PHONY: setup setup-dev demo demo-video test test-fast lint format bench gpu-check app clean system-deps fast-alloc
 
 setup: $(RUNTIME_STAMP)
 setup-dev: $(DEV_STAMP)
@@ -43,6 +44,10 @@ $(DEV_STAMP): requirements.txt requirements-dev.txt $(RUNTIME_STAMP)
 
 demo: setup fast-alloc
 	$(PY) -m synthetic.demo --out $(DEMO_DIR)
+
+# The same demo without step 1: every step reads the video library, decoding frames on the fly (no JPEG written).
+demo-video: setup fast-alloc
+	$(PY) -m synthetic.demo --out $(DEMO_DIR)-video --from_video
 
 # The scripts re-execute themselves with tcmalloc (util/allocator.py); pytest runs in-process, so it is preloaded here.
 test: setup-dev system-deps
@@ -93,5 +98,5 @@ fast-alloc:
 	fi
 
 clean:
-	rm -rf $(DEMO_DIR) .pytest_cache .ruff_cache test-artifacts bench-out gpu-report.json
+	rm -rf $(DEMO_DIR) $(DEMO_DIR)-video .pytest_cache .ruff_cache test-artifacts bench-out gpu-report.json
 	find . -name __pycache__ -not -path './$(VENV)/*' -prune -exec rm -rf {} +

@@ -59,7 +59,8 @@ def get_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     )
     parser.add_argument("dataset", help="dataset name (data/<name>/) or a parsed-labels folder")
     parser.add_argument(
-        "frame_dir", help="frame folder (read only to run a model that has no predictions yet)"
+        "frame_dir",
+        help="frame folder, or the video library itself (read only to run a model that has no predictions yet)",
     )
     parser.add_argument(
         "model_dir", nargs="+", help="model directory, prediction file, or several model dirs"

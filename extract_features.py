@@ -37,6 +37,7 @@ import time
 from pathlib import Path
 
 from util.cli import run_main, setup_logging
+from util.frame_dir import VIDEO_FILE, FrameDir
 from util.io import DataError
 
 log = logging.getLogger("extract_features")
@@ -174,39 +175,11 @@ def load_videos(dataset: str, splits: list[str] | None) -> tuple[list[str], list
     return classes, list(videos.values())
 
 
-class Inputs:
-    """Where each video's frames are: FRAME_DIR/<video id>/ (a frame folder), else a file of a video library."""
-
-    def __init__(self, frame_dir: str | Path):
-        self.frame_dir = Path(frame_dir)
-        self._library: dict[str, Path] | None = None
-
-    def path(self, video: str) -> Path:
-        from util.frame_folder import FPS_FILE
-
-        folder = self.frame_dir / video
-        if (folder / FPS_FILE).is_file():
-            return folder
-        if self._library is None:
-            from util.soccernet import find_videos
-
-            try:
-                self._library = {e.video_id: e.path for e in find_videos(self.frame_dir)}
-            except DataError:
-                self._library = {}
-        if video in self._library:
-            return self._library[video]
-        raise DataError(
-            f"{folder}: no frame folder (with fps.txt) and no video {video!r} in {self.frame_dir}; extract the "
-            f"frames (frames_as_jpg_soccernet_ball.py) or point FRAME_DIR at the video library"
-        )
-
-
-def first_frame_size(inputs: Inputs, video: dict) -> tuple[int, int]:
+def first_frame_size(inputs: FrameDir, video: dict) -> tuple[int, int]:
     """(width, height) of a video's frames as stored: the labels' (step 2 records them), else its first JPEG."""
     if video.get("width") and video.get("height"):
         return int(video["width"]), int(video["height"])
-    path = inputs.path(video["video"])
+    path = inputs.locate(video["video"], video.get(VIDEO_FILE))
     if path.is_dir():
         from dataset.source import read_jpeg
         from util.frame_folder import FRAME_NAME
@@ -400,7 +373,7 @@ def main(args: argparse.Namespace) -> int:
     fps = float(videos[0]["fps"])
     device = resolve_device(args.device)
     model, config, origin = load_backbone(args, classes, fps, device)
-    inputs = Inputs(args.frame_dir)
+    inputs = FrameDir(args.frame_dir)
     size = first_frame_size(inputs, videos[0])
     geo = geometry(config, size, trained=origin["source"] == "model")
     out_dir = Path(args.out_dir)
@@ -447,7 +420,7 @@ def main(args: argparse.Namespace) -> int:
             vid, num_frames = video["video"], int(video["num_frames"])
             bar.set_postfix_str(vid, refresh=False)
             try:
-                path = inputs.path(vid)
+                path = inputs.locate(vid, video.get(VIDEO_FILE))
                 source = model_frame_source(geometry_config, path, num_frames=num_frames)
                 if source.num_frames is None:  # a video decoded on the fly: no more frames than the labels
                     source = LimitedSource(source, num_frames)

@@ -43,7 +43,12 @@ def get_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--model_dir", type=Path, required=True, help="trained model directory (config.json)")
     source = parser.add_argument_group("input (one of)")
     source.add_argument("--video", type=Path, help="a video file, decoded on the fly")
-    source.add_argument("--frame_dir", type=Path, help="frame directory of step 1 (FRAME_DIR)")
+    source.add_argument(
+        "--frame_dir",
+        type=Path,
+        help="frame directory of step 1 (FRAME_DIR), or the video library itself (with --video_name: that video's "
+        "file is decoded on the fly)",
+    )
     parser.add_argument(
         "--video_name",
         help="video id under --frame_dir (e.g. league/season/game; omit when --frame_dir is the video's own "

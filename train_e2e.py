@@ -92,8 +92,10 @@ def get_args(argv=None) -> argparse.Namespace:
     p.add_argument(
         "frame_dir",
         nargs="?",
-        help="frame directory written by frames_as_jpg_soccernet_ball.py, or a feature folder written by "
-        "extract_features.py (trains the temporal head on those frozen features)",
+        help="frame directory written by frames_as_jpg_soccernet_ball.py; or the video library itself (clips are "
+        "decoded on the fly at the labels' frame rate and size, the frames step 1 would write: parse the labels "
+        "against the library first); or a feature folder written by extract_features.py (trains the temporal head "
+        "on those frozen features)",
     )
     p.add_argument(
         "--config",

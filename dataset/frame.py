@@ -1,4 +1,4 @@
-"""Training clips over frame folders (the frame sources, read by the predict path, are ``dataset.source``).
+"""Training clips over frame folders or video files (the predict path's frame sources are ``dataset.source``).
 
 - ``ClipSampler`` + ``clip_targets`` are the pure parts of training-clip construction (random windows with padding
   at the video ends, foreground up-sampling, per-frame targets with dilation); ``FrameClipDataset`` reads the frames
@@ -16,9 +16,13 @@ from pathlib import Path
 import numpy as np
 import torch
 from torch.utils.data import Dataset, Sampler
+from tqdm import tqdm
 
-from dataset.source import fit_frame, frame_path, read_jpeg
+from dataset.source import fit_frame, read_jpeg
+from util.frame_dir import VIDEO_FILE, FrameDir
+from util.frame_folder import FRAME_NAME
 from util.io import DataError
+from util.video_index import VideoFramesCache
 
 # Frames of black padding allowed before the first / after the last frame of a video in a training clip.
 DEFAULT_PAD_LEN = 5
@@ -239,30 +243,88 @@ class ClipDataset(Dataset):
 
 
 class FrameClipDataset(ClipDataset):
-    """Clips of JPEG frames: ``frames`` is a (clip_len, H, W, 3) uint8 tensor, black where the clip reaches
-    past the video. Workers only decode; augmentation runs batched afterwards (``dataset.transform``).
-    Frames whose size differs from the first video's are resized to it."""
+    """Clips of frames: ``frames`` is a (clip_len, H, W, 3) uint8 tensor, black where the clip reaches past the
+    video. Workers only decode; augmentation runs batched afterwards (``dataset.transform``). Frames whose size
+    differs from the first video's are resized to it.
+
+    FRAME_DIR holds step 1's JPEG folders, or is the video library itself (``util.frame_dir``): a video without a
+    frame folder is decoded on the fly at its labels' frame rate, by seeking to the keyframe before the clip
+    (``util.video_index``), giving the frames step 1 would have written. Every video file is indexed here, before
+    the DataLoader workers fork (they share the indices), and its frame count checked against the labels'.
+    """
 
     def __init__(self, frame_dir: str | Path, videos: Sequence[dict], classes: Sequence[str], **kwargs):
         super().__init__(videos, classes, **kwargs)
         self.frame_dir = Path(frame_dir)
-        missing = [v for v in self.video_ids if not (self.frame_dir / v).is_dir()]
+        frames = FrameDir(self.frame_dir)
+        self.paths: list[Path] = []
+        missing = []
+        for video in self.videos:
+            try:
+                self.paths.append(frames.locate(video["video"], video.get(VIDEO_FILE)))
+            except DataError:
+                missing.append(video["video"])
         if missing:
             raise DataError(
-                f"{self.frame_dir}: no frame folder for {len(missing)} video(s), e.g. {missing[0]}; "
-                f"extract the frames with frames_as_jpg_soccernet_ball.py"
+                f"{self.frame_dir}: no frame folder for {len(missing)} video(s), e.g. {missing[0]}, and no such "
+                f"video in a library there; extract the frames with frames_as_jpg_soccernet_ball.py, or point "
+                f"FRAME_DIR at the video library"
             )
-        first = read_jpeg(frame_path(self.frame_dir, self.video_ids[0], 0))
-        self.frame_size = (first.shape[1], first.shape[0])  # (width, height)
+        self.is_video = [p.is_file() for p in self.paths]
+        # A video file is decoded at its labels' frame rate.
+        self.fps = [float(v.get("fps") or 0) for v in self.videos]
+        for video, fps, path in zip(self.videos, self.fps, self.paths, strict=True):
+            if path.is_file() and fps <= 0:
+                raise DataError(
+                    f"{path}: the parsed labels of {video['video']} hold no frame rate to decode it at; parse them "
+                    "again (parse_soccernet_ball.py) with FRAME_DIR = the video library"
+                )
+        self.frame_size = self._first_size()
+        self.video_frames = VideoFramesCache()
+        files = [i for i, is_video in enumerate(self.is_video) if is_video]
+        for i in tqdm(
+            files, desc="indexing videos", unit="video", leave=False, disable=len(files) < 8 or None
+        ):
+            self._check_count(i)
+
+    def _first_size(self) -> tuple[int, int]:
+        """(width, height) of the first video's frames: its first JPEG, or for a video file the labels' size."""
+        first = self.videos[0]
+        if not self.is_video[0]:
+            image = read_jpeg(self.paths[0] / FRAME_NAME.format(0))
+            return image.shape[1], image.shape[0]
+        if first.get("width") and first.get("height"):
+            return int(first["width"]), int(first["height"])
+        raise DataError(
+            f"{self.paths[0]}: the parsed labels of {first['video']} hold no frame size; parse them again "
+            "(parse_soccernet_ball.py) with FRAME_DIR = the video library"
+        )
+
+    def _check_count(self, video_index: int) -> None:
+        path, fps = self.paths[video_index], self.fps[video_index]
+        found = len(self.video_frames.sample(path, fps))
+        expected = self.events[video_index].num_frames
+        if found != expected:
+            raise DataError(
+                f"{path}: {found} frames at {fps:g} fps, but the parsed labels of {self.video_ids[video_index]} say "
+                f"{expected}; parse the labels again against this library (step 2), or extract its frames"
+            )
 
     def read_clip(self, video_index: int, start: int) -> dict:
-        video = self.video_ids[video_index]
         num_frames = self.events[video_index].num_frames
         width, height = self.frame_size
         frames = np.zeros((self.clip_len, height, width, 3), np.uint8)
-        for i in range(max(0, -start), min(self.clip_len, num_frames - start)):
-            image = read_jpeg(frame_path(self.frame_dir, video, start + i))
-            frames[i] = fit_frame(image, self.frame_size)
+        lo, hi = max(0, -start), min(self.clip_len, num_frames - start)
+        if hi <= lo:
+            return {"frames": torch.from_numpy(frames)}
+        if self.is_video[video_index]:
+            video = self.video_frames.get(self.paths[video_index], self.fps[video_index], self.frame_size)
+            frames[lo:hi] = video.read(start + lo, start + hi)
+        else:
+            folder = self.paths[video_index]
+            for i in range(lo, hi):
+                image = read_jpeg(folder / FRAME_NAME.format(start + i))
+                frames[i] = fit_frame(image, self.frame_size)
         return {"frames": torch.from_numpy(frames)}
 
 

@@ -24,17 +24,13 @@ from typing import Any
 import cv2
 import numpy as np
 
-from util.frame_folder import FRAME_NAME, count_frames, read_fps
+from util.frame_folder import FPS_FILE, FRAME_NAME, count_frames, read_fps
 from util.io import DataError
 from util.soccernet import video_id_of_file
 from util.video import read_frames
 
 # ---------------------------------------------------------------------------------------------------------------
 # Reading frames
-
-
-def frame_path(frame_dir: str | Path, video: str, frame: int) -> Path:
-    return Path(frame_dir) / video / FRAME_NAME.format(frame)
 
 
 def read_jpeg(path: str | Path) -> np.ndarray:
@@ -369,6 +365,12 @@ def resolve_input(
         result.width, result.height = info.width, info.height
     else:
         path = Path(frame_dir) / video_name if video_name else Path(frame_dir)
+        if video_name and not (path / FPS_FILE).is_file():
+            from util.frame_dir import FrameDir
+
+            library = FrameDir(frame_dir).library()
+            if video_name.strip("/") in library:  # FRAME_DIR is the video library: decode that video's file
+                return resolve_input(library[video_name.strip("/")], None, video_name, max_frames)
         if not path.is_dir():
             hint = f" (no folder {video_name!r} in {frame_dir})" if video_name else ""
             raise DataError(f"{path}: frame folder not found{hint}; extract the frames first")

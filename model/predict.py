@@ -24,6 +24,7 @@ from dataset.source import FrameSource, iter_windows, open_frame_source
 from dataset.transform import center_crop, to_clips
 from model.common import unwrap_model
 from util.cli import DEFAULT_OVERLAP, TTA_MODES
+from util.frame_dir import VIDEO_FILE, FrameDir
 from util.io import store_json
 from util.postprocess import PostProcess, scores_to_events, store_scores
 
@@ -249,13 +250,13 @@ def predict_videos(
     batch_size: int = DEFAULT_BATCH_SIZE,
     device: str | torch.device | None = None,
 ) -> dict[str, VideoScores]:
-    """``predict_scores`` for each video ``{video, num_frames?}`` of a frame directory: video id -> (scores, team,
-    displacement)."""
+    """``predict_scores`` for each video ``{video, num_frames?}`` of a frame directory (or of the video library, each
+    file decoded on the fly at the model's frame rate and size): video id -> (scores, team, displacement)."""
     results = {}
+    frames = FrameDir(frame_dir)
     for video in videos:
-        source = model_frame_source(
-            config, Path(frame_dir) / video["video"], num_frames=video.get("num_frames")
-        )
+        path = frames.locate(video["video"], video.get(VIDEO_FILE))
+        source = model_frame_source(config, path, num_frames=video.get("num_frames"))
         results[video["video"]] = predict_scores(model, config, source, batch_size=batch_size, device=device)
     return results
 

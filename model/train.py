@@ -88,6 +88,7 @@ from model.select import (
     validation_metrics,
 )
 from model.transfer import init_from
+from util.frame_dir import VIDEO_FILE, FrameDir
 from util.frame_folder import read_fps
 from util.io import DataError, atomic_write_bytes, atomic_write_text, load_json, store_json
 from util.postprocess import DEFAULT_DISPLAY_THRESHOLD, DEFAULT_TARGET_PRECISION, PostProcess
@@ -282,20 +283,28 @@ def _same_dataset(old: str, new: str) -> bool:
 
 
 def frame_folder_differences(frame_dir: Path, videos: Sequence[dict]) -> list[str]:
-    """How the frame folders of ``videos`` under ``frame_dir`` differ from what the parsed labels say (their
-    number of frames and frame rate); empty when they hold the frames that were trained on."""
+    """How the frames of ``videos`` under ``frame_dir`` (frame folders, or video files of a library there) differ
+    from what the parsed labels say (their number of frames and frame rate); empty when they hold the frames that
+    were trained on."""
     from util.frame_folder import read_frame_folder
+    from util.video_index import VideoIndex
 
+    frames = FrameDir(frame_dir)
     diffs = []
     for video in videos:
         try:
-            info = read_frame_folder(frame_dir / video["video"])
+            path = frames.locate(video["video"], video.get(VIDEO_FILE))
+            if path.is_dir():
+                info = read_frame_folder(path)
+            else:  # a video file, read at the labels' rate: count its frames there
+                info = {"fps": float(video["fps"])}
+                info["num_frames"] = len(VideoIndex.build(path).sample(info["fps"]))
         except DataError as e:
             diffs.append(str(e))
             continue
         if info["num_frames"] != video["num_frames"] or abs(info["fps"] - float(video["fps"])) > 1e-6:
             diffs.append(
-                f"{frame_dir / video['video']}: {info['num_frames']} frames at {info['fps']:g} fps, the labels "
+                f"{path}: {info['num_frames']} frames at {info['fps']:g} fps, the labels "
                 f"say {video['num_frames']} at {float(video['fps']):g}"
             )
     return diffs
@@ -353,14 +362,17 @@ def load_dataset(dataset: str) -> tuple[Path, list[str], dict[str, list[dict]]]:
 
 
 def check_frame_rate(frame_dir: Path, videos: Sequence[dict]) -> float:
-    """The frame rate of the parsed labels, which must agree with the frame folders' fps.txt."""
+    """The frame rate of the parsed labels, which must agree with the frame folders' fps.txt (a video file of the
+    library is decoded at the labels' rate)."""
     rates = {float(v["fps"]) for v in videos}
     if len(rates) != 1:
         raise DataError(
             f"parsed labels mix frame rates {sorted(rates)}; extract every video at one --sample_fps"
         )
     fps = rates.pop()
-    folder = frame_dir / videos[0]["video"]
+    folder = FrameDir(frame_dir).locate(videos[0]["video"], videos[0].get(VIDEO_FILE))
+    if not folder.is_dir():
+        return fps
     on_disk = read_fps(folder)
     if abs(on_disk - fps) > 1e-3 * fps:
         raise DataError(
@@ -452,11 +464,13 @@ class FeatureForward(nn.Module):
         return self.net.forward_features(features)
 
 
-def _has_input(trainer: Trainer, video: str) -> bool:
-    """Whether the frames (or the features, on frozen features) of ``video`` are there to predict."""
+def _has_inputs(trainer: Trainer, videos: Sequence[dict]) -> bool:
+    """Whether the frames (a frame folder or a library file; on frozen features, the features) of every video are
+    there to predict."""
     if trainer.config.get("frozen_features"):
-        return feature_path(trainer.args.frame_dir, video).is_file()
-    return (Path(trainer.args.frame_dir) / video).is_dir()
+        return all(feature_path(trainer.args.frame_dir, v["video"]).is_file() for v in videos)
+    frames = FrameDir(trainer.args.frame_dir)
+    return all(frames.has(v["video"], v.get(VIDEO_FILE)) for v in videos)
 
 
 @dataclass
@@ -1107,7 +1121,7 @@ def predict_best(
             continue
         if split == "val":
             results = val_results
-        elif not all(_has_input(trainer, v["video"]) for v in videos):
+        elif not _has_inputs(trainer, videos):
             log.warning(
                 "skipping predictions on %s: some of its frame folders (or features) are missing", split
             )

@@ -59,30 +59,37 @@ def first_test_game(size: dict) -> str:
     return library_splits(sum(counts.values()), size["seed"], counts)["test"][0]
 
 
-def demo_steps(out: Path, python: str = sys.executable, size: dict | None = None) -> list[Step]:
-    """The commands of the demo, in order (all outputs under ``out``)."""
+def demo_steps(
+    out: Path, python: str = sys.executable, size: dict | None = None, from_video: bool = False
+) -> list[Step]:
+    """The commands of the demo, in order (all outputs under ``out``). ``from_video``: no step 1; FRAME_DIR is the
+    video library itself, each step decoding the frames it needs on the fly (no JPEG written)."""
     s = dict(DEMO, **(size or {}))
-    videos, frames, data, model = out / "videos", out / "frames", out / "data", out / "model"
+    videos, data, model = out / "videos", out / "data", out / "model"
+    frames = videos if from_video else out / "frames"
     game = first_test_game(s)
     # fmt: off
+    render = Step(
+        "Render the synthetic SoccerNet-Ball library (the stand-in for the real videos and labels)",
+        [python, "-m", "synthetic.library", str(videos), "--split_counts", s["split_counts"],
+         "--seconds", str(s["seconds"]), "--seed", str(s["seed"]), "-j", "2"],
+    )
+    extract = Step(
+        "Step 1: extract frames",
+        [python, "frames_as_jpg_soccernet_ball.py", str(videos), "-o", str(frames),
+         "--sample_fps", str(s["sample_fps"]), "--height", str(s["height"]), "--chroma", "444", "-j", "2"],
+    )
+    parse = [python, "parse_soccernet_ball.py", str(videos), str(frames), "-o", str(data),
+             "--splits", str(videos / "splits.json")]
+    if from_video:  # the frame rate and size step 1 would have extracted at
+        parse += ["--sample_fps", str(s["sample_fps"]), "--height", str(s["height"])]
+    where = "the video library: frames decoded on the fly" if from_video else "the frame folders"
     return [
+        render,
+        *([] if from_video else [extract]),
+        Step(f"Step 2: parse labels (frames counted in {where})", parse),
         Step(
-            "Render the synthetic SoccerNet-Ball library (the stand-in for the real videos and labels)",
-            [python, "-m", "synthetic.library", str(videos), "--split_counts", s["split_counts"],
-             "--seconds", str(s["seconds"]), "--seed", str(s["seed"]), "-j", "2"],
-        ),
-        Step(
-            "Step 1: extract frames",
-            [python, "frames_as_jpg_soccernet_ball.py", str(videos), "-o", str(frames),
-             "--sample_fps", str(s["sample_fps"]), "--height", str(s["height"]), "--chroma", "444", "-j", "2"],
-        ),
-        Step(
-            "Step 2: parse labels",
-            [python, "parse_soccernet_ball.py", str(videos), str(frames), "-o", str(data),
-             "--splits", str(videos / "splits.json")],
-        ),
-        Step(
-            "Step 3: train (from scratch: no pretrained weights offline), with the team head",
+            f"Step 3: train (from scratch: no pretrained weights offline), with the team head, reading {where}",
             [python, "train_e2e.py", str(data), str(frames), "-m", s["feature_arch"], "-t", s["temporal_arch"],
              "-s", str(model), "--clip_len", str(s["clip_len"]), "--batch_size", str(s["batch_size"]),
              "--num_epochs", str(s["num_epochs"]), "--warm_up_epochs", "1",
@@ -98,7 +105,8 @@ def demo_steps(out: Path, python: str = sys.executable, size: dict | None = None
              "-l", str(videos), "--results_json", str(out / "results-test.json"), "--report", str(out / "report")],
         ),
         Step(
-            "Step 5a: inference on a test game's frame folder",
+            "Step 5a: inference on a test game of FRAME_DIR"
+            + (" (the library: its video file, by id)" if from_video else " (its frame folder)"),
             [python, "inference_spot.py", "--model_dir", str(model), "--frame_dir", str(frames),
              "--video_name", game, "--output_dir", str(out / "infer" / "frames"), "--create_video"],
         ),
@@ -188,12 +196,18 @@ def get_args(argv=None) -> argparse.Namespace:
         default=Path("demo"),
         help="where everything goes (default demo/); an earlier demo's outputs there are removed first",
     )
+    p.add_argument(
+        "--from_video",
+        action="store_true",
+        help="skip step 1: parse, train, evaluate and infer with FRAME_DIR = the video library, every frame decoded "
+        "on the fly (no JPEG written; make demo-video)",
+    )
     return p.parse_args(argv)
 
 
 def main(args: argparse.Namespace, size: dict | None = None) -> int:
     clean(args.out)
-    steps = demo_steps(args.out, size=size)
+    steps = demo_steps(args.out, size=size, from_video=getattr(args, "from_video", False))
     start, seconds = time.perf_counter(), []
     for i, step in enumerate(steps, 1):
         code, took = run_step(step, i, len(steps))

@@ -44,10 +44,12 @@ def write_index_video(
     seconds: float = 2.0,
     times_s: Sequence[float] | None = None,
     size: tuple[int, int] = (160, 90),
+    options: dict[str, str] | None = None,
 ) -> list[float]:
     """Write an H.264 video (.mp4 or .mkv) whose frame i shows i; returns the frames' times in seconds.
 
     Constant rate ``fps`` for ``seconds``, or exactly ``times_s`` (variable frame rate, millisecond precision).
+    ``options`` are x264's (default: ultrafast, so no B-frames, one keyframe every 250 frames).
     """
     import av
 
@@ -63,7 +65,7 @@ def write_index_video(
         stream = container.add_stream("libx264", rate=rate)
         stream.width, stream.height, stream.pix_fmt = width, height, "yuv420p"
         stream.codec_context.time_base = time_base
-        stream.options = {"preset": "ultrafast", "crf": "18"}
+        stream.options = options or {"preset": "ultrafast", "crf": "18"}
         for i, t in enumerate(times_s):
             frame = av.VideoFrame.from_ndarray(draw_index(i, width, height), format="rgb24")
             frame.pts, frame.time_base = round(Fraction(t) / time_base), time_base
@@ -196,16 +198,47 @@ def write_video_frames(
     (folder / "fps.txt").write_text(f"{fps}\n")
 
 
+# x264 settings of the fixtures' video files: B-frames and a keyframe every 10 frames, so reading a clip seeks.
+SEEKING_X264 = {
+    "preset": "veryfast",
+    "crf": "12",
+    "x264-params": "keyint=10:min-keyint=10:bframes=3:scenecut=0",
+}
+
+
+def write_video_file(
+    path: Path, num_frames: int, fps: float = 25.0, draw=None, size: tuple[int, int] = (WIDTH, HEIGHT)
+) -> None:
+    """The frames ``write_video_frames`` writes, as an H.264 video file (``SEEKING_X264``) at ``fps``."""
+    import av
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with av.open(str(path), "w") as container:
+        stream = container.add_stream("libx264", rate=Fraction(fps).limit_denominator(1001))
+        stream.width, stream.height, stream.pix_fmt = size[0], size[1], "yuv420p"
+        stream.options = SEEKING_X264
+        for i in range(num_frames):
+            image = np.full((size[1], size[0], 3), frame_value(i), np.uint8)
+            if draw is not None:
+                draw(image, i)
+            frame = av.VideoFrame.from_ndarray(image, format="bgr24")
+            container.mux(stream.encode(frame))
+        container.mux(stream.encode())
+
+
 def make_library(
     root: Path,
     splits: dict[str, list[dict]],
     fps: float = 25.0,
     draw=None,
     size: tuple[int, int] = (WIDTH, HEIGHT),
+    as_video: Sequence[str] = (),
 ) -> tuple[Path, Path]:
     """A frame directory and a parsed-label folder (DESIGN.md formats) for ``splits``: {split: [video entry]}.
 
-    ``draw(image, frame, video)`` may paint on each frame (BGR, as written)."""
+    ``draw(image, frame, video)`` may paint on each frame (BGR, as written). The videos of ``as_video`` (ids) are
+    written as files of a library in the frame directory (``<id>/224p.mp4``) instead of frame folders, as step 2
+    parses them against the library (their entries name the file)."""
     frame_dir, data_dir = root / "frames", root / "data"
     data_dir.mkdir(parents=True, exist_ok=True)
     (data_dir / "class.txt").write_text("\n".join(CLASSES) + "\n")
@@ -215,7 +248,11 @@ def make_library(
             v.setdefault("width", size[0])
             v.setdefault("height", size[1])
             paint = None if draw is None else (lambda image, i, v=v: draw(image, i, v))
-            write_video_frames(frame_dir / v["video"], v["num_frames"], fps, paint, size)
+            if v["video"] in as_video:
+                v["video_file"] = f"{v['video']}/224p.mp4"
+                write_video_file(frame_dir / v["video_file"], v["num_frames"], fps, paint, size)
+            else:
+                write_video_frames(frame_dir / v["video"], v["num_frames"], fps, paint, size)
         store_json(data_dir / f"{split}.json", videos)
     return frame_dir, data_dir
 

@@ -38,6 +38,22 @@ def test_demo_commands_are_the_real_scripts_in_order(tmp_path):
     assert steps[6].argv[steps[6].argv.index("--video") + 1] == str(tmp_path / "videos" / game / "224p.mp4")
 
 
+def test_demo_from_video_skips_step_1_and_reads_the_library_everywhere(tmp_path):
+    steps = demo.demo_steps(tmp_path, python="python", from_video=True)
+    scripts = [s.argv[1] if s.argv[1] != "-m" else s.argv[2] for s in steps]
+    assert "frames_as_jpg_soccernet_ball.py" not in scripts and len(steps) == 6
+    videos = str(tmp_path / "videos")
+    parse, train, evaluate, infer = (steps[i].argv for i in (1, 2, 3, 4))
+    assert parse[2:4] == [videos, videos] and parse[parse.index("--sample_fps") + 1] == str(
+        demo.DEMO["sample_fps"]
+    )
+    assert parse[parse.index("--height") + 1] == str(demo.DEMO["height"])
+    assert train[3] == videos and evaluate[3] == videos and infer[infer.index("--frame_dir") + 1] == videos
+    # The same training flags as the JPEG demo: only FRAME_DIR differs.
+    jpeg_train = demo.demo_steps(tmp_path, python="python")[3].argv
+    assert [a for a in train if a != videos] == [a for a in jpeg_train if a != str(tmp_path / "frames")]
+
+
 def _baseline_predictions(
     test_videos: list[dict], classes: list[str], kind: str, post: PostProcess, seed: int = 0
 ) -> list[dict]:

@@ -187,7 +187,7 @@ def test_missing_frames_fail_by_name_and_the_other_videos_finish(tmp_path, capsy
     err = capsys.readouterr().err
     assert "2 of 4 videos failed" in err
     assert f"{frame_dir / 'lg/s/b/000007.jpg'}: frame missing" in err
-    assert f"{frame_dir / 'lg/s/d'}: no frame folder" in err
+    assert f"{frame_dir / 'lg/s/d'}: frame folder not found" in err
     assert sorted(p.name for p in out.rglob("*.npy")) == ["a.npy", "c.npy"]
 
 

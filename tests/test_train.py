@@ -26,6 +26,7 @@ from tests.conftest import (
     make_library,
     window_starts,
     write_tiny_model,
+    write_video_file,
     write_video_frames,
 )
 from util.cli import run_main
@@ -37,7 +38,10 @@ from util.postprocess import load_scores
 REPO = Path(__file__).resolve().parents[1]
 
 
-def tiny_library(root: Path) -> tuple[Path, Path]:
+def tiny_library(root: Path, as_video: tuple[str, ...] = ()) -> tuple[Path, Path]:
+    """Train a (40 frames), b (24), val c (24), test d (20); the ids of ``as_video`` are video files of a library
+    in the frame directory, the others JPEG frame folders."""
+
     def video(name, n, events):
         return {"video": name, "num_frames": n, "events": events}
 
@@ -51,6 +55,7 @@ def tiny_library(root: Path) -> tuple[Path, Path]:
             "val": [video("lg/s/c", 24, [event(12, "PASS", "right")])],
             "test": [video("lg/s/d", 20, [event(7, "DRIVE")])],
         },
+        as_video=as_video,
     )
 
 
@@ -187,7 +192,8 @@ def _weights(path: Path) -> dict:
 
 @pytest.mark.slow
 def test_resume_after_a_stop_matches_an_uninterrupted_run(tmp_path):
-    frame_dir, data_dir = tiny_library(tmp_path)
+    # FRAME_DIR mixes frame folders and video files decoded on the fly (a and c): resume is exact with both.
+    frame_dir, data_dir = tiny_library(tmp_path, as_video=("lg/s/a", "lg/s/c"))
     extra = ("--team", "--ema", "0.9", "--dilate_len", "1", "--fg_upsample", "0.5")
     whole, parts = tmp_path / "whole", tmp_path / "parts"
     assert run(train_argv(whole, frame_dir, data_dir, *extra)) == 0
@@ -216,6 +222,14 @@ def test_resume_after_a_stop_matches_an_uninterrupted_run(tmp_path):
     with pytest.raises(DataError, match=r"FRAME_DIR .* does not hold the frames trained on: .*lg/s/b"):
         train_e2e.main(train_e2e.get_args(train_argv(parts, moved, data_dir, *extra, "--resume")))
     shutil.copy(frame_dir / "lg/s/b/000023.jpg", moved / "lg/s/b/000023.jpg")
+    # A video file that no longer gives the labels' frames (cut short) is refused too, naming it.
+    video = moved / "lg/s/a/224p.mp4"
+    write_video_file(video, 30)
+    with pytest.raises(
+        DataError, match=r"lg/s/a/224p.mp4: 30 frames at 25 fps, but the parsed labels .* say 40"
+    ):
+        train_e2e.main(train_e2e.get_args(train_argv(parts, moved, data_dir, *extra, "--resume")))
+    shutil.copy(frame_dir / "lg/s/a/224p.mp4", video)
     assert (
         run(train_argv(parts, moved, data_copy, *extra, "--resume", "-v", "--tensorboard", str(board))) == 0
     )
@@ -398,7 +412,7 @@ def test_flags_of_the_seed_readme():
 
 
 def ddp_library(root: Path) -> tuple[Path, Path]:
-    """Four val and four test videos, so that each of two ranks predicts two of each."""
+    """Four val and four test videos, so that each of two ranks predicts two of each; some are video files."""
 
     def video(name, n, events):
         return {"video": name, "num_frames": n, "events": events}
@@ -410,6 +424,7 @@ def ddp_library(root: Path) -> tuple[Path, Path]:
             "val": [video(f"lg/s/v{i}", 20 + 4 * i, [event(3 + i, "PASS", "right"), event(14, "DRIVE")]) for i in range(4)],
             "test": [video(f"lg/s/t{i}", 18 + 5 * i, [event(6 + i, "DRIVE")]) for i in range(4)],
         },
+        as_video=("lg/s/a", "lg/s/v0", "lg/s/v1", "lg/s/t0"),  # files of a video library, decoded on the fly
     )  # fmt: skip
 
 

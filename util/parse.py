@@ -15,7 +15,7 @@ from pathlib import Path
 
 from tabulate import tabulate
 
-from util.frame_folder import read_frame_folder
+from util.frame_dir import VIDEO_FILE, FrameDir
 from util.io import DataError, atomic_write_text, store_json
 from util.soccernet import (
     CLASSES,
@@ -50,10 +50,16 @@ def game_video_ids(
     """``{half: video id}`` of a game: ``{1: game}`` in the one-video layout, ``{1: game/1, 2: game/2}`` in halves.
 
     A game is in the halves layout when ``halves`` says so (SoccerNet-v2 has no other), its frame folder has a
-    ``1/`` or ``2/`` subfolder or its library folder holds ``1_*.mkv``-style half videos.
+    ``1/`` or ``2/`` subfolder or its library folder (or FRAME_DIR's, when that is the video library) holds
+    ``1_*.mkv``-style half videos.
     """
     frames = Path(frame_dir) / game
-    if halves or any((frames / str(h)).is_dir() for h in HALVES) or _has_half_videos(Path(label_dir) / game):
+    if (
+        halves
+        or any((frames / str(h)).is_dir() for h in HALVES)
+        or _has_half_videos(Path(label_dir) / game)
+        or _has_half_videos(frames)
+    ):
         return {h: f"{game}/{h}" for h in HALVES}
     return {1: game}
 
@@ -94,9 +100,17 @@ def detect_label_format(label_dir: str | os.PathLike, games: Iterable[str] | Non
 
 
 def _parse_game(
-    game: str, label_dir: Path, frame_dir: Path, require_labels: bool, label_format: str = "ball"
+    game: str,
+    label_dir: Path,
+    frames: FrameDir,
+    require_labels: bool,
+    label_format: str = "ball",
+    sample_fps: float = 25.0,
+    height: int | None = 224,
 ) -> list[dict]:
-    """Parsed entries (one per video) of one game; labels are checked against the classes later."""
+    """Parsed entries (one per video) of one game; labels are checked against the classes later. A video without
+    a frame folder is counted in the video library (the frames step 1 would write at ``sample_fps`` and
+    ``height``)."""
     label_file = label_dir / game / LABEL_FILES[label_format]
     if label_file.is_file():
         annotations = load_labels(label_file, label_format)
@@ -105,10 +119,13 @@ def _parse_game(
     else:
         annotations = []
     videos = {}
-    for half, video in game_video_ids(game, label_dir, frame_dir, halves=label_format == "v2").items():
-        info = read_frame_folder(frame_dir / video)
+    for half, video in game_video_ids(game, label_dir, frames.root, halves=label_format == "v2").items():
+        info = frames.frame_info(video, sample_fps, height)
         videos[half] = {"video": video, "num_frames": info["num_frames"], "fps": info["fps"]}
-        videos[half].update(width=info["width"], height=info["height"], events=[])
+        videos[half].update(width=info["width"], height=info["height"])
+        if info.get(VIDEO_FILE):
+            videos[half][VIDEO_FILE] = info[VIDEO_FILE]
+        videos[half]["events"] = []
     for i, annotation in enumerate(annotations):
         where = f"{label_file}: annotation {i} ({annotation['game_time']})"
         half = annotation["half"]
@@ -160,6 +177,10 @@ def parse_library(
     classes: list[str] | None = None,
     skip_bad: bool = False,
     label_format: str = "ball",
+    sample_fps: float = 25.0,
+    height: int | None = 224,
+    resolution: str = "224p",
+    progress=None,
 ) -> tuple[list[str], dict[str, list[dict]], list[str]]:
     """Parse every game of ``splits`` -> ``(classes, {split: [video entry, ...]}, problems)``.
 
@@ -168,20 +189,29 @@ def parse_library(
     their problems returned. A challenge game without labels gets empty event lists. ``label_format="v2"`` reads
     each game's Labels-v2.json, in halves (``<game>/1``, ``<game>/2``), classes in SoccerNet-v2's order, and keeps
     its home / away as ``home_away`` (no ``team``).
+
+    ``frame_dir`` may be the video library itself (no frames extracted): each video's frames are then counted as
+    step 1 would write them at ``sample_fps`` and ``height`` (from file ``resolution`` when a game has several), and
+    its entry names the file (``video_file``). ``progress(game)`` is called after each game.
     """
     if label_format not in LABEL_FORMATS:
         raise ValueError(f"label format {label_format!r} is not one of {list(LABEL_FORMATS)}")
     label_dir, frame_dir = Path(label_dir), Path(frame_dir)
     _check_games_present(label_dir, frame_dir, splits, label_format)
+    frames = FrameDir(frame_dir, resolution)
     problems: list[str] = []
     games: list[tuple[str, str, list[dict]]] = []
     for split in SPLITS:
         for game in splits.get(split, []):
             try:
-                videos = _parse_game(game, label_dir, frame_dir, split != "challenge", label_format)
+                videos = _parse_game(
+                    game, label_dir, frames, split != "challenge", label_format, sample_fps, height
+                )
                 games.append((split, game, videos))
             except DataError as e:
                 problems.append(f"game {game}: {e}")
+            if progress is not None:
+                progress(game)
     if classes is None:
         used = (e["label"] for _, _, videos in games for v in videos for e in v["events"])
         classes = infer_classes(used, FORMAT_CLASSES[label_format])
