@@ -182,39 +182,21 @@ class Source:
 
 
 def cuda_cache(base):
-    """A stand-in for a dataset's ``VideoFramesCache`` whose readers decode on the GPU (NVDEC) through PyAV's CUDA
-    hwaccel (``av.open(path, hwaccel=HWAccel("cuda"))``, PyAV >= 14), with no software fallback; frames come back
-    to memory and are scaled by swscale as on the CPU path. Used only when CUDA is available."""
-    import av
-    from av.codec.hwaccel import HWAccel
+    """The dataset's ``VideoFramesCache`` with its indices, decoding on the GPU (``hwaccel="cuda"``: NVDEC through
+    PyAV, no software fallback; frames come back to memory and are scaled by swscale as on the CPU path). Used only
+    when CUDA is available; a read that did not run on the GPU is an error."""
+    from util.video_index import VideoFramesCache
 
-    from util.video_index import VideoFrames
-
-    class CudaVideoFrames(VideoFrames):
-        def _stream(self):
-            if self._container is None:
-                hwaccel = HWAccel("cuda", allow_software_fallback=False)
-                self._container = av.open(str(self.path), hwaccel=hwaccel)
-            return self._container, self._container.streams.video[0]
-
-        def read(self, start: int, stop: int):
-            frames = super().read(start, stop)
-            if self._container is not None and not self._container.streams.video[0].codec_context.is_hwaccel:
-                raise RuntimeError(f"{self.path}: FFmpeg did not decode it on the GPU")
+    class CudaCache(VideoFramesCache):
+        def get(self, path, sample_fps, size):
+            frames = super().get(path, sample_fps, size)
+            if frames.used and not frames.on_device:
+                raise RuntimeError(f"{path}: FFmpeg did not decode it on the GPU")
             return frames
 
-    class CudaCache:
-        def __init__(self):
-            self.open = {}
-
-        def get(self, path, sample_fps, size):
-            key = (str(path), float(sample_fps), tuple(size))
-            if key not in self.open:
-                source = base.sample(path, sample_fps)
-                self.open[key] = CudaVideoFrames(path, sample_fps, size=size, source=source)
-            return self.open[key]
-
-    return CudaCache()
+    cache = CudaCache(hwaccel="cuda")
+    cache._indices, cache._sources = base._indices, base._sources  # built once, by the dataset
+    return cache
 
 
 def run_setting(

@@ -217,3 +217,12 @@ def test_a_video_damaged_after_indexing_is_an_error_at_the_read(tmp_path):
     video.close()
     with pytest.raises(DataError, match=r"v.mp4: (damaged video|not a readable video file)"):
         video.read(90, 95)
+
+
+def test_a_hardware_decoder_that_is_not_there_is_a_clear_error(tmp_path):
+    path = tmp_path / "v.mp4"
+    write_index_video(path, fps=25, seconds=1)
+    video = VideoFrames(path, 25.0, hwaccel="no-such-device")
+    with pytest.raises(DataError, match=r"v.mp4: cannot decode it with hwaccel 'no-such-device'"):
+        video.read(0, 2)
+    assert not video.on_device
