@@ -298,7 +298,7 @@ def frame_folder_differences(frame_dir: Path, videos: Sequence[dict]) -> list[st
                 info = read_frame_folder(path)
             else:  # a video file, read at the labels' rate: count its frames there
                 info = {"fps": float(video["fps"])}
-                info["num_frames"] = len(VideoIndex.build(path).sample(info["fps"]))
+                info["num_frames"] = len(VideoIndex.load(path).sample(info["fps"]))
         except DataError as e:
             diffs.append(str(e))
             continue

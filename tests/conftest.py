@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-# ---- videos whose frames show their own index (frame extraction, video reading)
+import os
 from collections.abc import Callable, Sequence
 from fractions import Fraction
 from pathlib import Path
@@ -12,6 +12,24 @@ import numpy as np
 import pytest
 
 from util.io import store_json
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _video_index_cache(tmp_path_factory):
+    """Video indices (util.video_index) go to this run's temporary folder, never the user's cache; the scripts the
+    tests start inherit it."""
+    from util.video_index import INDEX_CACHE_ENV
+
+    old = os.environ.get(INDEX_CACHE_ENV)
+    os.environ[INDEX_CACHE_ENV] = str(tmp_path_factory.mktemp("video-index-cache"))
+    yield
+    if old is None:
+        os.environ.pop(INDEX_CACHE_ENV, None)
+    else:
+        os.environ[INDEX_CACHE_ENV] = old
+
+
+# ---- videos whose frames show their own index (frame extraction, video reading)
 
 INDEX_BITS = 10  # frame index modulo 1024, drawn as 10 black/white vertical stripes (bit 0 leftmost)
 

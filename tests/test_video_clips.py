@@ -19,7 +19,7 @@ from util.frame_dir import VIDEO_FILE, FrameDir
 from util.io import DataError
 from util.parse import parse_library
 from util.video import VideoReader
-from util.video_index import VideoFrames, VideoFramesCache, VideoIndex
+from util.video_index import INDEX_CACHE_ENV, VideoFrames, VideoFramesCache, VideoIndex
 
 
 def reference_frames(path: Path, fps: float, height: int | None) -> np.ndarray:
@@ -226,3 +226,29 @@ def test_a_hardware_decoder_that_is_not_there_is_a_clear_error(tmp_path):
     with pytest.raises(DataError, match=r"v.mp4: cannot decode it with hwaccel 'no-such-device'"):
         video.read(0, 2)
     assert not video.on_device
+
+
+def test_indices_are_kept_on_disk_for_the_same_file_only(tmp_path, monkeypatch):
+    cache = tmp_path / "cache"
+    monkeypatch.setenv(INDEX_CACHE_ENV, str(cache))
+    path = tmp_path / "v.mkv"
+    write_index_video(path, fps=25, seconds=2, options=SEEKING_X264)
+    first = VideoIndex.load(path)
+    assert len(list(cache.glob("*.npz"))) == 1
+    built, build = [], VideoIndex.build
+    monkeypatch.setattr(VideoIndex, "build", classmethod(lambda cls, p: built.append(p) or build(p)))
+    again = VideoIndex.load(path)  # read back, not demuxed
+    assert built == [] and again.path == path
+    for name in ("pts", "keyframe"):
+        np.testing.assert_array_equal(getattr(again, name), getattr(first, name))
+    for name in ("time_base", "end_s", "width", "height", "sample_aspect_ratio"):
+        assert getattr(again, name) == getattr(first, name), name
+    write_index_video(path, fps=25, seconds=3, options=SEEKING_X264)  # another file at the same path
+    assert len(VideoIndex.load(path).pts) == 75 and built == [path]
+    (damaged,) = cache.glob("*.npz")
+    damaged.write_bytes(b"not an index")
+    assert len(VideoIndex.load(path).pts) == 75 and len(built) == 2
+    monkeypatch.setenv(INDEX_CACHE_ENV, "off")
+    shutil.rmtree(cache)
+    VideoIndex.load(path)
+    assert not cache.exists() and len(built) == 3

@@ -78,7 +78,7 @@ class FrameDir:
             return read_frame_folder(path)
         if sample_fps <= 0:
             raise DataError(f"{path}: reading a video directly needs a frame rate (--sample_fps > 0)")
-        index = VideoIndex.build(path)
+        index = VideoIndex.load(path)
         num_frames = len(index.sample(sample_fps))
         width, out_height = output_size(index.width, index.height, height, None, index.sample_aspect_ratio)
         return {
