@@ -34,6 +34,7 @@ SOURCES = {
     "50 fps mkv -> 25": ("b.mkv", dict(fps=50, seconds=2), 25.0),
     "29.97 fps -> 25": ("c.mp4", dict(fps=30000 / 1001, seconds=3), 25.0),
     "10 fps -> 25 (repeats frames)": ("d.mp4", dict(fps=10, seconds=3), 25.0),
+    "MPEG-TS, whose seeks land late -> 25": ("f.ts", dict(fps=25, seconds=3), 25.0),
     "variable rate -> 5": ("e.mkv", dict(times_s=[i * 0.04 + (0.013 if i % 7 == 3 else 0) for i in range(70)]), 5.0),
 }  # fmt: skip
 
@@ -252,3 +253,19 @@ def test_indices_are_kept_on_disk_for_the_same_file_only(tmp_path, monkeypatch):
     shutil.rmtree(cache)
     VideoIndex.load(path)
     assert not cache.exists() and len(built) == 3
+
+
+def test_the_library_skips_frame_folders_and_refuses_two_files_of_one_id(tmp_path):
+    write_index_video(tmp_path / "lg/s/a/224p.mp4", fps=25, seconds=1)
+    frames = tmp_path / "lg/s/b"
+    frames.mkdir(parents=True)
+    (frames / "fps.txt").write_text("25.0\n")
+    write_index_video(frames / "stray.mp4", fps=25, seconds=1)  # inside a frame folder: never listed
+    library = FrameDir(tmp_path)
+    assert set(library.library()) == {"lg/s/a"} and library.locate("lg/s/b") == frames
+    write_index_video(tmp_path / "lg/s/a/224p.mkv", fps=25, seconds=1)
+    (tmp_path / "lg/s/a/224p.mp4").rename(tmp_path / "lg/s/a/clip.mp4")
+    (tmp_path / "lg/s/clip.mp4").write_bytes((tmp_path / "lg/s/a/clip.mp4").read_bytes())
+    (tmp_path / "lg/s/a/clip.mp4").rename(tmp_path / "lg/s/a.mp4")  # id lg/s/a twice: a folder's and a file's
+    with pytest.raises(DataError, match="video ids name several files"):
+        FrameDir(tmp_path).locate("lg/s/a")

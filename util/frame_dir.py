@@ -14,7 +14,7 @@ from pathlib import Path
 
 from util.frame_folder import FPS_FILE, read_frame_folder
 from util.io import DataError
-from util.soccernet import find_videos
+from util.soccernet import NoVideosError, find_videos
 
 VIDEO_FILE = (
     "video_file"  # a parsed-label key: the library file step 2 counted the frames of, relative to FRAME_DIR
@@ -32,9 +32,10 @@ class FrameDir:
     def library(self) -> dict[str, Path]:
         """Video id -> file of the video library under the root (empty when it holds no videos)."""
         if self._library is None:
-            try:
-                self._library = {e.video_id: e.path for e in find_videos(self.root, self.resolution)}
-            except DataError:
+            try:  # frame folders are not listed: a JPEG FRAME_DIR costs one look per folder, not per frame
+                entries = find_videos(self.root, self.resolution, skip_folder=FPS_FILE)
+                self._library = {e.video_id: e.path for e in entries}
+            except NoVideosError:
                 self._library = {}
         return self._library
 

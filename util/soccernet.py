@@ -288,13 +288,20 @@ def _folder_videos(folder: Path, video_id: str, files: list[Path], resolution: s
     return entries
 
 
-def find_videos(video_dir: str | os.PathLike, resolution: str = "224p") -> list[VideoEntry]:
+class NoVideosError(DataError):
+    """``find_videos`` found no video at all (a folder of frames, say), as opposed to a library it cannot use."""
+
+
+def find_videos(
+    video_dir: str | os.PathLike, resolution: str = "224p", skip_folder: str | None = None
+) -> list[VideoEntry]:
     """Every video under ``video_dir``, sorted by video id, in either SoccerNet layout.
 
     ``<league>/<season>/<game>/224p.mp4`` gives the id ``<league>/<season>/<game>``; ``<game>/1_224p.mkv`` gives
     ``<game>/1``. When a game has several resolutions, ``resolution`` is taken if present, else 224p, else 720p.
     Other video files are taken as they are (id = folder/stem); ``video_dir`` may also be a single video file
-    (id = its stem). Hidden files and folders are skipped.
+    (id = its stem). Hidden files and folders are skipped, and folders holding a file named ``skip_folder`` (step 1's
+    ``fps.txt``: a frame folder, thousands of JPEGs) are not listed. No video at all raises ``NoVideosError``.
     """
     root = Path(video_dir)
     if root.is_file():
@@ -303,7 +310,12 @@ def find_videos(video_dir: str | os.PathLike, resolution: str = "224p") -> list[
         raise DataError(f"{root}: no such file or folder")
     entries: list[VideoEntry] = []
     for folder, subfolders, names in os.walk(root):
-        subfolders[:] = sorted(d for d in subfolders if not d.startswith("."))
+        subfolders[:] = sorted(
+            d
+            for d in subfolders
+            if not d.startswith(".")
+            and not (skip_folder and os.path.isfile(os.path.join(folder, d, skip_folder)))
+        )
         files = [
             Path(folder, n)
             for n in sorted(names)
@@ -312,7 +324,7 @@ def find_videos(video_dir: str | os.PathLike, resolution: str = "224p") -> list[
         rel = Path(folder).relative_to(root).as_posix()
         entries += _folder_videos(Path(folder), "" if rel == "." else rel, files, resolution)
     if not entries:
-        raise DataError(
+        raise NoVideosError(
             f"{root}: no videos found (expected <league>/<season>/<game>/224p.mp4, <game>/1_224p.mkv, "
             f"or files ending in {', '.join(VIDEO_EXTENSIONS)})"
         )

@@ -6,11 +6,12 @@ keyframe flags) and maps every output frame ``k`` at ``sample_fps`` to its sourc
 and ``VideoFrames.read(start, stop)`` returns the frames step 1 would have written as ``start.jpg`` ... before
 JPEG compression (the same decoder, the same swscale conversion).
 
-Indices are kept on disk between runs (``VideoIndex.load``: ``$SPOT_INDEX_CACHE``, keyed by the file's path, size and
-modification time). A read seeks to the last keyframe at or before the first source frame it needs and decodes forward. Frames that no
-other frame references and that the clip does not use are skipped by the decoder (``skip_frame=NONREF``): the
-frames it returns are bit for bit those of a decode from the start. ``decoded`` / ``used`` count the work. A
-damaged or truncated file is a DataError naming it; a frame is never padded or repeated to hide one.
+Indices are kept on disk between runs (``VideoIndex.load``: ``$SPOT_INDEX_CACHE``, keyed by the file's path, size,
+modification time and inode). A read seeks to the last keyframe at or before the first source frame it needs and
+decodes forward. For H.264, MPEG-2 and MPEG-4 (``SKIPPABLE_CODECS``), frames that no other frame references and that
+the clip does not use are skipped by the decoder (``skip_frame=NONREF``): the frames it returns are bit for bit
+those of a decode from the start. ``decoded`` / ``used`` count the work. A damaged or truncated file is a DataError
+naming it; a frame is never padded or repeated to hide one.
 """
 
 from __future__ import annotations
@@ -32,10 +33,12 @@ from util.video import NearestFrameSampler, _convert, _open, error_reason, outpu
 log = logging.getLogger(__name__)
 
 # Where indices are kept between runs: $SPOT_INDEX_CACHE, else ~/.cache/spot-soccernet-ball/video-index ("off": none).
-# An index is reused only for the same file (absolute path, size and modification time); demuxing reads the whole
+# An index is reused only for the same file (absolute path, size, modification time, inode); demuxing reads the whole
 # file, so on a large library (SoccerNet-v2's 1,000 halves, ~150 GB at 224p) the cache saves minutes per run.
 INDEX_CACHE_ENV = "SPOT_INDEX_CACHE"
 INDEX_FORMAT = 1
+# Codecs whose non-reference frames (skip_frame=NONREF) no other frame references: skipping them is exact.
+SKIPPABLE_CODECS = ("h264", "mpeg2video", "mpeg4")
 
 
 @dataclass
@@ -118,7 +121,7 @@ class VideoIndex:
             stat = path.stat()
         except OSError:
             return cls.build(path)  # raises the DataError naming the file
-        stamp = np.array([INDEX_FORMAT, stat.st_size, stat.st_mtime_ns], np.int64)
+        stamp = np.array([INDEX_FORMAT, stat.st_size, stat.st_mtime_ns, stat.st_ino], np.int64)
         file = cache / f"{hashlib.sha1(str(path.resolve()).encode()).hexdigest()}.npz"
         try:
             with np.load(file) as data:
@@ -235,12 +238,18 @@ class VideoFrames:
     def _stream(self):
         if self._container is None:
             if self.hwaccel:  # e.g. "cuda" (NVDEC): FFmpeg decodes on the device, frames come back to memory
-                from av.codec.hwaccel import HWAccel
+                from av.codec.hwaccel import HWAccel, hwdevices_available
 
+                if self.hwaccel not in hwdevices_available():
+                    raise DataError(
+                        f"{self.path}: cannot decode it with hwaccel {self.hwaccel!r}: this FFmpeg knows "
+                        f"{', '.join(hwdevices_available()) or 'no hardware decoder'}; without hwaccel it decodes on "
+                        "the CPU"
+                    )
                 accel = HWAccel(self.hwaccel, allow_software_fallback=False)
                 try:
                     self._container = av.open(str(self.path), hwaccel=accel)
-                except (av.error.FFmpegError, OSError, ValueError) as e:
+                except (av.error.FFmpegError, OSError, ValueError, RuntimeError, NotImplementedError) as e:
                     raise DataError(
                         f"{self.path}: cannot decode it with hwaccel {self.hwaccel!r} ({error_reason(e)}); is "
                         "there such a device and an FFmpeg built for it? Without hwaccel it decodes on the CPU"
@@ -277,19 +286,26 @@ class VideoFrames:
         return frames
 
     def _decode(self, first: int, needed: set[int]) -> dict[int, np.ndarray]:
-        """Decode from the keyframe before source frame ``first`` until every frame of ``needed`` (pts) is in; when
-        the seek lands past them (a container whose index disagrees with its keyframe flags), from the start."""
+        """Decode from the keyframe before source frame ``first`` until every frame of ``needed`` (pts) is in.
+
+        Frames come out in presentation order, so an attempt ends as soon as a frame past the last one needed comes
+        out, or when the first frame out is already past the earliest needed (the seek landed late: containers
+        that seek by decoding time, not keyframes). The second attempt then decodes from the first packet, no seek.
+        """
         width, height = self.size
-        earliest = min(needed)
+        earliest, latest = min(needed), max(needed)
+        skip = self.skip_unused and self._skippable()
         got: dict[int, np.ndarray] = {}
-        for key in dict.fromkeys((self.index.keyframe_before(first), 0)):
+        for attempt in range(2):
             container, stream = self._stream()
             context = stream.codec_context
-            got, first_pts = {}, None
+            got, first_pts, done = {}, None, False
             try:
-                container.seek(int(self.index.pts[key]), stream=stream, backward=True, any_frame=False)
+                if attempt == 0:
+                    key = self.index.keyframe_before(first)
+                    container.seek(int(self.index.pts[key]), stream=stream, backward=True, any_frame=False)
                 for packet in container.demux(stream):
-                    if self.skip_unused and packet.pts is not None:
+                    if skip and packet.pts is not None:
                         # Frames nothing references are not decoded unless the clip uses them (exact: no other
                         # frame depends on them).
                         context.skip_frame = "DEFAULT" if packet.pts in needed else "NONREF"
@@ -299,10 +315,13 @@ class VideoFrames:
                         continue  # as step 1: an isolated bad packet; a frame it held is reported missing below
                     for frame in decoded:
                         self.decoded += 1
+                        if frame.pts is None:
+                            continue
                         first_pts = frame.pts if first_pts is None else first_pts
                         if frame.pts in needed and frame.pts not in got:
                             got[frame.pts] = _convert(frame, width, height, "rgb24")
-                    if len(got) == len(needed):
+                        done = done or frame.pts >= latest or first_pts > earliest
+                    if done or len(got) == len(needed):
                         break
             except av.error.FFmpegError as e:
                 self.close()
@@ -310,7 +329,7 @@ class VideoFrames:
             if len(got) == len(needed):
                 context.skip_frame = "DEFAULT"
                 return got
-            self.close()  # the next attempt, or the next read, starts with a fresh decoder
+            self.close()  # the next attempt, or the next read, starts with a fresh decoder at the first packet
             if first_pts is not None and first_pts <= earliest:
                 break  # decoded from before the frames needed, and still some are missing: the file is damaged
         missing = sorted(needed - set(got))
@@ -318,6 +337,13 @@ class VideoFrames:
             f"{self.path}: damaged video: {len(missing)} frame(s) could not be decoded (the first at "
             f"{missing[0] * self.index.time_base:.2f} s); download it again, or extract its frames with step 1"
         )
+
+    def _skippable(self) -> bool:
+        """Whether skipping non-reference frames is exact for this codec: H.264's, MPEG-2's and MPEG-4 Part 2's
+        non-reference pictures are referenced by nothing. HEVC's sub-layer non-reference pictures may be referenced
+        by higher temporal layers, so other codecs decode every frame."""
+        _, stream = self._stream()
+        return stream.codec_context.name in SKIPPABLE_CODECS
 
 
 class VideoFramesCache:
