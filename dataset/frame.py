@@ -9,6 +9,7 @@
 from __future__ import annotations
 
 import bisect
+import logging
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -23,6 +24,8 @@ from util.frame_dir import VIDEO_FILE, FrameDir
 from util.frame_folder import FRAME_NAME
 from util.io import DataError
 from util.video_index import VideoFramesCache
+
+log = logging.getLogger(__name__)
 
 # Frames of black padding allowed before the first / after the last frame of a video in a training clip.
 DEFAULT_PAD_LEN = 5
@@ -309,6 +312,13 @@ class FrameClipDataset(ClipDataset):
                 f"{path}: {found} frames at {fps:g} fps, but the parsed labels of {self.video_ids[video_index]} say "
                 f"{expected}; parse the labels again against this library (step 2), or extract its frames"
             )
+        source_height = self.video_frames.index(path).height
+        if self.frame_size[1] > source_height:
+            log.warning(
+                "%s: %d px high, decoded and upscaled to the labels' %d px; train from the resolution the labels "
+                "were made at (parse them against that library, e.g. --resolution 720p)",
+                path, source_height, self.frame_size[1],
+            )  # fmt: skip
 
     def read_clip(self, video_index: int, start: int) -> dict:
         num_frames = self.events[video_index].num_frames

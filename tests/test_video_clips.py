@@ -269,3 +269,11 @@ def test_the_library_skips_frame_folders_and_refuses_two_files_of_one_id(tmp_pat
     (tmp_path / "lg/s/a/clip.mp4").rename(tmp_path / "lg/s/a.mp4")  # id lg/s/a twice: a folder's and a file's
     with pytest.raises(DataError, match="video ids name several files"):
         FrameDir(tmp_path).locate("lg/s/a")
+
+
+def test_a_video_smaller_than_the_labels_frames_is_upscaled_with_a_warning(tmp_path, caplog):
+    video_dir, videos = clip_library(tmp_path, ("lg/s/a", "lg/s/b"))
+    larger = [dict(v, width=224, height=128) for v in videos]  # labels made at twice the file's 64 rows
+    data = FrameClipDataset(video_dir, larger, CLASSES, clip_len=4, num_clips=2)
+    assert data[(0, 0)]["frames"].shape == (4, 128, 224, 3)
+    assert "lg/s/a/224p.mp4: 64 px high, decoded and upscaled to the labels' 128 px" in caplog.text

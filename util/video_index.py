@@ -361,6 +361,12 @@ class VideoFramesCache:
         self._sources: dict[tuple[str, float], np.ndarray] = {}
         self._pid = os.getpid()
 
+    def index(self, path: str | os.PathLike) -> VideoIndex:
+        """The index of ``path`` (loaded once per process)."""
+        if str(path) not in self._indices:
+            self._indices[str(path)] = VideoIndex.load(path)
+        return self._indices[str(path)]
+
     def sample(self, path: str | os.PathLike, sample_fps: float) -> np.ndarray:
         """The source frame of each output frame of ``path`` at ``sample_fps`` (its length: the frame count)."""
         key = (str(path), float(sample_fps))
