@@ -371,9 +371,7 @@ class VideoFramesCache:
         """The source frame of each output frame of ``path`` at ``sample_fps`` (its length: the frame count)."""
         key = (str(path), float(sample_fps))
         if key not in self._sources:
-            if str(path) not in self._indices:
-                self._indices[str(path)] = VideoIndex.load(path)
-            self._sources[key] = self._indices[str(path)].sample(sample_fps)
+            self._sources[key] = self.index(path).sample(sample_fps)
         return self._sources[key]
 
     def get(self, path: str | os.PathLike, sample_fps: float, size: tuple[int, int]) -> VideoFrames:
@@ -391,7 +389,7 @@ class VideoFramesCache:
             sample_fps,
             size=size,
             decode_threads=self.decode_threads,
-            index=self._indices[str(path)],
+            index=self.index(path),
             source=source,
             hwaccel=self.hwaccel,
         )
