@@ -380,6 +380,7 @@ def main(args: argparse.Namespace) -> int:
     record = {
         "format": 1,
         "feature_arch": config["feature_arch"],
+        "arch_variant": config.get("arch_variant", "house"),  # which network backbone.pt belongs to
         **origin,
         "clip_len": int(config["clip_len"]),
         "fps": fps,

@@ -79,11 +79,34 @@ def saved_flags(path: str) -> dict:
     return {k: v for k, v in flags.items() if k not in NOT_FROM_CONFIG}
 
 
+def inherit_architecture(args: argparse.Namespace) -> None:
+    """-m, -t and --arch_variant not given: those of the --init_from model (e.g. an imported T-DEED), so that
+    fine-tuning a published model needs no architecture flags."""
+    from model.common import load_config
+    from model.transfer import parse_init_from
+
+    folder, _ = parse_init_from(args.init_from)
+    if not (folder / "config.json").is_file():
+        return  # init_from itself says what is wrong, with the rest of the run's checks
+    source = load_config(folder)
+    same_network = args.feature_arch in (None, source["feature_arch"]) and args.temporal_arch in (
+        None,
+        source["temporal_arch"],
+    )
+    if args.feature_arch is None:
+        args.feature_arch = source["feature_arch"]
+    if args.temporal_arch is None:
+        args.temporal_arch = source["temporal_arch"]
+    if args.arch_variant is None and same_network:
+        args.arch_variant = source["arch_variant"]
+
+
 def get_args(argv=None) -> argparse.Namespace:
     from dataset.feature import is_feature_dir
     from model.common import available_backbones, available_heads
     from model.predict import DEFAULT_OVERLAP, TTA_MODES
     from model.select import CRITERIA
+    from model.shift import VARIANTS
     from model.train import EPOCH_NUM_FRAMES, FG_WEIGHT, LOSSES
     from util.postprocess import DEFAULT_TARGET_PRECISION
 
@@ -107,9 +130,22 @@ def get_args(argv=None) -> argparse.Namespace:
         "-m",
         "--feature_arch",
         choices=available_backbones(),
-        help="CNN backbone (required; on a feature folder taken from its features.json)",
+        help="CNN backbone (required; on a feature folder taken from its features.json, with --init_from from that "
+        "model)",
     )
-    p.add_argument("-t", "--temporal_arch", default="gru", choices=available_heads(), help="temporal head")
+    p.add_argument(
+        "-t",
+        "--temporal_arch",
+        choices=available_heads(),
+        help="temporal head (default: gru; with --init_from, that model's)",
+    )
+    p.add_argument(
+        "--arch_variant",
+        choices=list(VARIANTS),
+        help="whose arithmetic the network follows: house (this project's GSM), e2e-spot (E2E-Spot's GSM width), "
+        "tdeed (T-DEED's: shifts in RegNet stages s3-s4 only, its GSF, the T-DEED head's positional table, pooling "
+        "and upsampling); default: house, or the --init_from model's (e.g. an imported T-DEED)",
+    )
     p.add_argument(
         "-s", "--save_dir", required=True, help="model directory: config, checkpoints, predictions"
     )
@@ -188,8 +224,12 @@ def get_args(argv=None) -> argparse.Namespace:
         "--no_pretrained", dest="pretrained", action="store_false", help="no ImageNet weights"
     )
     weights.add_argument(
-        "--pretrained", dest="pretrained", action="store_true", help="ImageNet weights (the default)"
+        "--pretrained",
+        dest="pretrained",
+        action="store_true",
+        help="ImageNet weights (the default; with --init_from, whose weights replace them, not downloaded)",
     )
+    p.set_defaults(pretrained=None)
     p.add_argument(
         "--amp",
         action=argparse.BooleanOptionalAction,
@@ -284,9 +324,9 @@ def get_args(argv=None) -> argparse.Namespace:
     )
     p.add_argument("-v", "--verbose", action="store_true", help="debug logging")
     args = p.parse_args(argv)
-    if args.config:
-        from util.io import DataError
+    from util.io import DataError
 
+    if args.config:
         try:
             flags = saved_flags(args.config)
         except DataError as e:
@@ -294,6 +334,15 @@ def get_args(argv=None) -> argparse.Namespace:
         known = {a.dest for a in p._actions}
         p.set_defaults(**{k: v for k, v in flags.items() if k in known})
         args = p.parse_args(argv)
+    if args.init_from:
+        try:
+            inherit_architecture(args)
+        except DataError as e:
+            p.error(str(e))
+    if args.temporal_arch is None:
+        args.temporal_arch = "gru"
+    if args.pretrained is None:
+        args.pretrained = not args.init_from
     for name, flag in (
         ("dataset", "DATASET"),
         ("frame_dir", "FRAME_DIR"),

@@ -37,6 +37,7 @@ from torch import nn
 
 from model.impl.backbones import BACKBONES, PretrainedWeightsError, build_backbone
 from model.modules import HEADS, SMOOTHING_WEIGHT, smoothing_loss
+from model.shift import DEFAULT_VARIANT, VARIANTS
 from model.usage import list_epochs, load_selection, save_selection, selected_epoch
 from util.io import DataError, atomic_open, load_json, store_json
 from util.soccernet import CLASSES
@@ -83,6 +84,7 @@ DEFAULT_CONFIG: dict[str, Any] = {
     "fps": 25.0,  # frame rate the model was trained at
     "team": False,  # extra per-frame left/right output
     "displacement": 0,  # T-DEED's displacement head: per-frame offset to the nearest event within this many frames
+    "arch_variant": DEFAULT_VARIANT,  # whose arithmetic the network follows: model.shift.VARIANTS
     "pretrained": True,  # start from ImageNet weights
     "channels_last": True,  # NHWC convolutions (faster with AMP on GPUs)
     "compile": False,  # torch.compile the model
@@ -96,6 +98,7 @@ MODEL_KEYS = (
     "classes",
     "team",
     "displacement",
+    "arch_variant",
     "frame_height",
     "frame_width",
     "fps",
@@ -127,6 +130,10 @@ def check_config(config: dict[str, Any], source: str = "config") -> dict[str, An
         )
     if config["temporal_arch"] not in HEADS:
         raise DataError(f"{source}: unknown head {config['temporal_arch']!r}; valid: {', '.join(HEADS)}")
+    if config["arch_variant"] not in VARIANTS:
+        raise DataError(
+            f"{source}: unknown arch_variant {config['arch_variant']!r}; valid: {', '.join(VARIANTS)}"
+        )
     if not isinstance(config["displacement"], int) or config["displacement"] < 0:
         raise DataError(f"{source}: displacement must be an integer >= 0, not {config['displacement']!r}")
     if not isinstance(config["clip_len"], int) or config["clip_len"] < 1:
@@ -135,6 +142,13 @@ def check_config(config: dict[str, Any], source: str = "config") -> dict[str, An
     if not classes or not isinstance(classes, list) or not all(isinstance(c, str) for c in classes):
         raise DataError(f"{source}: classes must be a non-empty list of class names")
     return config
+
+
+def head_options(config: dict[str, Any]) -> dict[str, Any]:
+    """Keyword arguments of the head beyond (in_dim, num_outputs): T-DEED's exact head for the "tdeed" variant."""
+    if config["temporal_arch"] == "tdeed" and config.get("arch_variant") == "tdeed":
+        return {"clip_len": int(config["clip_len"]), "exact": True}
+    return {}
 
 
 class E2EModel(nn.Module):
@@ -147,9 +161,14 @@ class E2EModel(nn.Module):
         self.clip_len = self.config["clip_len"]
         self.has_shift = "_" in self.config["feature_arch"]
         self.backbone, self.feature_dim = build_backbone(
-            self.config["feature_arch"], self.clip_len, pretrained=self.config["pretrained"]
+            self.config["feature_arch"],
+            self.clip_len,
+            pretrained=self.config["pretrained"],
+            variant=self.config["arch_variant"],
         )
-        self.head = HEADS[self.config["temporal_arch"]](self.feature_dim, self.num_classes + 1)
+        self.head = HEADS[self.config["temporal_arch"]](
+            self.feature_dim, self.num_classes + 1, **head_options(self.config)
+        )
         self.team_head = nn.Linear(self.head.feature_dim, 1) if self.config["team"] else None
         self.displacement = int(self.config["displacement"])
         self.displacement_head = nn.Linear(self.head.feature_dim, 1) if self.displacement > 0 else None

@@ -87,6 +87,7 @@ from model.select import (
     selection_record,
     validation_metrics,
 )
+from model.shift import DEFAULT_VARIANT
 from model.transfer import init_from
 from util.frame_dir import VIDEO_FILE, FrameDir
 from util.frame_folder import read_fps
@@ -130,9 +131,15 @@ ADDED_FLAGS = {
     "tta": "none",
     "window_overlap": DEFAULT_OVERLAP,
     "per_class_nms": False,
+    "arch_variant": None,
 }
 # Config keys added since the first models were saved, with the value an older config.json means.
-ADDED_CONFIG_KEYS = {"displacement": 0, "tta": "none", "window_overlap": DEFAULT_OVERLAP}
+ADDED_CONFIG_KEYS = {
+    "displacement": 0,
+    "tta": "none",
+    "window_overlap": DEFAULT_OVERLAP,
+    "arch_variant": DEFAULT_VARIANT,
+}
 LOSSES = ("ce", "focal")  # --loss: weighted cross-entropy, or focal loss (the 2023 winner's)
 
 
@@ -245,6 +252,7 @@ def build_config(args: Namespace, classes: Sequence[str], fps: float, frame_size
     return default_config(
         feature_arch=args.feature_arch,
         temporal_arch=args.temporal_arch,
+        arch_variant=getattr(args, "arch_variant", None) or DEFAULT_VARIANT,
         clip_len=args.clip_len,
         classes=list(classes),
         frame_height=input_h,
@@ -401,6 +409,12 @@ def use_features(args: Namespace, splits: dict) -> dict | None:
         raise DataError(
             f"-m {args.feature_arch}: {where} holds features of {arch}; pass -m {arch} or leave -m out"
         )
+    variant = info.get("arch_variant", DEFAULT_VARIANT)  # the backbone of backbone.pt
+    if getattr(args, "arch_variant", None) not in (None, variant):
+        raise DataError(
+            f"--arch_variant {args.arch_variant}: {where} holds features of a {variant} backbone; leave it out"
+        )
+    args.arch_variant = variant
     if "_" in arch and args.clip_len != int(info["clip_len"]):
         raise DataError(
             f"--clip_len {args.clip_len}: {where} was computed by {arch}, whose temporal shift mixed frames in "

@@ -74,7 +74,9 @@ def load_selection(model_dir: str | Path) -> dict[str, Any]:
             raise DataError(f"{path}: not a valid selection ({e}); train again or delete the file") from None
         metric = record.get("metric") or record.get("criterion")
         value = record.get("value")
-        why = f"the best on val by {metric}" + (f" ({value:.4f})" if isinstance(value, float) else "")
+        why = record.get("why") or (
+            f"the best on val by {metric}" + (f" ({value:.4f})" if isinstance(value, float) else "")
+        )
         return {"epoch": epoch, "postprocess": post, "display_threshold": display, "class_thresholds": per_class,
                 "target_precision": record.get("target_precision"), "why": why, "recorded": True,
                 "record": record}  # fmt: skip

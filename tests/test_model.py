@@ -406,7 +406,7 @@ def test_missing_model_directory_and_epoch_are_clear_errors(tmp_path):
 
 
 def test_unknown_names_list_the_valid_ones():
-    with pytest.raises(DataError, match="valid: rn18, rn18_tsm, rn18_gsm, rn50"):
+    with pytest.raises(DataError, match="valid: rn18, rn18_tsm, rn18_gsm, rn18_gsf, rn50"):
         build_model(tiny_config(feature_arch="resnet18"))
     with pytest.raises(DataError, match="valid: gru, deeper_gru, mstcn, asformer, fc"):
         build_model(tiny_config(feature_arch="rny002", temporal_arch="lstm"))

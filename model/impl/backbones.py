@@ -18,7 +18,7 @@ import torch
 import torchvision
 from torch import nn
 
-from model.shift import SHIFTS, insert_shift
+from model.shift import DEFAULT_VARIANT, SHIFTS, insert_shift
 from util.io import DataError
 
 
@@ -80,19 +80,24 @@ BASE_BACKBONES: dict[str, Callable[[bool, bool], tuple[nn.Module, int]]] = {
 
 
 def build_backbone(
-    name: str, clip_len: int, pretrained: bool = True, imagenet_classifier: bool = False
+    name: str,
+    clip_len: int,
+    pretrained: bool = True,
+    imagenet_classifier: bool = False,
+    variant: str = DEFAULT_VARIANT,
 ) -> tuple[nn.Module, int]:
     """Backbone ``name`` (e.g. "rny002_gsm") -> (module mapping (N, 3, H, W) to (N, feature_dim), feature_dim).
 
     ``imagenet_classifier=True`` keeps the 1000-way ImageNet classifier (for counting parameters as the
-    libraries publish them); the module then outputs class logits instead of features.
+    libraries publish them); the module then outputs class logits instead of features. ``variant`` says where the
+    shifts go and how wide they are (``model.shift.VARIANTS``: this project's, E2E-Spot's or T-DEED's).
     """
     if name not in BACKBONES:
         raise DataError(f"unknown backbone {name!r}; valid: {', '.join(BACKBONES)}")
     base, _, shift = name.partition("_")
     net, feature_dim = BASE_BACKBONES[base](pretrained, imagenet_classifier)
     if shift:
-        insert_shift(net, shift, clip_len)
+        insert_shift(net, shift, clip_len, variant)
     return net, feature_dim
 
 

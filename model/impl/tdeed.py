@@ -28,6 +28,12 @@ backbone's feature width (368 for RegNet-Y 200MF, 768 for 800MF). Where this hea
   RegNet-Y widths; a ResNet-50's 2048 would make the MLPs 16x larger);
 - features stay (B, T, C), so T-DEED's 1x1 convolutions are per-frame linear layers (same parameters; CPU
   PyTorch runs them much faster).
+
+``exact=True`` (a model of ``arch_variant`` "tdeed", e.g. an imported T-DEED or sn-teamspotting checkpoint) computes
+what T-DEED's code computes on its clips: a learned positional table of ``clip_len`` rows added to the features
+first (``positional``; a shorter clip takes its first rows), pooling by adaptive max pooling to ceil(T / 2), and
+upsampling by linear interpolation with aligned corners to the skip's length. At T = ``clip_len`` these are T-DEED's
+fixed pool and upsample sizes; a longer clip than ``clip_len`` is refused.
 """
 
 from __future__ import annotations
@@ -64,6 +70,16 @@ def upsample(x: torch.Tensor, length: int) -> torch.Tensor:
     """(B, L, C) -> (B, length, C), length in {2L - 1, 2L}: linear interpolation by 2, cropped."""
     up = F.interpolate(x.transpose(1, 2), scale_factor=2.0, mode="linear", align_corners=False)
     return up[..., :length].transpose(1, 2)
+
+
+def halve_exact(x: torch.Tensor) -> torch.Tensor:
+    """T-DEED's pooling: (B, T, C) -> (B, ceil(T / 2), C) by adaptive max pooling."""
+    return F.adaptive_max_pool1d(x.transpose(1, 2), -(-x.shape[1] // 2)).transpose(1, 2)
+
+
+def upsample_exact(x: torch.Tensor, length: int) -> torch.Tensor:
+    """T-DEED's upsampling: (B, L, C) -> (B, length, C), linear interpolation with aligned corners."""
+    return F.interpolate(x.transpose(1, 2), size=length, mode="linear", align_corners=True).transpose(1, 2)
 
 
 class ChannelScale(nn.Module):
@@ -135,8 +151,9 @@ class SGPLayer(nn.Module):
 class SGPMixer(nn.Module):
     """Decoder merge: a coarse (B, L, C) sequence and the encoder's (B, T, C) skip -> (B, T, C)."""
 
-    def __init__(self, dim: int, kernel_size: int, r: float) -> None:
+    def __init__(self, dim: int, kernel_size: int, r: float, exact: bool = False) -> None:
         super().__init__()
+        self.upsample = upsample_exact if exact else upsample
         self.norm = nn.LayerNorm(dim)
         self.skip_norm = nn.LayerNorm(dim)
         self.branches = Granularities(dim, kernel_size, r)
@@ -148,7 +165,7 @@ class SGPMixer(nn.Module):
 
     def forward(self, x: torch.Tensor, skip: torch.Tensor) -> torch.Tensor:
         skip = self.skip_norm(skip)
-        x = upsample(self.norm(x), skip.shape[1])
+        x = self.upsample(self.norm(x), skip.shape[1])
         parts = [*self.branches(x), *self.skip_branches(skip), x, skip]
         out = F.gelu(self.merge(torch.cat(parts, dim=-1)))
         return out + self.mlp(out)
@@ -166,26 +183,40 @@ class TDEEDHead(nn.Module):
         r: float = 4.0,
         dim: int | None = None,
         dropout: float = 0.5,
+        clip_len: int | None = None,
+        exact: bool = False,
     ) -> None:
         super().__init__()
+        if exact and not clip_len:
+            raise ValueError("TDEEDHead(exact=True) needs the clip length of its positional table")
         dim = dim or min(in_dim, MAX_DIM)
+        self.clip_len = clip_len
+        # T-DEED's learned positional table, initialised as T-DEED does: N(0, (1 / clip_len)^2).
+        self.positional = nn.Parameter(torch.randn(clip_len, in_dim) / clip_len) if exact else None
+        self.halve = halve_exact if exact else halve
         self.proj = nn.Identity() if dim == in_dim else nn.Linear(in_dim, dim)
         self.encoder = nn.ModuleList(SGPLayer(dim, kernel_size, r) for _ in range(levels))
         self.bottleneck = SGPLayer(dim, kernel_size, r)
         # mixers[i] and decoder[i] work at the resolution of encoder[i].
-        self.mixers = nn.ModuleList(SGPMixer(dim, kernel_size, r) for _ in range(levels))
+        self.mixers = nn.ModuleList(SGPMixer(dim, kernel_size, r, exact) for _ in range(levels))
         self.decoder = nn.ModuleList(SGPLayer(dim, kernel_size, r) for _ in range(levels))
         self.dropout = nn.Dropout(dropout)
         self.fc = nn.Linear(dim, num_outputs)
         self.feature_dim = dim
 
     def forward(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
+        if self.positional is not None:
+            if x.shape[1] > self.clip_len:
+                raise ValueError(
+                    f"TDEEDHead: {x.shape[1]} frames is more than its clip length {self.clip_len}"
+                )
+            x = x + self.positional[: x.shape[1]]
         h = self.proj(x)
         skips = []
         for layer in self.encoder:
             h = layer(h)
             skips.append(h)
-            h = halve(h)
+            h = self.halve(h)
         h = self.bottleneck(h)
         for level in reversed(range(len(skips))):
             h = self.decoder[level](self.mixers[level](h, skips[level]))

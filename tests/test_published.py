@@ -1,0 +1,384 @@
+"""Published checkpoints (import_checkpoint.py): each format imports and gives the original code's outputs.
+
+The reference data (tests/data/published/, made by ``python -m tests.published.make_references`` from the original
+projects' public code at the commits each <format>.json names) hold, per format: the original's config, the manifest
+of its state dict (key, shape, dtype in order) and the seed of its weights (``tests.published.seeded``), and the
+original model's per-frame outputs on frames/ in this project's window layout. Here the same weights are generated
+again, written in the original file format, imported with one command and run through inference_spot.py.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+import yaml
+
+import import_checkpoint
+import inference_spot
+from model import published
+from model.common import build_model, default_config, load_config, load_model
+from model.impl.gsm import GatedShift, house_gated_channels
+from model.predict import model_frame_source, predict_scores
+from model.shift import shifted_blocks
+from tests.published.seeded import seeded_state_dict
+from util.cli import run_main
+from util.io import DataError, load_json
+
+DATA = Path(__file__).parent / "data" / "published"
+FORMATS = ["e2e-spot", "opensportslib", "tdeed", "sn-teamspotting"]
+# The issue's bars: the network to 1e-4 on the same pixels (fp32, CPU); the whole inference to 2e-3 after decoding.
+SAME_PIXELS_TOL = 1e-4
+DECODED_TOL = 2e-3
+
+
+def reference(fmt: str) -> tuple[dict, dict[str, np.ndarray]]:
+    record = json.loads((DATA / f"{fmt}.json").read_text())
+    with np.load(DATA / f"{fmt}.npz") as data:
+        return record, {k: data[k] for k in data.files}
+
+
+def write_published(
+    fmt: str, folder: Path, state: dict | None = None, config: dict | None = None
+) -> list[str]:
+    """The seeded checkpoint of ``fmt`` written as its project publishes it; returns import_checkpoint.py's
+    SOURCE and flags for it."""
+    record, _ = reference(fmt)
+    state = state if state is not None else seeded_state_dict(record["manifest"], record["seed"])
+    config = config if config is not None else record["original_config"]
+    folder.mkdir(parents=True, exist_ok=True)
+    if fmt == "e2e-spot":  # a folder of jhong93/e2e-spot-models
+        torch.save(state, folder / "checkpoint_088.pt")
+        (folder / "config.json").write_text(json.dumps(config))
+        return [str(folder)]
+    if fmt == "opensportslib":  # the trainer dict and its config.yaml
+        trainer = {"epoch": 7, "model_state_dict": state, "optimizer_state_dict": {}, "best_epoch": 7}
+        torch.save(trainer, folder / "model.pt")
+        (folder / "config.yaml").write_text(yaml.safe_dump(config))
+        return [str(folder / "model.pt"), "--config", str(folder / "config.yaml")]
+    torch.save(state, folder / "checkpoint_best.pt")  # T-DEED, sn-teamspotting: and the config JSON
+    (folder / "config.json").write_text(json.dumps(config))
+    return [str(folder / "checkpoint_best.pt"), "--config", str(folder / "config.json")]
+
+
+def run_import(argv: list[str]) -> int:
+    return run_main(import_checkpoint.main, import_checkpoint.get_args(argv))
+
+
+@pytest.fixture(scope="module")
+def imported(tmp_path_factory) -> dict[str, Path]:
+    """Every format written and imported once: format -> model folder."""
+    root = tmp_path_factory.mktemp("published")
+    folders = {}
+    for fmt in FORMATS:
+        source = write_published(fmt, root / "downloads" / fmt)
+        assert run_import([*source, "-o", str(root / "models" / fmt)]) == 0
+        folders[fmt] = root / "models" / fmt
+    return folders
+
+
+def frames_at(fps: float, folder: Path) -> Path:
+    """The reference frames as a frame folder at ``fps`` (the model's rate: nothing is resampled)."""
+    shutil.copytree(DATA / "frames", folder)
+    (folder / "fps.txt").write_text(f"{fps}\n")
+    return folder
+
+
+def in_reference_order(scores: np.ndarray, config: dict, record: dict) -> np.ndarray:
+    """Columns of this project's scores (background, config.json's classes) in the original's output order."""
+    ours = ["background", *config["classes"]]
+    return scores[:, [ours.index(c) for c in ["background", *record["output_classes"]]]]
+
+
+# ---- equality with the original code
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("fmt", FORMATS)
+def test_inference_on_an_imported_model_gives_the_original_outputs(fmt, imported, tmp_path, monkeypatch):
+    monkeypatch.setenv("SPOT_CPU_AMP", "off")
+    record, ref = reference(fmt)
+    config = load_config(imported[fmt])
+    frames = frames_at(float(config["fps"]), tmp_path / "frames")
+    out = tmp_path / "out"
+    argv = ["--model_dir", str(imported[fmt]), "--frame_dir", str(frames), "--output_dir", str(out)]
+    assert run_main(inference_spot.main, inference_spot.get_args(argv)) == 0
+    with np.load(out / "scores.npz") as saved:
+        (video,) = [k for k in saved.files if "::" not in k]
+        outputs = {k.partition("::")[2] or "scores": saved[k] for k in saved.files}
+    assert video == "frames"
+    scores = outputs["scores"]
+    assert scores.shape == (120, len(config["classes"]) + 1)
+    assert sorted(outputs) == sorted(k.split("/")[1] for k in ref if k.startswith("same_pixels/"))
+    for decoding, tol in (("same_pixels", SAME_PIXELS_TOL), ("original_decoder", DECODED_TOL)):
+        np.testing.assert_allclose(
+            in_reference_order(scores, config, record), ref[f"{decoding}/scores"], atol=tol
+        )
+        if "team" in outputs:  # P(right)
+            np.testing.assert_allclose(outputs["team"], ref[f"{decoding}/team"], atol=tol)
+        if "displacement" in outputs:  # event - frame, in frames (magnitudes up to ~20: relative)
+            d, r = outputs["displacement"], ref[f"{decoding}/displacement"]
+            assert np.all(np.abs(d - r) <= tol * np.maximum(1.0, np.abs(r))), np.abs(d - r).max()
+    # The outputs are not trivial: they change from frame to frame and across classes.
+    assert np.abs(np.diff(scores, axis=0)).max() > 0.01 and scores.max(axis=1).mean() > 0.15
+
+
+def _scores(model_dir: Path, tmp_path: Path) -> np.ndarray:
+    model, config, _ = load_model(model_dir)
+    source = model_frame_source(config, frames_at(float(config["fps"]), tmp_path / "frames"))
+    return predict_scores(model, config, source, device="cpu")[0]
+
+
+@pytest.mark.slow
+def test_the_gated_shift_interleave_and_the_tdeed_upsampling_matter(imported, tmp_path, monkeypatch):
+    """Without the conversion's care the outputs differ: the equality above is not a tolerance that anything meets."""
+    monkeypatch.setenv("SPOT_CPU_AMP", "off")
+    record, ref = reference("e2e-spot")
+    monkeypatch.setattr(published, "_fold_interleave", lambda state: 0)
+    source = write_published("e2e-spot", tmp_path / "e2e")
+    assert run_import([*source, "-o", str(tmp_path / "no-interleave")]) == 0
+    config = load_config(tmp_path / "no-interleave")
+    wrong = in_reference_order(_scores(tmp_path / "no-interleave", tmp_path / "a"), config, record)
+    assert np.abs(wrong - ref["same_pixels/scores"]).max() > 20 * SAME_PIXELS_TOL
+    monkeypatch.undo()
+    monkeypatch.setenv("SPOT_CPU_AMP", "off")
+    record, ref = reference("tdeed")
+    import model.impl.tdeed as tdeed
+
+    monkeypatch.setattr(tdeed, "upsample_exact", tdeed.upsample)  # align_corners=False
+    config = load_config(imported["tdeed"])
+    wrong = in_reference_order(_scores(imported["tdeed"], tmp_path / "b"), config, record)
+    assert np.abs(wrong - ref["same_pixels/scores"]).max() > 20 * SAME_PIXELS_TOL
+
+
+# ---- what the model folder records
+
+
+def test_an_imported_folder_records_its_origin_and_the_authors_post_processing(imported):
+    tdeed = load_json(imported["tdeed"] / "config.json")
+    source = tdeed["source"]
+    assert source["format"] == "tdeed" and source["licence"].startswith("GPL-3.0")
+    assert len(source["sha256"]) == 64 and source["weights_file"] == "checkpoint_best.pt"
+    assert source["dropped"] == [
+        "_pred_fine._fc2._fc_out.weight (18, 368)",
+        "_pred_fine._fc2._fc_out.bias (18,)",
+    ]
+    assert "jointly with SoccerNet-v2" in source["trained_on"] and "12.5 fps" in source["trained_on"]
+    assert (tdeed["fps"], tdeed["frame_width"], tdeed["frame_height"], tdeed["clip_len"]) == (
+        12.5,
+        796,
+        448,
+        100,
+    )
+    assert (tdeed["arch_variant"], tdeed["displacement"], tdeed["window_overlap"]) == ("tdeed", 4, 0.75)
+    selection = load_json(imported["tdeed"] / "selection.json")
+    # T-DEED's soft NMS over +-12 frames at 12.5 fps, threshold 0.01.
+    assert selection["postprocess"] == {"nms_window_s": 0.96, "soft": True, "sigma_s": 0.0, "threshold": 0.01}
+    assert (imported["tdeed"] / "checkpoint_000.pt").is_file()
+    e2e = load_json(imported["e2e-spot"] / "config.json")
+    assert (e2e["fps"], e2e["frame_width"], e2e["frame_height"], e2e["arch_variant"]) == (
+        2.0,
+        398,
+        224,
+        "e2e-spot",
+    )
+    # E2E-Spot's alphabetical classes, put in SoccerNet-v2's order (so fine-tuning on v2 labels keeps the head).
+    from util.soccernet import CLASSES, CLASSES_V2
+
+    assert e2e["classes"] == CLASSES_V2 and (imported["e2e-spot"] / "checkpoint_088.pt").is_file()
+    assert load_json(imported["e2e-spot"] / "selection.json")["postprocess"]["nms_window_s"] == 1.0
+    team = load_json(imported["sn-teamspotting"] / "config.json")
+    assert (
+        team["team"] is True and team["classes"] == CLASSES and team["source"]["format"] == "sn-teamspotting"
+    )
+    osl = load_json(imported["opensportslib"] / "config.json")
+    assert (osl["feature_arch"], osl["fps"], osl["source"]["licence"]) == (
+        "rny008_gsm",
+        25.0,
+        "AGPL-3.0 (model card)",
+    )
+
+
+def test_the_format_is_detected_from_the_keys(imported):
+    for fmt in FORMATS:
+        assert load_json(imported[fmt] / "config.json")["source"]["format"] == fmt
+    with pytest.raises(DataError, match="cannot tell the checkpoint's format"):
+        published.detect_format({"conv.weight": torch.zeros(1)}, None)
+
+
+# ---- errors: named, and nothing written
+
+
+def _refused(argv: list[str], out: Path, capsys, *expected: str) -> None:
+    assert run_import([*argv, "-o", str(out)]) == 2
+    err = capsys.readouterr().err
+    for text in expected:
+        assert text in err, err
+    assert not out.exists() and not list(out.parent.glob(f".{out.name}.importing-*"))
+
+
+def test_a_truncated_or_foreign_file_is_refused_by_name(tmp_path, capsys):
+    source = write_published("tdeed", tmp_path / "t")
+    weights = Path(source[0])
+    weights.write_bytes(weights.read_bytes()[: weights.stat().st_size // 2])
+    _refused(source, tmp_path / "m", capsys, str(weights), "truncated, damaged or not a checkpoint")
+    weights.write_text("not a checkpoint")
+    _refused(source, tmp_path / "m", capsys, str(weights))
+
+
+def test_a_config_that_does_not_match_the_weights_is_refused(tmp_path, capsys):
+    record, _ = reference("tdeed")
+    fewer = {**record["original_config"], "num_classes": 11}
+    source = write_published("tdeed", tmp_path / "a", config=fewer)
+    _refused(source, tmp_path / "m", capsys, "num_classes 11", "12 class outputs", "does not match")
+    bigger = {**record["original_config"], "feature_arch": "rny008_gsf"}
+    source = write_published("tdeed", tmp_path / "b", config=bigger)
+    _refused(source, tmp_path / "m", capsys, "checkpoint_best.pt: the weights do not match the network")
+
+
+def test_an_unknown_key_is_refused(tmp_path, capsys):
+    record, _ = reference("sn-teamspotting")
+    state = seeded_state_dict(record["manifest"], record["seed"])
+    state["_pred_extra._fc_out.weight"] = torch.zeros(3, 368)
+    source = write_published("sn-teamspotting", tmp_path / "a", state=state)
+    _refused(
+        source, tmp_path / "m", capsys, "unknown key(s)", "_pred_extra._fc_out.weight", "checkpoint_best.pt"
+    )
+
+
+def test_a_model_of_unknown_classes_needs_a_class_list(tmp_path, capsys):
+    record, _ = reference("e2e-spot")
+    other = {**record["original_config"], "dataset": "my_league"}
+    source = write_published("e2e-spot", tmp_path / "a", config=other)
+    _refused(source, tmp_path / "m", capsys, "frame rate", "--fps")
+    _refused([*source, "--fps", "5"], tmp_path / "m", capsys, "no built-in class list", "--classes")
+    (tmp_path / "classes.txt").write_text("\n".join(f"C{i}" for i in range(16)) + "\n")
+    _refused([*source, "--fps", "5", "--classes", str(tmp_path / "classes.txt")], tmp_path / "m", capsys,
+             "17 class outputs but the class list has 16")  # fmt: skip
+    (tmp_path / "classes.txt").write_text("\n".join(f"C{i}" for i in range(17)) + "\n")
+    assert (
+        run_import(
+            [*source, "--fps", "5", "--classes", str(tmp_path / "classes.txt"), "-o", str(tmp_path / "m")]
+        )
+        == 0
+    )
+    config = load_config(tmp_path / "m")
+    assert config["classes"] == [f"C{i}" for i in range(17)] and config["fps"] == 5.0
+
+
+def test_t_deed_and_open_sports_lib_need_their_config(tmp_path, capsys):
+    source = write_published("tdeed", tmp_path / "t")
+    _refused(source[:1], tmp_path / "m", capsys, "needs its config", "--config")
+    source = write_published("opensportslib", tmp_path / "o")
+    _refused(source[:1], tmp_path / "m", capsys, "config.yaml", "--config")
+
+
+def test_the_hub_offline_without_a_cache_is_a_clear_error(tmp_path, capsys, monkeypatch):
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setenv("HF_HOME", str(tmp_path / "hf"))
+    import huggingface_hub.constants as constants
+
+    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", True)
+    monkeypatch.setattr(constants, "HF_HUB_CACHE", str(tmp_path / "hf" / "hub"))
+    _refused(
+        ["hf://OpenSportsLab/OSL-loc-snbas-2025-e2e"],
+        tmp_path / "m",
+        capsys,
+        "local cache",
+        "huggingface-cli",
+    )
+    _refused(["hf://not a repo"], tmp_path / "m", capsys, "hf://OWNER/REPO")
+
+
+def test_an_existing_model_folder_is_never_overwritten(tmp_path, capsys):
+    (tmp_path / "m").mkdir()
+    (tmp_path / "m" / "config.json").write_text("{}")
+    source = write_published("tdeed", tmp_path / "t")
+    assert run_import([*source, "-o", str(tmp_path / "m")]) == 2
+    assert "exists and is not an empty folder" in capsys.readouterr().err
+    assert (tmp_path / "m" / "config.json").read_text() == "{}"
+
+
+def test_help_explains_every_format(capsys):
+    with pytest.raises(SystemExit):
+        import_checkpoint.get_args(["--help"])
+    text = capsys.readouterr().out
+    for fmt in FORMATS:
+        assert f"  {fmt} " in text
+    for flag in ("--format", "--config", "--classes", "--fps", "hf://"):
+        assert flag in text
+
+
+# ---- the variants, and the models trained before them
+
+
+def test_models_without_a_variant_keep_this_projects_shift():
+    config = default_config(feature_arch="rny002_gsm", temporal_arch="tdeed", pretrained=False, clip_len=4)
+    assert config["arch_variant"] == "house"
+    model = build_model(config)
+    shifts = [m for m in model.modules() if isinstance(m, GatedShift)]
+    widths = [m.norm.num_features for m in shifts]
+    assert len(shifts) == 13 and widths == [house_gated_channels(m.conv.conv.in_channels) for m in
+                                            (b.conv1 for b in shifted_blocks(model.backbone))]  # fmt: skip
+    assert model.head.positional is None and all(m.fuse is None for m in shifts)
+
+
+def test_the_tdeed_variant_shifts_stages_3_and_4_with_tdeeds_width():
+    config = default_config(
+        feature_arch="rny002_gsf", temporal_arch="tdeed", pretrained=False, clip_len=6, arch_variant="tdeed"
+    )
+    model = build_model(config)
+    shifts = [m for m in model.modules() if isinstance(m, GatedShift)]
+    stages = {n.split(".")[0] for n, m in model.backbone.named_modules() if isinstance(m, GatedShift)}
+    assert len(shifts) == 11 and stages == {"s3", "s4"} and all(m.fuse is not None for m in shifts)
+    assert sorted({m.gated for m in shifts}) == [16, 40, 92]  # ceil((C // 4) / 4) * 4 for C = 56, 152, 368
+    assert model.head.positional.shape == (6, 368)
+    out = model(torch.rand(1, 6, 3, 64, 96))
+    assert out["logits"].shape == (1, 6, len(config["classes"]) + 1)
+    with pytest.raises(ValueError, match="more than its clip length"):
+        model.head(torch.rand(1, 7, 368))
+
+
+def test_interleave_order_is_e2e_spots_channel_order():
+    # Output channel p of E2E-Spot's GSM over 8 channels takes channel order[p]: 0, 2, 1, 3 | 4, 6, 5, 7.
+    assert published.interleave_order(8).tolist() == [0, 2, 1, 3, 4, 6, 5, 7]
+    assert published.interleave_order(16).tolist()[:8] == [0, 4, 1, 5, 2, 6, 3, 7]
+
+
+# ---- fine-tuning an imported model
+
+
+@pytest.mark.slow
+def test_fine_tuning_an_imported_tdeed_model_on_the_synthetic_library(imported, tmp_path, caplog):
+    import train_e2e
+    from tests.conftest import feature_library
+
+    frame_dir, data_dir = feature_library(tmp_path)
+    argv = [
+        str(data_dir), str(frame_dir), "-s", str(tmp_path / "tuned"), "--init_from", str(imported["tdeed"]),
+        "--clip_len", "8", "--batch_size", "2", "--num_epochs", "1", "--warm_up_epochs", "0",
+        "--epoch_num_frames", "16", "--start_val_epoch", "0", "--device", "cpu", "-j", "0", "--no-augment",
+    ]  # fmt: skip
+    args = train_e2e.get_args(argv)  # -m, -t and the variant come from the imported folder
+    assert (args.feature_arch, args.temporal_arch, args.arch_variant) == ("rny002_gsf", "tdeed", "tdeed")
+    caplog.set_level("INFO")
+    assert run_main(train_e2e.main, args) == 0
+    said = caplog.text
+    assert f"--init_from {imported['tdeed']} (epoch 0): loaded" in said
+    assert "head.fc.weight (class outputs over other classes)" in said
+    assert "head.positional (shape (100, 368) here (8, 368))" in said
+    config = load_config(tmp_path / "tuned")
+    assert (config["arch_variant"], config["feature_arch"], config["classes"]) == (
+        "tdeed",
+        "rny002_gsf",
+        ["PASS", "DRIVE"],
+    )
+    tuned = torch.load(tmp_path / "tuned" / "checkpoint_000.pt", weights_only=True)
+    source = torch.load(imported["tdeed"] / "checkpoint_000.pt", weights_only=True)
+    key = "backbone.s3.b1.conv1.shift.fuse.0.weight"  # T-DEED's GSF, loaded and then trained
+    assert tuned[key].shape == source[key].shape and not torch.equal(tuned[key], source[key])
+    assert (tmp_path / "tuned" / "selection.json").is_file()
