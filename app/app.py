@@ -148,6 +148,45 @@ def model_outputs(model_dir: Path) -> dict:
         return {"classes": [], "team": False}
 
 
+def model_card(model_dir: Path) -> dict | None:
+    """Which model the app runs, for the upload page: ``{name, architecture, trained_on, licence, source, epoch}``
+    (None when config.json cannot be read). A published model says its project and what it was trained on
+    (import_checkpoint.py records it); a model trained here, its dataset and the epoch chosen on val."""
+    from model.usage import load_selection
+
+    try:
+        config = load_json(model_dir / "config.json")
+        if not isinstance(config, dict):
+            return None
+        epoch = load_selection(model_dir).get("epoch")
+    except DataError:
+        return None
+    architecture = f"{config.get('feature_arch')} + {config.get('temporal_arch')}"
+    classes = config.get("classes") or []
+    geometry = (
+        f"{config.get('frame_width')}x{config.get('frame_height')} at {float(config.get('fps') or 0):g} fps"
+    )
+    source = config.get("source") if isinstance(config.get("source"), dict) else None
+    if source:
+        return {
+            "name": source.get("project", "a published model"),
+            "architecture": architecture,
+            "trained_on": source.get("trained_on") or geometry,
+            "licence": source.get("licence"),
+            "source": source.get("weights_file"),
+            "epoch": epoch,
+        }
+    dataset = Path(str(config.get("dataset") or "")).name or "its labels"
+    return {
+        "name": f"trained with this toolkit ({model_dir.name})",
+        "architecture": architecture,
+        "trained_on": f"{dataset} ({len(classes)} classes), {geometry}",
+        "licence": None,
+        "source": None,
+        "epoch": epoch,
+    }
+
+
 def create_app(config: dict | None = None) -> Flask:
     """The Flask app; ``config`` overrides DEFAULTS (and any Flask setting). Starts the job runner."""
     app = Flask(__name__)
@@ -314,6 +353,7 @@ def _register_pages(app: Flask, runner: JobRunner) -> None:
             default_threshold=default_threshold(app),
             class_thresholds=model_thresholds(app),
             outputs=model_outputs(model_dir),
+            model=model_card(model_dir) if model_ready(model_dir) else None,
             slowmo_choices=SLOWMO_CHOICES,
             default_slowmo=app.config["DEFAULT_SLOWMO"],
         )

@@ -294,6 +294,27 @@ def test_the_hub_offline_without_a_cache_is_a_clear_error(tmp_path, capsys, monk
     _refused(["hf://not a repo"], tmp_path / "m", capsys, "hf://OWNER/REPO")
 
 
+def test_the_hub_source_is_read_from_the_local_cache_offline(tmp_path, monkeypatch):
+    """hf://OWNER/REPO: the snapshot the Hub's client cached (here laid out by hand, as it lays it out), its first
+    .pt and its config.yaml."""
+    import huggingface_hub.constants as constants
+
+    cache = tmp_path / "hf" / "hub"
+    snapshot = cache / "models--OpenSportsLab--OSL-loc-snbas-2025-e2e" / "snapshots" / ("0123abcd" * 5)
+    write_published("opensportslib", snapshot)
+    (snapshot.parent.parent / "refs").mkdir()
+    (snapshot.parent.parent / "refs" / "main").write_text(snapshot.name)
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", True)
+    monkeypatch.setattr(constants, "HF_HUB_CACHE", str(cache))
+    assert run_import(["hf://OpenSportsLab/OSL-loc-snbas-2025-e2e", "-o", str(tmp_path / "m")]) == 0
+    source = load_json(tmp_path / "m" / "config.json")["source"]
+    assert (
+        source["file"] == "hf://OpenSportsLab/OSL-loc-snbas-2025-e2e" and source["weights_file"] == "model.pt"
+    )
+    assert source["config_file"].endswith("config.yaml") and source["format"] == "opensportslib"
+
+
 def test_an_existing_model_folder_is_never_overwritten(tmp_path, capsys):
     (tmp_path / "m").mkdir()
     (tmp_path / "m" / "config.json").write_text("{}")
@@ -321,10 +342,31 @@ def test_models_without_a_variant_keep_this_projects_shift():
     assert config["arch_variant"] == "house"
     model = build_model(config)
     shifts = [m for m in model.modules() if isinstance(m, GatedShift)]
-    widths = [m.norm.num_features for m in shifts]
-    assert len(shifts) == 13 and widths == [house_gated_channels(m.conv.conv.in_channels) for m in
-                                            (b.conv1 for b in shifted_blocks(model.backbone))]  # fmt: skip
+    # The widths every model trained before the variants has (C // 4 rounded down to even), block by block ...
+    assert [m.gated for m in shifts] == [8, 6, 14, 38, 38, 38, 38] + [92] * 6
+    assert [m.gated for m in shifts] == [house_gated_channels(b.conv1.conv.conv.in_channels)
+                                         for b in shifted_blocks(model.backbone)]  # fmt: skip
     assert model.head.positional is None and all(m.fuse is None for m in shifts)
+    # ... and E2E-Spot's: 6 of the 13 blocks differ (s2.b1, s3.b1-b4, s4.b1).
+    e2e = build_model({**config, "arch_variant": "e2e-spot"})
+    assert [m.gated for m in e2e.modules() if isinstance(m, GatedShift)] == [8, 8, 16, 40, 40, 40, 40] + [
+        92
+    ] * 6
+
+
+def test_a_model_folder_written_before_the_variants_loads_and_predicts_as_before(tmp_path):
+    from tests.conftest import write_tiny_model
+
+    folder = write_tiny_model(tmp_path / "m", feature_arch="rny002_gsm", temporal_arch="tdeed", sharpen=8.0)
+    clips = torch.rand(1, 8, 3, 64, 112)
+    now, _, _ = load_model(folder)
+    config = load_json(folder / "config.json")
+    del config["arch_variant"]  # as every config.json before the importer
+    (folder / "config.json").write_text(json.dumps(config))
+    before, loaded, _ = load_model(folder)
+    assert loaded["arch_variant"] == "house"
+    with torch.no_grad():
+        assert torch.equal(now(clips)["logits"], before(clips)["logits"])
 
 
 def test_the_tdeed_variant_shifts_stages_3_and_4_with_tdeeds_width():
@@ -382,3 +424,30 @@ def test_fine_tuning_an_imported_tdeed_model_on_the_synthetic_library(imported, 
     key = "backbone.s3.b1.conv1.shift.fuse.0.weight"  # T-DEED's GSF, loaded and then trained
     assert tuned[key].shape == source[key].shape and not torch.equal(tuned[key], source[key])
     assert (tmp_path / "tuned" / "selection.json").is_file()
+
+
+# ---- the web app on an imported model
+
+
+def test_the_upload_page_says_which_published_model_it_runs(imported, tmp_path):
+    from tests.conftest import make_app
+
+    app = make_app(imported["sn-teamspotting"], tmp_path / "jobs")
+    try:
+        page = app.test_client().get("/").get_data(as_text=True)
+    finally:
+        app.extensions["spot_jobs"].shutdown()
+    assert 'id="model-card"' in page and "sn-teamspotting: T-DEED with a team head" in page
+    assert "Trained on SoccerNet Ball Action Spotting (12 classes, jointly with SoccerNet-v2), 796x448 frames at " \
+        "12.5 fps" in page and "Licence: GPL-3.0" in page and "rny002_gsf + tdeed" in page  # fmt: skip
+
+
+def test_the_upload_page_describes_a_model_trained_here(tiny_model_dir, tmp_path):
+    from tests.conftest import make_app
+
+    app = make_app(tiny_model_dir, tmp_path / "jobs")
+    try:
+        page = app.test_client().get("/").get_data(as_text=True)
+    finally:
+        app.extensions["spot_jobs"].shutdown()
+    assert "trained with this toolkit" in page and "rny002_gsm + gru" in page and "(epoch 0)" in page
