@@ -81,7 +81,9 @@ def saved_flags(path: str) -> dict:
 
 def inherit_architecture(args: argparse.Namespace) -> None:
     """-m, -t and --arch_variant not given: those of the --init_from model (e.g. an imported T-DEED), so that
-    fine-tuning a published model needs no architecture flags."""
+    fine-tuning a published model needs no architecture flags. The variant goes with the backbone: it is inherited
+    whenever the backbone is the source's. On a feature folder, its features.json says the backbone and variant."""
+    from dataset.feature import is_feature_dir
     from model.common import load_config
     from model.transfer import parse_init_from
 
@@ -89,15 +91,13 @@ def inherit_architecture(args: argparse.Namespace) -> None:
     if not (folder / "config.json").is_file():
         return  # init_from itself says what is wrong, with the rest of the run's checks
     source = load_config(folder)
-    same_network = args.feature_arch in (None, source["feature_arch"]) and args.temporal_arch in (
-        None,
-        source["temporal_arch"],
-    )
-    if args.feature_arch is None:
-        args.feature_arch = source["feature_arch"]
     if args.temporal_arch is None:
         args.temporal_arch = source["temporal_arch"]
-    if args.arch_variant is None and same_network:
+    if args.frame_dir and is_feature_dir(args.frame_dir):
+        return
+    if args.feature_arch is None:
+        args.feature_arch = source["feature_arch"]
+    if args.arch_variant is None and args.feature_arch == source["feature_arch"]:
         args.arch_variant = source["arch_variant"]
 
 

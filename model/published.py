@@ -27,6 +27,7 @@ What the conversion does (each checked against the original code's outputs by ``
 from __future__ import annotations
 
 import hashlib
+import json
 import logging
 import math
 import os
@@ -43,7 +44,7 @@ import torch
 
 from model.common import CONFIG_NAME, build_model, check_config, checkpoint_path, default_config, save_config
 from model.usage import save_selection
-from util.io import DataError, atomic_open, load_json, load_text_lines
+from util.io import DataError, _umask, atomic_open, load_json, load_text_lines
 from util.postprocess import DEFAULT_DISPLAY_THRESHOLD, PostProcess
 from util.soccernet import CLASSES, CLASSES_2023, CLASSES_V2
 
@@ -166,6 +167,8 @@ def sha256_of(path: Path) -> str:
 
 def _torch_load(path: Path) -> Any:
     """torch.load with weights_only=True (numpy scalars in a trainer dict allowed); DataError naming the file."""
+    import pickle
+
     import numpy as np
 
     safe = [np.dtype, type(np.dtype(np.float64)), type(np.dtype(np.float32)), type(np.dtype(np.int64))]
@@ -177,18 +180,31 @@ def _torch_load(path: Path) -> Any:
             return torch.load(path, map_location="cpu", weights_only=True)
     except FileNotFoundError as e:
         raise DataError(f"{path}: file not found") from e
-    except Exception as e:  # noqa: BLE001 - any unpickling failure: truncated, damaged, not a checkpoint
-        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+    except pickle.UnpicklingError as e:
+        # A whole file holding Python objects other than tensors and plain values: loading them would run code.
+        unsupported = re.search(r"Unsupported global: GLOBAL ([\w.]+)", str(e))
+        if unsupported:
+            raise DataError(
+                f"{path}: holds a Python object of type {unsupported.group(1)}, which is not loaded (only tensors "
+                f"and plain values are, for safety); save its state dict alone (torch.save(model.state_dict()))"
+            ) from e
         raise DataError(
-            f"{path}: cannot load it as a PyTorch checkpoint ({first}); the file is truncated, damaged or not a "
-            f"checkpoint: download it again"
+            f"{path}: cannot load it as a PyTorch checkpoint (the file is damaged or not a checkpoint)"
+        ) from e
+    except Exception as e:  # noqa: BLE001 - any other failure: truncated, damaged, not a checkpoint
+        first = re.sub(r"\x1b\[[0-9;]*m", "", str(e)).strip().splitlines()
+        raise DataError(
+            f"{path}: cannot load it as a PyTorch checkpoint ({first[0] if first else type(e).__name__}); the file "
+            f"is truncated, damaged or not a checkpoint: download it again"
         ) from e
 
 
-def _strip_prefixes(state: dict[str, Any]) -> dict[str, torch.Tensor]:
+def _strip_prefixes(state: dict[str, Any], path: Path) -> dict[str, torch.Tensor]:
     """Keys without DataParallel's / wrappers' ``module.``, ``model.``, ``_model.`` prefixes."""
     out = OrderedDict()
     for key, value in state.items():
+        if not isinstance(key, str) or not torch.is_tensor(value):
+            raise DataError(f"{path}: its state dict has an entry {key!r} that is not a named tensor")
         for prefix in ("module.", "_model.", "model."):
             if key.startswith(prefix):
                 key = key[len(prefix) :]
@@ -203,9 +219,9 @@ def _state_dict_in(obj: Any, path: Path) -> tuple[dict[str, torch.Tensor], dict[
     for key in ("model_state_dict", "state_dict", "model"):
         if isinstance(obj.get(key), dict):
             rest = {k: v for k, v in obj.items() if k != key}
-            return _strip_prefixes(obj[key]), rest
+            return _strip_prefixes(obj[key], path), rest
     if obj and all(torch.is_tensor(v) for v in obj.values()):
-        return _strip_prefixes(obj), {}
+        return _strip_prefixes(obj, path), {}
     raise DataError(
         f"{path}: neither a state dict nor a trainer dict with model_state_dict (keys: {', '.join(list(obj)[:8])})"
     )
@@ -271,7 +287,8 @@ def _weights_in(folder: Path) -> Path:
 
 
 def _config_in(folder: Path) -> Path | None:
-    for name in ("config.json", "config.yaml", "config.yml"):
+    # YAML first: a Hub snapshot of OpenSportsLib may also hold a config.json of another kind.
+    for name in ("config.yaml", "config.yml", "config.json"):
         if (folder / name).is_file():
             return folder / name
     found = sorted(folder.glob("*.yaml")) + sorted(folder.glob("*.yml"))
@@ -333,7 +350,7 @@ def interleave_order(gated: int) -> torch.Tensor:
     return torch.tensor(half + [gated // 2 + c for c in half])
 
 
-def _fold_interleave(state: dict[str, torch.Tensor]) -> int:
+def _fold_interleave(state: dict[str, torch.Tensor], where: Path) -> int:
     """Fold every gated shift's output interleave into the input columns of the convolution after it."""
     folded = 0
     for gate_key in [k for k in state if k.endswith(".conv1.shift.gate.weight")]:
@@ -341,7 +358,9 @@ def _fold_interleave(state: dict[str, torch.Tensor]) -> int:
         gated = 2 * state[gate_key].shape[1]
         conv_key = next((block + s for s in ("conv.conv.weight", "conv.weight") if block + s in state), None)
         if conv_key is None or gated % 4:
-            raise DataError(f"a gated shift at {block} has no 1x1 convolution after it, or {gated} channels")
+            raise DataError(
+                f"{where}: the gated shift at {block} has no convolution after it, or an odd width ({gated})"
+            )
         # Their conv reads column p from channel sigma[p] of the un-interleaved output: here column sigma[p].
         weight = state[conv_key].clone()
         weight[:, interleave_order(gated)] = state[conv_key][:, :gated]
@@ -430,6 +449,8 @@ def _classes_for(
             f"{source_file}: no built-in class list for {what}; pass --classes CLASS_TXT (one class a line, in the "
             f"order of the model's outputs, background excluded)"
         )
+    if len(set(classes)) != len(classes):
+        raise DataError(f"{source_file}: the class list names a class twice ({', '.join(classes)})")
     if len(classes) != count:
         raise DataError(
             f"{source_file}: the model has {count} class outputs but the class list has {len(classes)} "
@@ -486,14 +507,21 @@ def convert_e2e(src: Source, classes: list[str] | None, fmt: str) -> Imported:
             f"{src.config_file or src.weights_file}: temporal_arch {settings['temporal_arch']!r} is not supported "
             f"by the importer (gru, deeper_gru and no head are; every published SoccerNet model uses gru)"
         )
-    fc_key = "_pred_fine._fc_out._fc_out" if settings["temporal_arch"] != "" else "_pred_fine._fc_out"
+    fc_key = "_pred_fine._fc_out" if settings["temporal_arch"] in ("", "fc") else "_pred_fine._fc_out._fc_out"
     if f"{fc_key}.weight" not in state:
         raise DataError(f"{src.weights_file}: no {fc_key}.weight; the weights do not match its config's head")
     count = state[f"{fc_key}.weight"].shape[0] - 1
-    names = _classes_for(classes, settings["classes"], count, settings["what"], src.weights_file)
+    if settings["num_classes"] is not None and settings["num_classes"] not in (count, count + 1):
+        raise DataError(
+            f"{src.config_file}: {settings['num_classes']} classes but {src.weights_file} has {count} class "
+            f"outputs: the config does not match the weights"
+        )
+    names = _classes_for(
+        classes, settings["classes"], count, settings["what"], src.config_file or src.weights_file
+    )
     target = _canonical(names)
     result = _backbone(state)
-    folded = _fold_interleave(result)
+    folded = _fold_interleave(result, src.weights_file)
     for key in [k for k in state if k.startswith("_pred_fine._gru.")]:
         result["head.gru." + key[len("_pred_fine._gru.") :]] = state.pop(key)
     result["head.fc.weight"] = _class_rows(state.pop(f"{fc_key}.weight"), names, target)
@@ -507,9 +535,7 @@ def convert_e2e(src: Source, classes: list[str] | None, fmt: str) -> Imported:
         clip_len=int(settings["clip_len"]),
         classes=target,
         fps=float(fps),
-        frame_width=int(settings.get("crop") or width),
-        frame_height=int(settings.get("crop") or height),
-        crop_dim=settings.get("crop"),
+        **_geometry(width, height, settings["crop"]),
         window_overlap=float(settings["overlap"]),
         pretrained=False,
     )
@@ -517,6 +543,47 @@ def convert_e2e(src: Source, classes: list[str] | None, fmt: str) -> Imported:
     if target != names:
         notes.append("class outputs reordered to this project's order: " + ", ".join(target))
     return Imported(config, result, _epoch_of(src.weights_file, src.container), settings["post"], [], notes)
+
+
+def _geometry(width: int, height: int, crop: int | None) -> dict[str, Any]:
+    """The frame keys of config.json: frames are read at the authors' size (``source_*``; a frame folder or a
+    video of another size is resized to it, as training here records it), then centre-cropped to ``frame_*``."""
+    return {
+        "source_width": int(width),
+        "source_height": int(height),
+        "frame_width": min(crop, width) if crop else int(width),
+        "frame_height": min(crop, height) if crop else int(height),
+        "crop_dim": crop,
+    }
+
+
+def _integer(config: dict, key: str, where: Path | None, default: Any = None, minimum: int = 1) -> int:
+    """An integer setting of an original config (a float with an integer value is taken), or DataError."""
+    value = config.get(key, default)
+    if isinstance(value, bool) or not isinstance(value, int | float) or value != value or int(value) != value:
+        raise DataError(f"{where}: {key} must be an integer, not {value!r}")
+    if value < minimum:
+        raise DataError(f"{where}: {key} must be at least {minimum}, not {value!r}")
+    return int(value)
+
+
+def _positive(config: dict, key: str, where: Path | None, default: Any = None) -> float:
+    value = config.get(key, default)
+    if (
+        isinstance(value, bool)
+        or not isinstance(value, int | float)
+        or not (math.isfinite(value) and value > 0)
+    ):
+        raise DataError(f"{where}: {key} must be a positive number, not {value!r}")
+    return float(value)
+
+
+def _crop(config: dict, where: Path | None) -> int | None:
+    """crop_dim: None, 0 or negative = no crop (E2E-Spot null, T-DEED -1), else the square crop's side."""
+    if config.get("crop_dim") is None:
+        return None
+    crop = _integer(config, "crop_dim", where, minimum=-1)
+    return crop if crop > 0 else None
 
 
 def _e2e_settings(src: Source) -> dict[str, Any]:
@@ -534,15 +601,17 @@ def _e2e_settings(src: Source) -> dict[str, Any]:
         raise DataError(f"{where}: modality {config['modality']!r}: only RGB models can be imported")
     dataset = str(config.get("dataset", ""))
     frames = _frames(E2E_FRAMES.get(dataset), src.fps, (398, 224), f"{where}: dataset {dataset!r}")
-    crop = config.get("crop_dim")
+    num_classes = _integer(config, "num_classes", where)
     return {
         "feature_arch": _backbone_name(config["feature_arch"], where),
         "temporal_arch": str(config["temporal_arch"]),
-        "clip_len": int(config["clip_len"]),
-        "classes": E2E_CLASSES.get((dataset, int(config["num_classes"]))),
-        "what": f"E2E-Spot's dataset {dataset!r} with {config['num_classes']} classes",
+        "clip_len": _integer(config, "clip_len", where),
+        "num_classes": num_classes,
+        "classes": E2E_CLASSES.get((dataset, num_classes)),
+        "what": f"E2E-Spot's dataset {dataset!r} with {num_classes} classes",
+        "dataset": dataset,
         "frames": frames,
-        "crop": int(crop) if crop and int(crop) > 0 else None,
+        "crop": _crop(config, where),
         "overlap": E2E_OVERLAP,
         "post": E2E_POST,
     }
@@ -556,35 +625,42 @@ def _osl_settings(src: Source) -> dict[str, Any]:
             f"classes and architecture): pass --config CONFIG_YAML, or import hf://OWNER/REPO"
         )
     where = src.config_file
-    data, model = config.get("DATA") or {}, config.get("MODEL") or {}
+    data, model = config.get("DATA"), config.get("MODEL")
     try:
         backbone, head = model["backbone"]["type"], model["head"]["type"]
-        clip_len, fps = int(data["clip_len"]), float(data["extract_fps"])
-    except (KeyError, TypeError, ValueError) as e:
+        clip_len = _integer(data, "clip_len", where)
+        fps = src.fps or _positive(data, "extract_fps", where)
+    except (KeyError, TypeError) as e:
         raise DataError(
             f"{where}: not an OpenSportsLib localization config (MODEL.backbone.type, MODEL.head.type, "
             f"DATA.clip_len, DATA.extract_fps needed; missing {e})"
         ) from None
     classes = data.get("classes")
-    test = data.get("test") or {}
-    overlap = int(test.get("overlap_len", clip_len // 2)) / clip_len
-    window_frames = test.get("nms_window")
-    post = PostProcess(
-        nms_window_s=float(window_frames) / fps if window_frames is not None else 1.0,
-        soft=False,
-        threshold=0.01,
-    )
-    crop = data.get("crop_dim")
+    test = data.get("test") if isinstance(data.get("test"), dict) else {}
+    overlap_len = _integer(test, "overlap_len", where, default=clip_len // 2, minimum=0)
+    if overlap_len >= clip_len:
+        raise DataError(
+            f"{where}: DATA.test.overlap_len {overlap_len} must be less than DATA.clip_len {clip_len}"
+        )
+    window_s = float(_integer(test, "nms_window", where, minimum=0)) / fps if "nms_window" in test else 1.0
+    if classes is not None and not (isinstance(classes, list) and all(isinstance(c, str) for c in classes)):
+        raise DataError(f"{where}: DATA.classes must be a list of class names")
     return {
         "feature_arch": _backbone_name(backbone, where),
         "temporal_arch": str(head),
         "clip_len": clip_len,
-        "classes": [str(c) for c in classes] if isinstance(classes, list) else None,
+        "num_classes": len(classes) if classes else None,
+        "classes": classes,
         "what": "this OpenSportsLib config (no DATA.classes)",
-        "frames": (src.fps or fps, int(data.get("target_width", 398)), int(data.get("target_height", 224))),
-        "crop": int(crop) if crop and int(crop) > 0 else None,
-        "overlap": overlap,
-        "post": post,
+        "dataset": str(data.get("dataset_name") or "OpenSportsLib's data"),
+        "frames": (
+            fps,
+            _integer(data, "target_width", where, default=398),
+            _integer(data, "target_height", where, default=224),
+        ),
+        "crop": _crop(data, where),
+        "overlap": overlap_len / clip_len,
+        "post": PostProcess(nms_window_s=window_s, soft=False, threshold=0.01),
     }
 
 
@@ -600,21 +676,21 @@ def _frames(
     return (fps if fps is not None else known[0]), width, height
 
 
-def _backbone_name(name: str, where: Path | None) -> str:
+def _backbone_name(name: Any, where: Path | None) -> str:
     from model.common import BACKBONES
 
-    if name not in BACKBONES:
+    if not isinstance(name, str) or name not in BACKBONES:
         raise DataError(f"{where}: backbone {name!r} cannot be imported (supported: {', '.join(BACKBONES)})")
     return name
 
 
-def convert_tdeed(src: Source, classes: list[str] | None, fmt: str) -> Imported:
-    """T-DEED's ``TDEEDModel.Impl`` (and sn-teamspotting's, with ``_pred_team``) -> this project's model."""
+def _tdeed_settings(src: Source, fmt: str) -> dict[str, Any]:
+    """The T-DEED config's architecture, checked: what this project's T-DEED network reproduces."""
     config = src.original_config
     if config is None:
+        name = "sn-teamspotting" if fmt == "sn-teamspotting" else "T-DEED"
         raise DataError(
-            f"{src.weights_file}: a {FORMATS[fmt].project.split(':')[0].split(' (')[0]} checkpoint needs its config "
-            f"JSON (config/SoccerNetBall/*.json): pass --config"
+            f"{src.weights_file}: a {name} checkpoint needs its config JSON (config/SoccerNetBall/*.json): pass --config"
         )
     where = src.config_file
     for key in ("feature_arch", "temporal_arch", "clip_len", "num_classes", "dataset"):
@@ -622,84 +698,104 @@ def convert_tdeed(src: Source, classes: list[str] | None, fmt: str) -> Imported:
             raise DataError(f"{where}: no {key!r}; not a T-DEED config")
     if config["temporal_arch"] != "ed_sgp_mixer":
         raise DataError(f"{where}: temporal_arch {config['temporal_arch']!r}; T-DEED's is ed_sgp_mixer")
-    head = (int(config.get("n_layers", 2)), int(config.get("sgp_ks", 9)), float(config.get("sgp_r", 4)))
+    head = (
+        _integer(config, "n_layers", where, default=2),
+        _integer(config, "sgp_ks", where, default=9),
+        _positive(config, "sgp_r", where, default=4),
+    )
     if head != TDEED_HEAD:
         raise DataError(
             f"{where}: n_layers {head[0]}, sgp_ks {head[1]}, sgp_r {head[2]:g}: only T-DEED's SoccerNet-Ball head "
             f"(2, 9, 4) can be imported"
         )
     dataset = str(config["dataset"])
-    frames = _frames(TDEED_FRAMES.get(dataset), src.fps, (796, 448), f"{where}: dataset {dataset!r}")
-    state = OrderedDict(src.state)
-    team = fmt == "sn-teamspotting"
-    _check_keys(
-        state, ("_features.", "temp_enc", "_temp_fine.", "_pred_fine.", "_pred_displ.", "_pred_team."),
-        src.weights_file,
-    )  # fmt: skip
-    if team and "_pred_team._fc_out.weight" not in state:
-        raise DataError(f"{src.weights_file}: no _pred_team (team head): not an sn-teamspotting checkpoint")
-    dropped = []
-    if "_pred_fine._fc1._fc_out.weight" in state:  # two heads: SoccerNet-Ball's first, SoccerNet-v2's second
-        fc = "_pred_fine._fc1._fc_out"
-        for key in [k for k in state if k.startswith("_pred_fine._fc2.")]:
-            dropped.append(f"{key} {tuple(state.pop(key).shape)}")
-    else:
-        fc = "_pred_fine._fc_out"
-    if f"{fc}.weight" not in state:
-        raise DataError(f"{src.weights_file}: no class head ({fc}.weight)")
-    count = state[f"{fc}.weight"].shape[0] - 1
-    if count != int(config["num_classes"]):
-        raise DataError(
-            f"{where}: num_classes {config['num_classes']} but {src.weights_file} has {count} class outputs: the "
-            f"config does not match the weights"
-        )
-    names = _classes_for(classes, TDEED_CLASSES.get((dataset, count)), count, f"dataset {dataset!r}", where)
-    target = _canonical(names)
-    radius = int(config.get("radi_displacement", 0) or 0)
-    if radius > 0 and "_pred_displ._fc_out.weight" not in state:
-        raise DataError(f"{where}: radi_displacement {radius} but {src.weights_file} has no _pred_displ head")
-    result = _backbone(state)
-    folded = _fold_interleave(result)
+    return {
+        "feature_arch": _backbone_name(config["feature_arch"], where),
+        "clip_len": _integer(config, "clip_len", where),
+        "num_classes": _integer(config, "num_classes", where),
+        "dataset": dataset,
+        "frames": _frames(TDEED_FRAMES.get(dataset), src.fps, (796, 448), f"{where}: dataset {dataset!r}"),
+        "crop": _crop(config, where),
+        "radius": _integer(config, "radi_displacement", where, default=0, minimum=0),
+        "levels": head[0],
+    }
+
+
+def _tdeed_temporal(state: dict, result: dict, levels: int, where: Path) -> None:
+    """T-DEED's positional table and SGP encoder-decoder -> this project's T-DEED head (exact mode)."""
     if "temp_enc" not in state:
-        raise DataError(f"{src.weights_file}: no temp_enc (T-DEED's positional table)")
+        raise DataError(f"{where}: no temp_enc (T-DEED's positional table)")
     result["head.positional"] = state.pop("temp_enc")
-    levels = head[0]
+    # _sgp: 0..n-1 encoder, n bottleneck, n+1..2n decoder deepest first; _sgpMixer.i works at level i, as here.
     for i in range(2 * levels + 1):
-        out = (
-            f"head.encoder.{i}"
-            if i < levels
-            else "head.bottleneck"
-            if i == levels
-            else f"head.decoder.{2 * levels - i}"
-        )
+        if i < levels:
+            out = f"head.encoder.{i}"
+        else:
+            out = "head.bottleneck" if i == levels else f"head.decoder.{2 * levels - i}"
         _sgp_layer(f"_temp_fine._sgp.{i}", state, out, result)
     for i in range(levels):
         _sgp_mixer(f"_temp_fine._sgpMixer.{i}", state, f"head.mixers.{i}", result)
+
+
+def _tdeed_class_head(state: dict, src: Source, settings: dict) -> tuple[str, list[str]]:
+    """(the key of the class head used at inference, what was dropped): the first of two heads (SoccerNet-Ball's;
+    the second, SoccerNet-v2's, was trained jointly) or the only one."""
+    dropped = []
+    if "_pred_fine._fc1._fc_out.weight" in state:
+        for key in [k for k in state if k.startswith("_pred_fine._fc2.")]:
+            dropped.append(f"{key} {tuple(state.pop(key).shape)}")
+        fc = "_pred_fine._fc1._fc_out"
+    else:
+        fc = "_pred_fine._fc_out"
+    if f"{fc}.weight" not in state or f"{fc}.bias" not in state:
+        raise DataError(f"{src.weights_file}: no class head ({fc}.weight and .bias)")
+    count = state[f"{fc}.weight"].shape[0] - 1
+    if count != settings["num_classes"]:
+        raise DataError(
+            f"{src.config_file}: num_classes {settings['num_classes']} but {src.weights_file} has {count} class "
+            f"outputs: the config does not match the weights"
+        )
+    return fc, dropped
+
+
+def convert_tdeed(src: Source, classes: list[str] | None, fmt: str) -> Imported:
+    """T-DEED's ``TDEEDModel.Impl`` (and sn-teamspotting's, with ``_pred_team``) -> this project's model."""
+    settings = _tdeed_settings(src, fmt)
+    state, where = OrderedDict(src.state), src.weights_file
+    prefixes = ("_features.", "temp_enc", "_temp_fine.", "_pred_fine.", "_pred_displ.", "_pred_team.")
+    _check_keys(state, prefixes, where)
+    team, radius = fmt == "sn-teamspotting", settings["radius"]
+    for needed, head in ((team, "_pred_team"), (radius > 0, "_pred_displ")):
+        if needed and not {f"{head}._fc_out.weight", f"{head}._fc_out.bias"} <= set(state):
+            raise DataError(f"{where}: no {head} head, which its config ({src.config_file}) asks for")
+    fc, dropped = _tdeed_class_head(state, src, settings)
+    count = settings["num_classes"]
+    names = _classes_for(
+        classes, TDEED_CLASSES.get((settings["dataset"], count)), count, f"dataset {settings['dataset']!r}",
+        src.config_file,
+    )  # fmt: skip
+    target = _canonical(names)
+    result = _backbone(state)
+    folded = _fold_interleave(result, where)
+    _tdeed_temporal(state, result, settings["levels"], where)
     result["head.fc.weight"] = _class_rows(state.pop(f"{fc}.weight"), names, target)
     result["head.fc.bias"] = _class_rows(state.pop(f"{fc}.bias"), names, target)
-    if radius > 0:
-        # T-DEED: frame - event, in frames; here: (event - frame) / R.
+    if radius > 0:  # T-DEED: frame - event, in frames; here: (event - frame) / R
         _linear(result, state, "_pred_displ._fc_out", "displacement_head", -1.0 / radius)
-    elif "_pred_displ._fc_out.weight" in state:
-        dropped += [f"_pred_displ._fc_out.{p}" for p in ("weight", "bias")]
-        state.pop("_pred_displ._fc_out.weight"), state.pop("_pred_displ._fc_out.bias")
+    for key in [k for k in state if k.startswith("_pred_displ.")]:  # a head its config does not use
+        dropped.append(f"{key} {tuple(state.pop(key).shape)}")
     if team:
         _linear(result, state, "_pred_team._fc_out", "team_head")
-    if state:
-        raise DataError(f"{src.weights_file}: unknown key(s) for T-DEED: {', '.join(list(state)[:6])}")
-    fps, width, height = frames
-    crop = config.get("crop_dim")
-    crop = int(crop) if crop is not None and int(crop) > 0 else None
+    _check_keys(state, (), where)  # nothing left over
+    fps, width, height = settings["frames"]
     ours = default_config(
-        feature_arch=_backbone_name(str(config["feature_arch"]), where),
+        feature_arch=settings["feature_arch"],
         temporal_arch="tdeed",
         arch_variant="tdeed",
-        clip_len=int(config["clip_len"]),
+        clip_len=settings["clip_len"],
         classes=target,
         fps=fps,
-        frame_width=crop or width,
-        frame_height=crop or height,
-        crop_dim=crop,
+        **_geometry(width, height, settings["crop"]),
         team=team,
         displacement=radius,
         window_overlap=TDEED_OVERLAP,
@@ -709,7 +805,7 @@ def convert_tdeed(src: Source, classes: list[str] | None, fmt: str) -> Imported:
     notes = [f"{folded} gated shift(s): T-DEED's channel interleave folded into the next convolution"]
     if radius:
         notes.append(f"displacement: T-DEED's (frame - event) in frames -> (event - frame) / {radius}")
-    if dropped:
+    if any("_fc2." in d for d in dropped):
         notes.append(
             "second (SoccerNet-v2) head dropped: only the first, SoccerNet-Ball's, is used at inference"
         )
@@ -781,7 +877,14 @@ def import_checkpoint(
             raise DataError(f"--fps must be a positive number, not {fps}")
         src.fps = float(fps)
     classes = load_text_lines(classes_file) if classes_file else None
-    imported = CONVERTERS[fmt](src, classes, fmt)
+    try:
+        imported = CONVERTERS[fmt](src, classes, fmt)
+    except (KeyError, IndexError, ValueError, TypeError, AttributeError, RuntimeError) as e:
+        # A key or a shape the format always has is missing or different: not what its config says it is.
+        raise DataError(
+            f"{src.weights_file}: not a {fmt} checkpoint of the architecture its config "
+            f"({src.config_file or 'none'}) describes ({type(e).__name__}: {e}); is --format right?"
+        ) from e
     _check_weights(imported, src.weights_file, src.config_file)
     imported.config["source"] = {
         "format": fmt,
@@ -793,7 +896,7 @@ def import_checkpoint(
         "weights_file": src.weights_file.name,
         "sha256": sha256_of(src.weights_file),
         "config_file": str(src.config_file) if src.config_file else None,
-        "original_config": src.original_config,
+        "original_config": json.loads(json.dumps(src.original_config, default=str)),
         "dropped": imported.dropped,
         "notes": imported.notes,
         "trained_on": trained_on(fmt, imported.config, src),
@@ -812,13 +915,16 @@ def import_checkpoint(
 
 def trained_on(fmt: str, config: dict[str, Any], src: Source) -> str:
     """One line for people: what the model was trained on, at which frame rate and size."""
-    fps, size = float(config["fps"]), f"{config['frame_width']}x{config['frame_height']}"
-    n, original = len(config["classes"]), src.original_config or {}
-    data = (
-        "SoccerNet-v2 action spotting"
-        if sorted(config["classes"]) == sorted(CLASSES_V2)
-        else ("SoccerNet Ball Action Spotting")
-    )
+    fps, size = float(config["fps"]), f"{config['source_width']}x{config['source_height']}"
+    classes, original = sorted(config["classes"]), src.original_config or {}
+    if classes == sorted(CLASSES_V2):
+        data = "SoccerNet-v2 action spotting"
+    elif classes in (sorted(CLASSES), sorted(CLASSES_2023)):
+        data = "SoccerNet Ball Action Spotting"
+    else:
+        data = str(
+            original.get("dataset") or (original.get("DATA") or {}).get("dataset_name") or "its own data"
+        )
     extra = ", jointly with SoccerNet-v2" if original.get("pretrain") or original.get("joint_train") else ""
     names = f"{src.weights_file.parent.name} {src.config_file.name if src.config_file else ''}".lower()
     if "challenge" in names:
@@ -826,7 +932,7 @@ def trained_on(fmt: str, config: dict[str, Any], src: Source) -> str:
             "; a challenge model: trained on the train and test games (T-DEED) or train, val and test (E2E-Spot), "
             "so its test mAP is not a clean number"
         )
-    return f"{data} ({n} classes{extra}), {size} frames at {fps:g} fps"
+    return f"{data} ({len(classes)} classes{extra}), {size} frames at {fps:g} fps"
 
 
 def _write_folder(out_dir: Path, config: dict[str, Any], imported: Imported) -> None:
@@ -834,6 +940,7 @@ def _write_folder(out_dir: Path, config: dict[str, Any], imported: Imported) -> 
     out_dir.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.importing-", dir=out_dir.parent))
     try:
+        os.chmod(tmp, 0o777 & ~_umask())  # mkdtemp's 0700 would stay with the folder: readable as any other
         save_config(tmp, config)
         with atomic_open(checkpoint_path(tmp, imported.epoch), "wb") as f:
             torch.save(OrderedDict((k, v.contiguous()) for k, v in imported.state.items()), f)

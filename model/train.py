@@ -337,6 +337,10 @@ def check_resume_config(saved: dict, config: dict, model_dir: Path, videos: Sequ
     for key in sorted(set(old) | set(new)):
         if key in RUNTIME_KEYS or old.get(key) == new.get(key):
             continue
+        # Compared as config keys above (arch_variant, resolved), or of no effect once a checkpoint is loaded
+        # (pretrained: older --init_from runs recorded True, today's resolve it to False).
+        if key in ("arch_variant", "pretrained"):
+            continue
         if key == "dataset" and _same_dataset(str(old.get(key)), str(new.get(key))):
             continue
         if key == "frame_dir" and new.get(key):

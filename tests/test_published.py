@@ -10,6 +10,7 @@ again, written in the original file format, imported with one command and run th
 from __future__ import annotations
 
 import json
+import os
 import shutil
 from pathlib import Path
 
@@ -27,7 +28,7 @@ from model.predict import model_frame_source, predict_scores
 from model.shift import shifted_blocks
 from tests.published.seeded import seeded_state_dict
 from util.cli import run_main
-from util.io import DataError, load_json
+from util.io import DataError, load_json, store_json
 
 DATA = Path(__file__).parent / "data" / "published"
 FORMATS = ["e2e-spot", "opensportslib", "tdeed", "sn-teamspotting"]
@@ -69,16 +70,33 @@ def run_import(argv: list[str]) -> int:
     return run_main(import_checkpoint.main, import_checkpoint.get_args(argv))
 
 
+class Imported(dict):
+    """format -> model folder, and ``configs``: each config.json as the importer wrote it."""
+
+    configs: dict[str, dict]
+
+
 @pytest.fixture(scope="module")
-def imported(tmp_path_factory) -> dict[str, Path]:
-    """Every format written and imported once: format -> model folder."""
+def imported(tmp_path_factory) -> Imported:
+    """Every format written and imported once. The importer records the frame size the authors trained at (every
+    step resizes frames to it); the folders here read the reference frames at their own size instead, as the
+    reference outputs were computed (the network is fully convolutional up to its spatial pooling)."""
     root = tmp_path_factory.mktemp("published")
-    folders = {}
+    folders = Imported()
+    folders.configs = {}
     for fmt in FORMATS:
         source = write_published(fmt, root / "downloads" / fmt)
         assert run_import([*source, "-o", str(root / "models" / fmt)]) == 0
         folders[fmt] = root / "models" / fmt
+        folders.configs[fmt] = at_reference_size(folders[fmt])
     return folders
+
+
+def at_reference_size(model_dir: Path) -> dict:
+    """Make an imported folder read frames at the reference frames' size; returns the config as imported."""
+    config = load_json(model_dir / "config.json")
+    store_json(model_dir / "config.json", {**config, "source_width": 112, "source_height": 64})
+    return config
 
 
 def frames_at(fps: float, folder: Path) -> Path:
@@ -138,9 +156,10 @@ def test_the_gated_shift_interleave_and_the_tdeed_upsampling_matter(imported, tm
     """Without the conversion's care the outputs differ: the equality above is not a tolerance that anything meets."""
     monkeypatch.setenv("SPOT_CPU_AMP", "off")
     record, ref = reference("e2e-spot")
-    monkeypatch.setattr(published, "_fold_interleave", lambda state: 0)
+    monkeypatch.setattr(published, "_fold_interleave", lambda state, where: 0)
     source = write_published("e2e-spot", tmp_path / "e2e")
     assert run_import([*source, "-o", str(tmp_path / "no-interleave")]) == 0
+    at_reference_size(tmp_path / "no-interleave")
     config = load_config(tmp_path / "no-interleave")
     wrong = in_reference_order(_scores(tmp_path / "no-interleave", tmp_path / "a"), config, record)
     assert np.abs(wrong - ref["same_pixels/scores"]).max() > 20 * SAME_PIXELS_TOL
@@ -159,7 +178,7 @@ def test_the_gated_shift_interleave_and_the_tdeed_upsampling_matter(imported, tm
 
 
 def test_an_imported_folder_records_its_origin_and_the_authors_post_processing(imported):
-    tdeed = load_json(imported["tdeed"] / "config.json")
+    tdeed = imported.configs["tdeed"]
     source = tdeed["source"]
     assert source["format"] == "tdeed" and source["licence"].startswith("GPL-3.0")
     assert len(source["sha256"]) == 64 and source["weights_file"] == "checkpoint_best.pt"
@@ -179,7 +198,7 @@ def test_an_imported_folder_records_its_origin_and_the_authors_post_processing(i
     # T-DEED's soft NMS over +-12 frames at 12.5 fps, threshold 0.01.
     assert selection["postprocess"] == {"nms_window_s": 0.96, "soft": True, "sigma_s": 0.0, "threshold": 0.01}
     assert (imported["tdeed"] / "checkpoint_000.pt").is_file()
-    e2e = load_json(imported["e2e-spot"] / "config.json")
+    e2e = imported.configs["e2e-spot"]
     assert (e2e["fps"], e2e["frame_width"], e2e["frame_height"], e2e["arch_variant"]) == (
         2.0,
         398,
@@ -191,11 +210,11 @@ def test_an_imported_folder_records_its_origin_and_the_authors_post_processing(i
 
     assert e2e["classes"] == CLASSES_V2 and (imported["e2e-spot"] / "checkpoint_088.pt").is_file()
     assert load_json(imported["e2e-spot"] / "selection.json")["postprocess"]["nms_window_s"] == 1.0
-    team = load_json(imported["sn-teamspotting"] / "config.json")
+    team = imported.configs["sn-teamspotting"]
     assert (
         team["team"] is True and team["classes"] == CLASSES and team["source"]["format"] == "sn-teamspotting"
     )
-    osl = load_json(imported["opensportslib"] / "config.json")
+    osl = imported.configs["opensportslib"]
     assert (osl["feature_arch"], osl["fps"], osl["source"]["licence"]) == (
         "rny008_gsm",
         25.0,
@@ -268,6 +287,50 @@ def test_a_model_of_unknown_classes_needs_a_class_list(tmp_path, capsys):
     )
     config = load_config(tmp_path / "m")
     assert config["classes"] == [f"C{i}" for i in range(17)] and config["fps"] == 5.0
+
+
+def test_malformed_settings_are_refused_by_name(tmp_path, capsys):
+    record, _ = reference("tdeed")
+    for change, expected in (
+        ({"clip_len": "100"}, "clip_len must be an integer, not '100'"),
+        ({"radi_displacement": 2.5}, "radi_displacement must be an integer, not 2.5"),
+        ({"sgp_r": 0}, "sgp_r must be a positive number"),
+        ({"feature_arch": ["rny002_gsf"]}, "cannot be imported"),
+    ):
+        source = write_published(
+            "tdeed", tmp_path / str(len(change)), config={**record["original_config"], **change}
+        )
+        _refused(source, tmp_path / "m", capsys, "config.json", expected)
+    record, _ = reference("opensportslib")
+    data = record["original_config"]["DATA"]
+    for change, expected in (
+        ({"test": {"overlap_len": 100}}, "overlap_len 100 must be less than DATA.clip_len 100"),
+        ({"extract_fps": 0}, "extract_fps must be a positive number"),
+        ({"classes": ["PASS", "PASS", *data["classes"][2:]]}, "names a class twice"),
+    ):
+        config = {**record["original_config"], "DATA": {**data, **change}}
+        source = write_published("opensportslib", tmp_path / "o", config=config)
+        _refused(source, tmp_path / "m", capsys, "config.yaml", expected)
+
+
+def test_a_checkpoint_holding_python_objects_is_refused_with_the_reason(tmp_path, capsys):
+    import argparse
+
+    torch.save(
+        {"model_state_dict": {"a": torch.zeros(1)}, "args": argparse.Namespace(lr=1)}, tmp_path / "m.pt"
+    )
+    _refused(
+        [str(tmp_path / "m.pt")], tmp_path / "out", capsys, "m.pt", "argparse.Namespace", "state dict alone"
+    )
+
+
+def test_an_imported_folder_is_readable_as_any_other(imported):
+    import stat
+
+    mode = stat.S_IMODE(imported["tdeed"].stat().st_mode)
+    assert (
+        mode & 0o755 == 0o755 or os.umask(os.umask(0o022)) & 0o055
+    )  # group/others read unless the umask says no
 
 
 def test_t_deed_and_open_sports_lib_need_their_config(tmp_path, capsys):
@@ -451,3 +514,34 @@ def test_the_upload_page_describes_a_model_trained_here(tiny_model_dir, tmp_path
     finally:
         app.extensions["spot_jobs"].shutdown()
     assert "trained with this toolkit" in page and "rny002_gsm + gru" in page and "(epoch 0)" in page
+
+
+def test_resuming_a_run_saved_before_the_variants_is_allowed(tmp_path):
+    """An --init_from run saved before arch_variant existed (no key, pretrained recorded True) resumes as it was."""
+    from model.train import ADDED_CONFIG_KEYS, ADDED_FLAGS, check_resume_config
+
+    flags = {**ADDED_FLAGS, "init_from": "pretrained-v2", "feature_arch": "rny002_gsm", "clip_len": 8}
+    del flags["arch_variant"]
+    saved = default_config(**ADDED_CONFIG_KEYS, clip_len=8, train={**flags, "pretrained": True})
+    del saved["arch_variant"]
+    now = default_config(
+        **ADDED_CONFIG_KEYS, clip_len=8, train={**flags, "pretrained": False, "arch_variant": "house"}
+    )
+    check_resume_config(saved, now, tmp_path)
+    with pytest.raises(DataError, match="arch_variant: 'house' \\(saved\\) != 'e2e-spot'"):
+        check_resume_config(saved, {**now, "arch_variant": "e2e-spot"}, tmp_path)
+
+
+def test_fine_tuning_takes_the_architecture_from_the_imported_folder(imported):
+    import train_e2e
+
+    base = ["data", "frames", "-s", "out", "--init_from", str(imported["e2e-spot"])]
+    args = train_e2e.get_args(base)
+    assert (args.feature_arch, args.temporal_arch, args.arch_variant) == ("rny002_gsm", "gru", "e2e-spot")
+    assert args.pretrained is False  # the imported weights replace ImageNet's: nothing to download
+    args = train_e2e.get_args([*base, "-t", "tdeed"])  # another head on the same backbone: its variant still
+    assert (args.temporal_arch, args.arch_variant) == ("tdeed", "e2e-spot")
+    args = train_e2e.get_args([*base, "-m", "rny008_gsm", "--pretrained"])  # another backbone: this project's
+    assert args.arch_variant is None and args.pretrained is True
+    args = train_e2e.get_args(["data", "frames", "-s", "out", "-m", "rny002"])  # no --init_from: as before
+    assert (args.temporal_arch, args.arch_variant, args.pretrained) == ("gru", None, True)
