@@ -586,13 +586,18 @@ def _crop(config: dict, where: Path | None) -> int | None:
     return crop if crop > 0 else None
 
 
+def _original_config(src: Source, needs: str) -> dict[str, Any]:
+    """The original project's config, or DataError: ``needs`` says which file and where to find it."""
+    if src.original_config is None:
+        raise DataError(f"{src.weights_file}: {needs}")
+    return src.original_config
+
+
 def _e2e_settings(src: Source) -> dict[str, Any]:
-    config = src.original_config
-    if config is None:
-        raise DataError(
-            f"{src.weights_file}: an E2E-Spot checkpoint needs its config.json (the folder of e2e-spot-models "
-            f"holds both; or pass --config)"
-        )
+    config = _original_config(
+        src,
+        "an E2E-Spot checkpoint needs its config.json (the folder of e2e-spot-models holds both; or pass --config)",
+    )
     where = src.config_file
     for key in ("feature_arch", "temporal_arch", "clip_len", "num_classes"):
         if key not in config:
@@ -618,12 +623,11 @@ def _e2e_settings(src: Source) -> dict[str, Any]:
 
 
 def _osl_settings(src: Source) -> dict[str, Any]:
-    config = src.original_config
-    if config is None:
-        raise DataError(
-            f"{src.weights_file}: an OpenSportsLib checkpoint needs its config.yaml (it says the frame rate, "
-            f"classes and architecture): pass --config CONFIG_YAML, or import hf://OWNER/REPO"
-        )
+    config = _original_config(
+        src,
+        "an OpenSportsLib checkpoint needs its config.yaml (it says the frame rate, classes and architecture): pass "
+        "--config CONFIG_YAML, or import hf://OWNER/REPO",
+    )
     where = src.config_file
     data, model = config.get("DATA"), config.get("MODEL")
     try:
@@ -686,12 +690,10 @@ def _backbone_name(name: Any, where: Path | None) -> str:
 
 def _tdeed_settings(src: Source, fmt: str) -> dict[str, Any]:
     """The T-DEED config's architecture, checked: what this project's T-DEED network reproduces."""
-    config = src.original_config
-    if config is None:
-        name = "sn-teamspotting" if fmt == "sn-teamspotting" else "T-DEED"
-        raise DataError(
-            f"{src.weights_file}: a {name} checkpoint needs its config JSON (config/SoccerNetBall/*.json): pass --config"
-        )
+    name = "sn-teamspotting" if fmt == "sn-teamspotting" else "T-DEED"
+    config = _original_config(
+        src, f"a {name} checkpoint needs its config JSON (config/SoccerNetBall/*.json): pass --config"
+    )
     where = src.config_file
     for key in ("feature_arch", "temporal_arch", "clip_len", "num_classes", "dataset"):
         if key not in config:
