@@ -142,9 +142,10 @@ def get_args(argv=None) -> argparse.Namespace:
     p.add_argument(
         "--arch_variant",
         choices=list(VARIANTS),
-        help="whose arithmetic the network follows: house (this project's GSM), e2e-spot (E2E-Spot's GSM width), "
-        "tdeed (T-DEED's: shifts in RegNet stages s3-s4 only, its GSF, the T-DEED head's positional table, pooling "
-        "and upsampling); default: house, or the --init_from model's (e.g. an imported T-DEED)",
+        help="whose arithmetic the network follows: "
+        + "; ".join(f"{name}: {variant.describe}" for name, variant in VARIANTS.items())
+        + " (with -t tdeed also T-DEED's positional table, pooling and upsampling); default: house, or the "
+        "--init_from model's when its backbone is the same (e.g. an imported T-DEED)",
     )
     p.add_argument(
         "-s", "--save_dir", required=True, help="model directory: config, checkpoints, predictions"

@@ -41,15 +41,19 @@ class ShiftVariant:
 
     gated_channels: Callable[[int], int]  # a block's input channels -> gated channels
     regnet_stages: tuple[str, ...] | None = None  # RegNet stages that shift (None: all)
-    describe: str = ""
+    describe: str = ""  # for --help
 
 
 VARIANTS: dict[str, ShiftVariant] = {
     "house": ShiftVariant(
-        house_gated_channels, None, "this project's: every block, C//4 rounded down to even"
+        house_gated_channels, None, "this project's, shifts in every block, gating C//4 rounded down to even"
     ),
-    "e2e-spot": ShiftVariant(published_gated_channels, None, "E2E-Spot's: every block, C//4 rounded up to 4"),
-    "tdeed": ShiftVariant(published_gated_channels, ("s3", "s4"), "T-DEED's: RegNet stages s3-s4 only"),
+    "e2e-spot": ShiftVariant(
+        published_gated_channels, None, "E2E-Spot's, every block, C//4 rounded up to a multiple of 4"
+    ),
+    "tdeed": ShiftVariant(
+        published_gated_channels, ("s3", "s4"), "T-DEED's, E2E-Spot's width in RegNet stages s3-s4 only"
+    ),
 }
 DEFAULT_VARIANT = "house"
 
