@@ -31,7 +31,7 @@ from tqdm import tqdm
 from util.cli import run_main, setup_logging
 from util.frame_dir import VIDEO_FILE
 from util.io import DataError, load_text_lines
-from util.parse import detect_label_format, labels_table, parse_library, write_parsed
+from util.parse import ParseNotes, detect_label_format, labels_table, parse_library, write_parsed
 from util.soccernet import FORMAT_NAMES, LABEL_FILES, LABEL_FORMATS, default_splits, load_splits
 from util.video import DEFAULT_HEIGHT
 
@@ -79,7 +79,15 @@ def get_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument(
         "--skip_bad",
         action="store_true",
-        help="report and skip bad games instead of stopping with nothing written",
+        help="report and skip bad games (a label file or a video that cannot be read) instead of stopping with "
+        "nothing written",
+    )
+    parser.add_argument(
+        "--strict",
+        action="store_true",
+        help="refuse a game for one bad annotation (an unknown half, past its video's end, an unknown label) and "
+        "a game of the split lists that is not in the library, instead of dropping that annotation or leaving the "
+        "game out with a warning (each named, and counted in the summary)",
     )
     video = parser.add_argument_group(
         "when FRAME_DIR is the video library (a video without a frame folder); the same flags as step 1"
@@ -140,6 +148,7 @@ def main(args: argparse.Namespace) -> int:
         splits = default_splits(label_format)
     classes = _load_classes(args.classes) if args.classes else None
     games = sum(len(g) for g in splits.values())
+    notes = ParseNotes()
     # Counting frames in videos demuxes each one (about 1 s per hour of 224p video): show progress then.
     with tqdm(total=games, unit="game", disable=None, leave=False) as bar:
         classes, parsed, problems = parse_library(
@@ -153,6 +162,8 @@ def main(args: argparse.Namespace) -> int:
             height=args.height or None,
             resolution=args.resolution,
             progress=lambda _: bar.update(),
+            strict=args.strict,
+            notes=notes,
         )
     from_videos = sum(1 for videos in parsed.values() for v in videos if v.get(VIDEO_FILE))
     if from_videos:
@@ -164,6 +175,8 @@ def main(args: argparse.Namespace) -> int:
     print(labels_table(classes, parsed))
     for problem in problems:
         print(f"skipped {problem}", file=sys.stderr)
+    for line in notes.summary():
+        print(line, file=sys.stderr)
     print(f"wrote {args.out_dir}/class.txt ({len(classes)} classes) and {{train,val,test,challenge}}.json")
     return 0
 

@@ -14,7 +14,14 @@ from PIL import Image
 import parse_soccernet_ball as script
 from util.frame_folder import read_frame_folder
 from util.io import DataError, load_json, store_json
-from util.parse import detect_label_format, infer_classes, labels_table, parse_library
+from util.parse import (
+    ParseNotes,
+    detect_label_format,
+    infer_classes,
+    labels_table,
+    parse_library,
+    write_parsed,
+)
 from util.soccernet import (
     CLASSES,
     CLASSES_2023,
@@ -292,6 +299,10 @@ def _break_missing_labels_outside_challenge(label_dir, frame_dir):
     return "only challenge games"
 
 
+# One bad annotation: the game is refused with --strict, else that annotation alone is dropped (below).
+BAD_ANNOTATIONS = [_break_half_2_in_one_video, _break_past_the_end, _break_unknown_label]
+
+
 @pytest.mark.parametrize(
     "breaker",
     [
@@ -299,9 +310,7 @@ def _break_missing_labels_outside_challenge(label_dir, frame_dir):
         _break_missing_frame_folder,
         _break_missing_half_folder,
         _break_missing_fps,
-        _break_half_2_in_one_video,
-        _break_past_the_end,
-        _break_unknown_label,
+        *BAD_ANNOTATIONS,
         _break_missing_labels_outside_challenge,
     ],
 )
@@ -313,6 +322,8 @@ def test_bad_input_names_file_and_game_and_writes_nothing(library, tmp_path, cap
     classes.write_text("".join(f"{c}\n" for c in CLASSES))
     out = tmp_path / "data"
     argv = [label_dir, frame_dir, "-o", out, "--splits", label_dir / "splits.json", "--classes", classes]
+    if breaker in BAD_ANNOTATIONS:
+        argv.append("--strict")
     assert run_script(*argv) == 2
     err = capsys.readouterr().err
     assert err.startswith("error: ") and message in err and f"game {bad_game}" in err
@@ -324,6 +335,82 @@ def test_bad_input_names_file_and_game_and_writes_nothing(library, tmp_path, cap
     assert f"skipped game {bad_game}" in capsys.readouterr().err
     videos = [v["video"] for split in SPLITS for v in load_json(out / f"{split}.json")]
     assert videos and not any(v.startswith(bad_game) for v in videos)
+
+
+@pytest.mark.parametrize("breaker", BAD_ANNOTATIONS)
+def test_one_bad_annotation_costs_that_event_alone(library, tmp_path, capsys, breaker):
+    label_dir, frame_dir, _ = library
+    good = load_json(label_dir / GAME_A / LABEL_FILE)["annotations"]
+    breaker(label_dir, frame_dir)
+    bad = load_json(label_dir / GAME_A / LABEL_FILE)["annotations"]
+    store_json(label_dir / GAME_A / LABEL_FILE, {"annotations": good + bad})
+    classes = tmp_path / "classes.txt"
+    classes.write_text("".join(f"{c}\n" for c in CLASSES))
+    out = tmp_path / "data"
+    argv = [label_dir, frame_dir, "-o", out, "--splits", label_dir / "splits.json", "--classes", classes]
+    assert run_script(*argv) == 0
+    err = capsys.readouterr().err
+    assert "1 annotation(s) dropped" in err
+    (video,) = [v for split in SPLITS for v in load_json(out / f"{split}.json") if v["video"] == GAME_A]
+    assert len(video["events"]) == len(good) and good  # the game's other events are all there
+
+
+def test_one_bad_annotation_is_named_with_its_game_label_and_reason(library, caplog):
+    label_dir, frame_dir, splits = library
+    _break_past_the_end(label_dir, frame_dir)
+    notes = ParseNotes()
+    caplog.set_level("WARNING")
+    _, parsed, problems = parse_library(label_dir, frame_dir, splits, notes=notes)
+    assert problems == [] and len(notes.dropped_events) == 1
+    (note,) = notes.dropped_events
+    assert (
+        str(label_dir / GAME_A / LABEL_FILE) in note and "'PASS' dropped" in note and "past the end" in note
+    )
+    assert note in caplog.text
+    with pytest.raises(DataError, match="past the end"):
+        parse_library(label_dir, frame_dir, splits, strict=True)
+
+
+def test_games_of_the_split_lists_not_in_the_library_are_left_out_and_counted(library, tmp_path, capsys):
+    label_dir, frame_dir, splits = library
+    absent = {"train": ["league_x/2024-2025/2024-10-01 - X - Y", "league_x/2024-2025/2024-10-02 - X - Z"]}
+    lists = {split: list(splits.get(split, [])) + absent.get(split, []) for split in SPLITS}
+    store_json(tmp_path / "splits.json", lists)
+    notes = ParseNotes()
+    _, parsed, problems = parse_library(label_dir, frame_dir, lists, notes=notes)
+    assert problems == [] and notes.missing_games == absent
+    assert sorted(v["video"] for s in SPLITS for v in parsed[s]) == sorted(
+        v["video"] for s in SPLITS for v in parse_library(label_dir, frame_dir, splits)[1][s]
+    )
+    out = tmp_path / "data"
+    assert run_script(label_dir, frame_dir, "-o", out, "--splits", tmp_path / "splits.json") == 0
+    assert "not in the library, left out: train 2" in capsys.readouterr().err
+    assert (
+        run_script(
+            label_dir, frame_dir, "-o", tmp_path / "d2", "--splits", tmp_path / "splits.json", "--strict"
+        )
+        == 2
+    )
+    assert "league_x/2024-2025/2024-10-01 - X - Y" in capsys.readouterr().err
+
+
+def test_a_failed_write_leaves_the_parsed_set_whole(tmp_path, monkeypatch):
+    out = tmp_path / "data"
+    write_parsed(out, ["PASS"], {"train": [{"video": "a"}]})
+    before = {p.name: p.read_bytes() for p in out.iterdir()}
+    import util.parse as parse_module
+
+    real = parse_module.store_json
+
+    def failing(path, obj, *args, **kwargs):
+        if Path(path).name == "test.json":
+            raise OSError("disk full")
+        return real(path, obj, *args, **kwargs)
+
+    monkeypatch.setattr(parse_module, "store_json", failing)
+    with pytest.raises(OSError, match="disk full"):
+        write_parsed(out, ["PASS", "DRIVE"], {"train": [{"video": "b"}]})
+    assert {p.name: p.read_bytes() for p in out.iterdir()} == before  # no mix of old and new, no leftovers
 
 
 def test_every_bad_game_is_reported_at_once(library):
@@ -785,3 +872,20 @@ def test_synthetic_v2_library_parses_end_to_end(v2_library, tmp_path):
             used |= {a["label"] for a in raw}
     classes = (out / "class.txt").read_text().splitlines()
     assert classes == [c for c in CLASSES_V2 if c in used] and not set(classes) & set(CLASSES)
+
+
+def test_a_partial_v2_library_parses_the_games_it_holds(v2_hand_library, tmp_path, capsys):
+    """A subset of SoccerNet-v2 downloaded (for pretraining): the split lists' other games are not bad games."""
+    label_dir, frame_dir, splits_file = v2_hand_library
+    lists = load_json(splits_file)
+    held = [g for split in SPLITS for g in lists.get(split, [])]
+    lists["train"] = list(lists.get("train", [])) + [f"england_epl/2014-2015/game {i}" for i in range(5)]
+    lists["challenge"] = list(lists.get("challenge", [])) + ["europe_uefa/2016-2017/withheld"]
+    store_json(tmp_path / "splits.json", lists)
+    out = tmp_path / "data"
+    assert run_script(label_dir, frame_dir, "-o", out, "--splits", tmp_path / "splits.json") == 0
+    assert "not in the library, left out: train 5, challenge 1" in capsys.readouterr().err
+    parsed = sorted(
+        v["video"].rsplit("/", 1)[0] for split in SPLITS for v in load_json(out / f"{split}.json")
+    )
+    assert sorted(set(parsed)) == sorted(held)

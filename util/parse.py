@@ -10,7 +10,10 @@ from __future__ import annotations
 
 import logging
 import os
+import shutil
+import tempfile
 from collections.abc import Iterable
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from tabulate import tabulate
@@ -99,6 +102,38 @@ def detect_label_format(label_dir: str | os.PathLike, games: Iterable[str] | Non
     return "v2" if found_v2 else "ball"
 
 
+@dataclass
+class ParseNotes:
+    """What step 2 left out without refusing (``parse_library(strict=False)``): single bad annotations (each a
+    message naming the game, the label and the reason) and the split lists' games that are not in the library."""
+
+    dropped_events: list[str] = field(default_factory=list)
+    missing_games: dict[str, list[str]] = field(default_factory=dict)
+
+    def summary(self) -> list[str]:
+        """Lines for people: how many of each, per split for the missing games."""
+        lines = []
+        if self.dropped_events:
+            lines.append(
+                f"{len(self.dropped_events)} annotation(s) dropped (each named above; --strict refuses them)"
+            )
+        missing = {s: len(g) for s, g in self.missing_games.items() if g}
+        if missing:
+            per_split = ", ".join(f"{split} {n}" for split, n in missing.items())
+            lines.append(f"games of the split lists not in the library, left out: {per_split}")
+        return lines
+
+
+def _bad_annotation(where: str, label: str, reason: str, dropped: list[str] | None) -> None:
+    """One bad annotation: dropped with a warning and recorded in ``dropped``; refused when that is None (strict:
+    the game is bad)."""
+    if dropped is None:
+        raise DataError(f"{where}: {reason}")
+    message = f"{where}: {label!r} dropped: {reason}"
+    log.warning("%s", message)
+    dropped.append(message)
+
+
 def _parse_game(
     game: str,
     label_dir: Path,
@@ -107,10 +142,12 @@ def _parse_game(
     label_format: str = "ball",
     sample_fps: float = 25.0,
     height: int | None = 224,
+    dropped: list[str] | None = None,
 ) -> list[dict]:
     """Parsed entries (one per video) of one game; labels are checked against the classes later. A video without
     a frame folder is counted in the video library (the frames step 1 would write at ``sample_fps`` and
-    ``height``)."""
+    ``height``). An annotation of an unknown half or past its video's end is dropped and described in
+    ``dropped`` (None: a DataError, the game is bad)."""
     label_file = label_dir / game / LABEL_FILES[label_format]
     if label_file.is_file():
         annotations = load_labels(label_file, label_format)
@@ -128,21 +165,25 @@ def _parse_game(
         videos[half]["events"] = []
     for i, annotation in enumerate(annotations):
         where = f"{label_file}: annotation {i} ({annotation['game_time']})"
-        half = annotation["half"]
+        half, label = annotation["half"], annotation["label"]
         if half not in videos:
-            raise DataError(
-                f"{where}: unknown half {half}: the game has one video (2024/2025 layout), so every annotation "
-                "must be in half 1"
+            reason = (
+                f"unknown half {half}: the game has one video (2024/2025 layout), so every annotation must be in "
+                "half 1"
             )
+            _bad_annotation(where, label, reason, dropped)
+            continue
         video = videos[half]
         frame = position_to_frame(annotation["position_ms"], video["fps"])
         if frame >= video["num_frames"]:
-            raise DataError(
-                f"{where}: {annotation['position_ms']} ms is frame {frame}, past the end of {video['video']} "
+            reason = (
+                f"{annotation['position_ms']} ms is frame {frame}, past the end of {video['video']} "
                 f"({video['num_frames']} frames at {video['fps']:g} fps); re-extract the frames or fix the label"
             )
+            _bad_annotation(where, label, reason, dropped)
+            continue
         # position_ms keeps the exact time, so metrics on parsed labels at any fps equal those on Labels-ball.json.
-        event = {"frame": frame, "label": annotation["label"], "position_ms": annotation["position_ms"]}
+        event = {"frame": frame, "label": label, "position_ms": annotation["position_ms"]}
         if "team" in annotation:
             event["team"] = annotation["team"]
         if HOME_AWAY in annotation:  # SoccerNet-v2's club, kept apart from the team head's left/right
@@ -181,12 +222,16 @@ def parse_library(
     height: int | None = 224,
     resolution: str = "224p",
     progress=None,
+    strict: bool = False,
+    notes: ParseNotes | None = None,
 ) -> tuple[list[str], dict[str, list[dict]], list[str]]:
     """Parse every game of ``splits`` -> ``(classes, {split: [video entry, ...]}, problems)``.
 
     ``classes=None`` infers them (``infer_classes``). Every bad game is reported at once in one DataError; with
-    ``skip_bad`` bad games are dropped whole (a game with some events dropped would teach false background) and
-    their problems returned. A challenge game without labels gets empty event lists. ``label_format="v2"`` reads
+    ``skip_bad`` bad games are dropped whole and their problems returned. A challenge game without labels gets empty
+    event lists. With ``strict=False`` one bad annotation (an unknown half, past its video's end, an unknown label)
+    costs that event alone, and a game of the split lists that is not in the library (neither its labels nor its
+    frames) is left out; both are recorded in ``notes`` (and logged). Only a game that cannot be read is bad then. ``label_format="v2"`` reads
     each game's Labels-v2.json, in halves (``<game>/1``, ``<game>/2``), classes in SoccerNet-v2's order, and keeps
     its home / away as ``home_away`` (no ``team``).
 
@@ -199,13 +244,18 @@ def parse_library(
     label_dir, frame_dir = Path(label_dir), Path(frame_dir)
     _check_games_present(label_dir, frame_dir, splits, label_format)
     frames = FrameDir(frame_dir, resolution)
+    notes = notes if notes is not None else ParseNotes()
+    dropped = None if strict else notes.dropped_events
     problems: list[str] = []
     games: list[tuple[str, str, list[dict]]] = []
     for split in SPLITS:
         for game in splits.get(split, []):
+            if not strict and not (label_dir / game).exists() and not (frame_dir / game).exists():
+                notes.missing_games.setdefault(split, []).append(game)
+                continue
             try:
                 videos = _parse_game(
-                    game, label_dir, frames, split != "challenge", label_format, sample_fps, height
+                    game, label_dir, frames, split != "challenge", label_format, sample_fps, height, dropped
                 )
                 games.append((split, game, videos))
             except DataError as e:
@@ -218,12 +268,18 @@ def parse_library(
     parsed: dict[str, list[dict]] = {split: [] for split in SPLITS}
     for split, game, videos in games:
         unknown = sorted({e["label"] for v in videos for e in v["events"]} - set(classes))
-        if unknown:
+        label_file = label_dir / game / LABEL_FILES[label_format]
+        if unknown and strict:
             problems.append(
-                f"game {game}: {label_dir / game / LABEL_FILES[label_format]}: unknown label(s) {unknown}; "
-                f"the classes are {classes} (a --classes file sets them)"
+                f"game {game}: {label_file}: unknown label(s) {unknown}; the classes are {classes} (a --classes "
+                "file sets them)"
             )
             continue
+        for video in videos:
+            for event in [e for e in video["events"] if e["label"] not in classes]:
+                reason = f"unknown label; the classes are {classes} (a --classes file sets them)"
+                _bad_annotation(f"{label_file}: frame {event['frame']}", event["label"], reason, dropped)
+            video["events"] = [e for e in video["events"] if e["label"] in classes]
         parsed[split].extend(videos)
     if problems and not skip_bad:
         raise DataError(
@@ -236,14 +292,23 @@ def parse_library(
 
 
 def write_parsed(out_dir: str | os.PathLike, classes: list[str], parsed: dict[str, list[dict]]) -> list[Path]:
-    """Write ``class.txt`` and ``{train,val,test,challenge}.json`` (each atomically); returns their paths."""
+    """Write ``class.txt`` and ``{train,val,test,challenge}.json``: all of them into a hidden folder first, then
+    renamed into place one after the other, so that a failure while writing leaves the old set whole; returns
+    their paths."""
     out_dir = Path(out_dir)
-    atomic_write_text(out_dir / "class.txt", "".join(f"{c}\n" for c in classes))
-    paths = [out_dir / "class.txt"]
-    for split in SPLITS:
-        store_json(out_dir / f"{split}.json", parsed.get(split, []))
-        paths.append(out_dir / f"{split}.json")
-    return paths
+    out_dir.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=".parsing-", dir=out_dir))
+    try:
+        atomic_write_text(staging / "class.txt", "".join(f"{c}\n" for c in classes))
+        names = ["class.txt"]
+        for split in SPLITS:
+            store_json(staging / f"{split}.json", parsed.get(split, []))
+            names.append(f"{split}.json")
+        for name in names:
+            os.replace(staging / name, out_dir / name)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    return [out_dir / name for name in names]
 
 
 def labels_table(classes: list[str], parsed: dict[str, list[dict]]) -> str:
