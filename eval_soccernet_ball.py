@@ -310,12 +310,18 @@ def nms_on_events(videos: list[dict], args: argparse.Namespace, base: PostProces
     out, used = [], set()
     for video in videos:
         fps = float(video["fps"])
-        post = user_postprocess(base or PostProcess(nms_window_s=0.0), fps, args)
+        # Nothing the user did not ask for: no score cut without --threshold (SoccerNet's evaluator keeps every
+        # confidence >= 0), and a zero window leaves the events as they are, their order and duplicates included
+        # (at a repeated frame and class the later row is the one the evaluator keeps).
+        post = user_postprocess(base or PostProcess(nms_window_s=0.0, threshold=0.0), fps, args)
         used.add(post.describe(fps))
-        events = [e for e in video["events"] if float(e["score"]) >= post.threshold]
+        events = video["events"]
+        if args.threshold is not None:
+            events = [e for e in events if float(e["score"]) >= post.threshold]
         window = window_frames(post.nms_window_s, fps)
-        kept = nms_events(events, window, soft=post.soft, threshold=post.threshold)
-        out.append(dict(video, events=kept))
+        if window > 0:
+            events = nms_events(events, window, soft=post.soft, threshold=post.threshold)
+        out.append(dict(video, events=events))
     log.info("prediction events post-processed: %s", "; ".join(sorted(used)) or "no video")
     return out
 

@@ -284,9 +284,12 @@ def test_submission_files_score_the_same_with_the_official_evaluator(toy, tmp_pa
     assert ours["at1"]["mAP"] == pytest.approx(theirs["a_mAP"], abs=1e-6)
 
 
-@pytest.mark.parametrize("fps", [25.0, 50.0, 12.5])
+@pytest.mark.parametrize(
+    ("fps", "flags"),
+    [(25.0, ()), (50.0, ()), (12.5, ()), (25.0, ("--nms_window", "0")), (12.5, ("--nms_window_s", "0"))],
+)
 def test_a_prediction_file_with_duplicates_ties_and_zeros_scores_as_the_official_evaluator_reads_it(
-    toy, tmp_path, fps
+    toy, tmp_path, fps, flags
 ):
     """Rows of one frame and class several times (the later one in the file wins, officially), equal scores and
     zero scores, in both layouts: eval on the prediction file, eval's own submission files and the official
@@ -314,8 +317,8 @@ def test_a_prediction_file_with_duplicates_ties_and_zeros_scores_as_the_official
     store_json(pred_file, videos)
     for game, rows in games.items():
         store_json(tmp_path / "official" / game / "results_spotting.json", {"predictions": rows})
-    argv = [toy / "data" / "toy", "frames", pred_file, "--eval_dir", tmp_path / "sub"]
-    code, _, err = run_eval(*argv, "--results_json", tmp_path / "r.json")
+    argv = [toy / "data" / "toy", "frames", pred_file, "--eval_dir", tmp_path / "sub", *flags]
+    code, _, err = run_eval(*argv, "--results_json", tmp_path / "r.json")  # a zero window: no post-processing
     assert code == 0, err
     ours = json.loads((tmp_path / "r.json").read_text())["at1"]
     for folder in ("official", "sub"):
