@@ -45,7 +45,7 @@ from util.postprocess import (
     window_frames,
 )
 from util.soccernet import CLASSES, LABEL_FILE, load_labels, split_video_id
-from util.submission import write_results_spotting, zip_results
+from util.submission import check_submission, write_results_spotting, zip_results
 
 log = logging.getLogger("eval_soccernet_ball")
 
@@ -465,6 +465,41 @@ def record_thresholds(
     )
 
 
+def labels_withheld(args: argparse.Namespace, dataset_dir: Path | None) -> bool:
+    """The challenge split's labels are SoccerNet's secret: its parsed videos have no events (and no -l)."""
+    if args.soccernet_path:
+        return False
+    if dataset_dir is None or not (dataset_dir / "challenge.json").is_file():
+        return True
+    return not any(v.get("events") for v in load_split(dataset_dir, "challenge"))
+
+
+def submit(
+    args: argparse.Namespace, dataset_dir: Path | None, predictions: list[dict], classes: list[str]
+) -> int:
+    """The challenge: SoccerNet's files and the zip its server takes, checked; no metric (the labels are withheld)."""
+    if not args.eval_dir:
+        raise DataError(
+            "-s challenge: its labels are withheld, so there is nothing to score here; pass --eval_dir OUT to write "
+            "the submission (results_spotting.json per game and the zip the evaluation server takes)"
+        )
+    games = split_games(dataset_dir, "challenge", predictions)
+    written = write_results_spotting(predictions, args.eval_dir)
+    zip_path = zip_results(args.eval_dir, Path(args.eval_dir) / SUBMISSION_ZIP)
+    team = any(e.get("team") is not None for v in predictions for e in v["events"])
+    checked = check_submission(zip_path, games, classes, team)
+    task = "Team Ball Action Spotting" if team else "Ball Action Spotting"  # 2025 and 2024
+    print(
+        f"challenge: {checked['games']} game(s), {checked['rows']} predictions, written in {len(written)} "
+        f"results_spotting.json; the labels are withheld, so no metric is computed here"
+    )
+    print(
+        f"submission for the {task} challenge: {zip_path} (checked: every challenge game, SoccerNet's fields, halves)"
+    )
+    print("upload that zip to SoccerNet's evaluation server for the challenge")
+    return 0
+
+
 def main(args: argparse.Namespace) -> int:
     setup_logging(args.verbose)
     split = split_name(args.split)
@@ -472,6 +507,8 @@ def main(args: argparse.Namespace) -> int:
     has_classes = dataset_dir is not None and (dataset_dir / "class.txt").is_file()
     classes = load_classes(dataset_dir) if has_classes else list(CLASSES)
     predictions = load_predictions(args, split, classes)
+    if split == "challenge" and labels_withheld(args, dataset_dir):
+        return submit(args, dataset_dir, predictions, classes)
     ground_truth = load_ground_truth(args, dataset_dir, split, predictions)
     predicted = predictions_by_game(predictions)
     check_coverage(ground_truth, predicted)

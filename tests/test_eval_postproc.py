@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import io
 import json
+import shutil
 import zipfile
 from pathlib import Path
 
@@ -383,3 +384,59 @@ def test_default_epoch_is_the_selected_one(tmp_path):
     (tmp_path / "selection.json").write_text("[1, 2]")
     with pytest.raises(DataError, match="selection.json"):
         load_selection(tmp_path)
+
+
+def test_the_challenge_split_gives_a_checked_submission_and_no_metric(toy, tmp_path):
+    """-s challenge (labels withheld): SoccerNet's files and the zip, checked against the format; no zeros printed."""
+    dataset = tmp_path / "data"
+    shutil.copytree(toy / "data" / "toy", dataset)
+    games = ["lg/2025/game c", "lg/2025/game d/1", "lg/2025/game d/2"]
+    store_json(dataset / "challenge.json", [
+        {"video": v, "num_frames": 1500, "fps": 25.0, "width": 398, "height": 224, "events": []} for v in games
+    ])  # fmt: skip
+    rng = np.random.default_rng(3)
+    preds = [
+        {"video": v, "fps": 25.0, "events": [
+            {"frame": int(f), "label": CLASSES4[int(f) % 4], "score": float(rng.random()), "team": "left"}
+            for f in rng.integers(0, 1500, 30)
+        ]} for v in games
+    ]  # fmt: skip
+    store_json(tmp_path / "pred-challenge.0.json", preds)
+    argv = [dataset, "frames", tmp_path / "pred-challenge.0.json", "-s", "challenge"]
+    code, _, err = run_eval(*argv)
+    assert code == 2 and "labels are withheld" in err and "--eval_dir" in err
+    code, out, err = run_eval(*argv, "--eval_dir", tmp_path / "sub")
+    assert code == 0, err
+    assert "mAP" not in out and "0.00" not in out
+    assert f"Team Ball Action Spotting challenge: {tmp_path / 'sub' / 'results_spotting.zip'}" in out
+    assert "2 game(s), 90 predictions" in out
+    with zipfile.ZipFile(tmp_path / "sub" / "results_spotting.zip") as archive:
+        assert sorted(archive.namelist()) == ["lg/2025/game c/results_spotting.json",
+                                              "lg/2025/game d/results_spotting.json"]  # fmt: skip
+
+
+def test_the_submission_check_names_what_the_server_would_refuse(tmp_path):
+    from util.submission import check_submission
+
+    def write(rows_by_game: dict) -> Path:
+        path = tmp_path / "s.zip"
+        with zipfile.ZipFile(path, "w") as archive:
+            for game, rows in rows_by_game.items():
+                archive.writestr(f"{game}/results_spotting.json", json.dumps({"predictions": rows}))
+        return path
+
+    good = {"gameTime": "2 - 00:01", "label": "PASS", "position": "1000", "half": "2", "confidence": "0.5"}
+    assert check_submission(write({"g/a": [good], "g/b": []}), ["g/a", "g/b"], CLASSES4, team=False) == {
+        "games": 2,
+        "rows": 1,
+    }
+    for rows, games, team, expected in (
+        ({"g/a": [good]}, ["g/a", "g/b"], False, "g/b/results_spotting.json: missing"),
+        ({"g/a": [good]}, ["g/a"], True, "lacks team"),
+        ({"g/a": [dict(good, half="1")]}, ["g/a"], False, "disagree"),
+        ({"g/a": [dict(good, label="CORNER")]}, ["g/a"], False, "not one of the classes"),
+        ({"g/a": [dict(good, position="1.5")]}, ["g/a"], False, "not milliseconds"),
+        ({"g/a": [good], "g/x": []}, ["g/a"], False, "not a game of the split"),
+    ):
+        with pytest.raises(DataError, match=expected):
+            check_submission(write(rows), games, CLASSES4, team)

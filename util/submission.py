@@ -9,6 +9,7 @@ a game go into one file, and each file is written atomically.
 
 from __future__ import annotations
 
+import json
 import logging
 import math
 import os
@@ -137,6 +138,64 @@ def zip_results(out_dir: str | os.PathLike, zip_path: str | os.PathLike) -> Path
         for path in files:
             archive.write(path, arcname=path.relative_to(out_dir).as_posix())
     return zip_path
+
+
+SUBMISSION_FIELDS = ("gameTime", "label", "position", "half", "confidence")
+
+
+def _row_problem(row: object, classes: set[str], team: bool) -> str | None:
+    """What is wrong with one results_spotting.json row, for the evaluation server; None when nothing."""
+    if not isinstance(row, dict):
+        return f"a row is not an object: {str(row)[:60]}"
+    missing = [k for k in (*SUBMISSION_FIELDS, *(("team",) if team else ())) if k not in row]
+    if missing:
+        return f"a row lacks {', '.join(missing)}: {row}"
+    if row["label"] not in classes:
+        return f"label {row['label']!r} is not one of the classes"
+    if str(row["half"]) not in ("1", "2") or not str(row["gameTime"]).startswith(f"{row['half']} - "):
+        return f"half {row['half']!r} and gameTime {row['gameTime']!r} disagree"
+    if not str(row["position"]).isdigit():
+        return f"position {row['position']!r} is not milliseconds"
+    try:
+        confidence = float(row["confidence"])
+    except (TypeError, ValueError):
+        return f"confidence {row['confidence']!r} is not a number"
+    if not math.isfinite(confidence):
+        return f"confidence {row['confidence']!r} is not finite"
+    if team and row["team"] not in ("left", "right"):
+        return f"team {row['team']!r} is not left or right"
+    return None
+
+
+def check_submission(
+    zip_path: str | os.PathLike, games: Iterable[str], classes: Iterable[str], team: bool
+) -> dict:
+    """Check a submission zip as the evaluation server reads it: one ``<game>/results_spotting.json`` per game
+    of the split, JSON with a ``predictions`` list, every row with SoccerNet's fields (and ``team``, left or
+    right, for the team task), a label of ``classes``, its half in gameTime. ``{"games", "rows"}``, or DataError
+    listing the problems."""
+    games, classes = list(games), set(classes)
+    problems, rows = [], 0
+    with zipfile.ZipFile(zip_path) as archive:
+        names = set(archive.namelist())
+        for game in games:
+            entry = f"{game}/{PREDICTION_FILE}"
+            if entry not in names:
+                problems.append(f"{entry}: missing")
+                continue
+            try:
+                predictions = json.loads(archive.read(entry))["predictions"]
+            except (ValueError, KeyError, TypeError) as e:
+                problems.append(f"{entry}: not SoccerNet's format ({e})")
+                continue
+            rows += len(predictions)
+            found = [p for p in (_row_problem(r, classes, team) for r in predictions) if p]
+            problems += [f"{entry}: {p}" for p in found[:3]]
+        extra = sorted(n for n in names if n.rsplit("/", 1)[0] not in set(games))
+        problems += [f"{n}: not a game of the split" for n in extra[:3]]
+    if problems:
+        raise DataError(f"{zip_path}: not a valid submission: " + "; ".join(problems[:8]))
+    return {"games": len(games), "rows": rows}
 
 
 def write_video_results(prediction: dict, output_dir: Path) -> Path:
