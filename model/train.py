@@ -82,9 +82,11 @@ from model.select import (
     class_threshold_record,
     criterion_used,
     default_criterion,
+    describe_interval,
     grid_scores,
     per_class_selection,
     selection_record,
+    val_interval,
     validation_metrics,
 )
 from model.shift import DEFAULT_VARIANT
@@ -1123,6 +1125,11 @@ def predict_best(
         post = PostProcess.from_dict(record["postprocess"])
         target = getattr(trainer.args, "target_precision", DEFAULT_TARGET_PRECISION)
         record.update(class_threshold_record(val_results, splits["val"], config, post, target))
+        interval = val_interval(val_results, splits["val"], config, post)
+        if interval is not None:
+            # The epoch and the post-processing were chosen on these games: the interval says how far luck reaches.
+            record["val_interval"] = interval
+            log.info("selection made on val: %s", describe_interval(interval))
         save_selection(model_dir, record)
         log.info("display thresholds per class (val precision >= %g at delta 1 s, else best F1): %s", target,
                  ", ".join(f"{c} {t:g}" for c, t in record["class_thresholds"].items()) or "none")  # fmt: skip

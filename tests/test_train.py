@@ -462,6 +462,8 @@ def test_two_process_gloo_run_agrees_on_one_epoch_and_only_rank_0_writes(tmp_pat
     selection = load_json(model / "selection.json")
     best = best_epoch(history, "team_map")
     assert selection["epoch"] == best and selection["criterion"] == "team_map"
+    interval = selection["val_interval"]  # how far luck reaches on the val games the choice was made on
+    assert interval["low"] <= interval["value"] <= interval["high"] and interval["games"] >= 1
     assert sorted(p.name for p in model.glob("pred-*.json")) == [
         f"pred-test.{best}.json",
         f"pred-val.{best}.json",
@@ -557,3 +559,33 @@ def test_training_learns_the_visible_cues_of_class_and_team(tmp_path):
     assert all(
         e["team"] in ("left", "right") and 0.5 <= e["team_score"] <= 1 for e in predictions[0]["events"]
     )
+
+
+def test_selection_records_how_far_luck_reaches_on_val():
+    """selection.json's val_interval: the report's chunk bootstrap of val mAP@1 under the chosen post-processing."""
+    from model.select import describe_interval, val_interval
+    from util.postprocess import PostProcess
+
+    rng = np.random.default_rng(0)
+    classes, videos, results = ["PASS", "DRIVE"], [], {}
+    for name in ("lg/s/a", "lg/s/b"):
+        n = 25 * 300  # 5 minutes at 25 fps
+        frames = np.sort(rng.choice(np.arange(50, n - 50), 40, replace=False))
+        events = [
+            {"frame": int(f), "label": classes[i % 2], "visibility": "visible"} for i, f in enumerate(frames)
+        ]
+        videos.append({"video": name, "fps": 25.0, "num_frames": n, "events": events})
+        scores = rng.random((n, 3)) * 0.05
+        for found in events[::2]:  # half the events found
+            scores[found["frame"], 1 + classes.index(found["label"])] = 0.9
+        results[name] = (scores, None, None)
+    record = val_interval(
+        results, videos, {"classes": classes, "fps": 25.0}, PostProcess(nms_window_s=1.0), 100
+    )
+    assert record["metric"] == "mAP@1" and record["games"] == 2 and record["chunks"] >= 10
+    assert (
+        record["low"] < record["value"] < record["high"] and record["level"] == 0.95 and "team" not in record
+    )
+    assert describe_interval(record).startswith(f"val mAP@1 {record['value']:.3f}, 95 % bootstrap interval")
+    empty = [dict(v, events=[]) for v in videos]
+    assert val_interval(results, empty, {"classes": classes, "fps": 25.0}, PostProcess(), 10) is None
