@@ -889,3 +889,18 @@ def test_a_partial_v2_library_parses_the_games_it_holds(v2_hand_library, tmp_pat
         v["video"].rsplit("/", 1)[0] for split in SPLITS for v in load_json(out / f"{split}.json")
     )
     assert sorted(set(parsed)) == sorted(held)
+
+
+def test_three_games_of_soccernet_v2_parse_with_the_packages_split_lists(tmp_path, capsys):
+    """The usual pretraining download: 3 of v2's 550 games on disk, parsed with SoccerNet's own lists."""
+    lists = default_splits("v2")
+    held = {"train": lists["train"][0], "val": lists["val"][0], "test": lists["test"][0]}
+    label_dir, frame_dir = tmp_path / "v2_videos", tmp_path / "v2_frames"
+    for game in held.values():
+        write_v2_game(label_dir, frame_dir, game, ANNOTATIONS_V2)
+    out = tmp_path / "data"
+    assert run_script(label_dir, frame_dir, "-o", out, "--labels", "v2") == 0
+    assert "left out: train 299, val 99, test 99, challenge 50" in capsys.readouterr().err
+    for split, game in held.items():
+        assert [v["video"] for v in load_json(out / f"{split}.json")] == [f"{game}/1", f"{game}/2"]
+    assert load_json(out / "challenge.json") == []
