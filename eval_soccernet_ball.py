@@ -465,10 +465,12 @@ def record_thresholds(
     )
 
 
-def labels_withheld(args: argparse.Namespace, dataset_dir: Path | None) -> bool:
-    """The challenge split's labels are SoccerNet's secret: its parsed videos have no events (and no -l)."""
+def labels_withheld(args: argparse.Namespace, dataset_dir: Path | None, predictions: list[dict]) -> bool:
+    """The challenge split's labels are SoccerNet's secret: its parsed videos have no events, and -l (when given)
+    holds no Labels-ball.json of its games."""
     if args.soccernet_path:
-        return False
+        games = split_games(dataset_dir, "challenge", predictions)
+        return not any((Path(args.soccernet_path) / g / LABEL_FILE).is_file() for g in games)
     if dataset_dir is None or not (dataset_dir / "challenge.json").is_file():
         return True
     return not any(v.get("events") for v in load_split(dataset_dir, "challenge"))
@@ -507,7 +509,7 @@ def main(args: argparse.Namespace) -> int:
     has_classes = dataset_dir is not None and (dataset_dir / "class.txt").is_file()
     classes = load_classes(dataset_dir) if has_classes else list(CLASSES)
     predictions = load_predictions(args, split, classes)
-    if split == "challenge" and labels_withheld(args, dataset_dir):
+    if split == "challenge" and labels_withheld(args, dataset_dir, predictions):
         return submit(args, dataset_dir, predictions, classes)
     ground_truth = load_ground_truth(args, dataset_dir, split, predictions)
     predicted = predictions_by_game(predictions)

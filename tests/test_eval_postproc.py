@@ -411,7 +411,7 @@ def test_the_challenge_split_gives_a_checked_submission_and_no_metric(toy, tmp_p
     argv = [dataset, "frames", tmp_path / "pred-challenge.0.json", "-s", "challenge"]
     code, _, err = run_eval(*argv)
     assert code == 2 and "labels are withheld" in err and "--eval_dir" in err
-    code, out, err = run_eval(*argv, "--eval_dir", tmp_path / "sub")
+    code, out, err = run_eval(*argv, "--eval_dir", tmp_path / "sub", "-l", toy / "labels")  # -l: no challenge game
     assert code == 0, err
     assert "mAP" not in out and "0.00" not in out
     assert f"Team Ball Action Spotting challenge: {tmp_path / 'sub' / 'results_spotting.zip'}" in out
@@ -446,3 +446,51 @@ def test_the_submission_check_names_what_the_server_would_refuse(tmp_path):
     ):
         with pytest.raises(DataError, match=expected):
             check_submission(write(rows), games, CLASSES4, team)
+
+
+@pytest.mark.parametrize("flags", [(), ("--nms_window", "0")])
+def test_team_map_of_a_prediction_file_matches_its_definition(tmp_path, flags):
+    """Team mAP from the CLI, on a prediction file with teams, duplicates, ties and zeros (one-video games), equals
+    the loop-based reference of its definition over the package's own average_mAP (tests/test_score.py)."""
+    from tests.test_score import _reference_team_map
+    from util.metrics.spotting import METRIC_DELTAS_S
+
+    rng = np.random.default_rng(11)
+    dataset, videos, labels, rows = tmp_path / "data", [], {}, {}
+    dataset.mkdir()
+    (dataset / "class.txt").write_text("".join(c + "\n" for c in CLASSES4))
+    preds = []
+    for game in ("lg/2025/game a", "lg/2025/game b"):
+        truth = [
+            {"frame": int(f), "label": str(rng.choice(CLASSES4[:3])), "team": str(rng.choice(["left", "right"])),
+             "visibility": "visible"} for f in np.sort(rng.choice(np.arange(10, 1490), 20, replace=False))
+        ]  # fmt: skip
+        videos.append(
+            {"video": game, "num_frames": 1500, "fps": 25.0, "width": 398, "height": 224, "events": truth}
+        )
+        events = [
+            {"frame": int(f), "label": str(rng.choice(CLASSES4)), "score": float(rng.choice([0.0, 0.5, rng.random()])),
+             "team": str(rng.choice(["left", "right"]))} for f in rng.integers(0, 1500, 150)
+        ]  # fmt: skip
+        events += [dict(e, score=0.25) for e in events[::3]]  # duplicates of frame and class
+        preds.append({"video": game, "fps": 25.0, "events": events})
+        rows[game] = [
+            {"gameTime": game_time(1, frame_to_position_ms(e["frame"], 25.0)), "label": e["label"], "half": "1",
+             "position": str(frame_to_position_ms(e["frame"], 25.0)), "confidence": str(e["score"]), "team": e["team"]}
+            for e in events
+        ]  # fmt: skip
+    store_json(dataset / "test.json", videos)
+    write_labels(videos, tmp_path / "labels")
+    for game in rows:
+        labels[game] = json.loads((tmp_path / "labels" / game / "Labels-ball.json").read_text())[
+            "annotations"
+        ]
+    store_json(tmp_path / "pred-test.0.json", preds)
+    argv = [dataset, "frames", tmp_path / "pred-test.0.json", *flags, "--results_json", tmp_path / "r.json"]
+    code, _, err = run_eval(*argv)
+    assert code == 0, err
+    results = json.loads((tmp_path / "r.json").read_text())
+    for metric in ("team_at1", "team_tight"):
+        expected, per_class = _reference_team_map(labels, rows, CLASSES4, METRIC_DELTAS_S[metric[5:]])
+        assert results[metric]["mAP"] == pytest.approx(expected, abs=1e-6)
+        np.testing.assert_allclose([results[metric]["per_class"][c] for c in CLASSES4], per_class, atol=1e-6)
