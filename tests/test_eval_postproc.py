@@ -411,7 +411,9 @@ def test_the_challenge_split_gives_a_checked_submission_and_no_metric(toy, tmp_p
     argv = [dataset, "frames", tmp_path / "pred-challenge.0.json", "-s", "challenge"]
     code, _, err = run_eval(*argv)
     assert code == 2 and "labels are withheld" in err and "--eval_dir" in err
-    code, out, err = run_eval(*argv, "--eval_dir", tmp_path / "sub", "-l", toy / "labels")  # -l: no challenge game
+    code, out, err = run_eval(
+        *argv, "--eval_dir", tmp_path / "sub", "-l", toy / "labels"
+    )  # -l: no challenge game
     assert code == 0, err
     assert "mAP" not in out and "0.00" not in out
     assert f"Team Ball Action Spotting challenge: {tmp_path / 'sub' / 'results_spotting.zip'}" in out
