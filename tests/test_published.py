@@ -156,7 +156,7 @@ def test_the_gated_shift_interleave_and_the_tdeed_upsampling_matter(imported, tm
     """Without the conversion's care the outputs differ: the equality above is not a tolerance that anything meets."""
     monkeypatch.setenv("SPOT_CPU_AMP", "off")
     record, ref = reference("e2e-spot")
-    monkeypatch.setattr(published, "_fold_interleave", lambda state, where: 0)
+    monkeypatch.setattr(published.e2e_spot, "_fold_interleave", lambda state, where: 0)
     source = write_published("e2e-spot", tmp_path / "e2e")
     assert run_import([*source, "-o", str(tmp_path / "no-interleave")]) == 0
     at_reference_size(tmp_path / "no-interleave")
