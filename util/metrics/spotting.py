@@ -30,6 +30,10 @@ Inputs are plain data: ``{game: [event, ...]}``, where an event is a dict with `
 officially); ground truth: ``visibility`` (default visible), predictions: ``confidence`` or ``score``; ``team``
 ("left" / "right") for Team mAP. Labels-ball.json annotations and results_spotting.json predictions can be passed
 as they are; ``labels_by_game`` / ``predictions_by_game`` convert the per-video formats of this toolkit.
+
+One idea, over 500 lines on purpose: the official evaluator's rules above, step by step (events to frames, the greedy
+matching, per-delta APs, the averages over deltas and teams), which only hold together and are checked together
+against SoccerNet's own code (tests/test_score.py).
 """
 
 from __future__ import annotations
