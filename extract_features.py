@@ -198,17 +198,19 @@ def load_backbone(args: argparse.Namespace, classes: list[str], fps: float, devi
     from model.common import build_model, default_config, load_model
 
     if args.model_dir:
+        from model.folder import ModelFolder
         from model.transfer import parse_init_from
 
-        folder, epoch = parse_init_from(args.model_dir)
+        path, epoch = parse_init_from(args.model_dir)
+        folder = ModelFolder(path)
         model, config, epoch = load_model(folder, epoch, device=device)
         if abs(float(config["fps"]) - fps) > 1e-3 * fps:
             raise DataError(
-                f"{folder}/config.json: the model runs at {float(config['fps']):g} fps but the parsed labels are at "
+                f"{folder.config_path}: the model runs at {float(config['fps']):g} fps but the parsed labels are at "
                 f"{fps:g} fps; features must be at the labels' rate (extract and parse the frames at "
                 f"{float(config['fps']):g} fps)"
             )
-        origin = {"source": "model", "model_dir": str(folder.resolve()), "epoch": epoch, "seed": None}
+        origin = {"source": "model", "model_dir": str(folder.path.resolve()), "epoch": epoch, "seed": None}
         return model, config, origin
     import torch
 

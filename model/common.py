@@ -5,7 +5,8 @@ A model directory holds ``config.json`` (every key needed to rebuild the network
 RNG states, epoch, extra), all written atomically and loaded with ``weights_only=True``, and ``selection.json``: the
 decisions training made on val, which every later step uses by default (:func:`load_selection`: the epoch, the
 post-processing with its windows in seconds, the display threshold). ``load_model(dir)`` rebuilds the selected
-network from the directory alone.
+network from the directory alone; the directory may be given as a path or as the ``model.folder.ModelFolder`` a
+step already read (each of its files is then read once).
 
 ``E2EModel.forward(frames)`` takes (B, T, 3, H, W) uint8 or float in [0, 1] (it normalises with ImageNet
 mean/std itself) and returns a dict:
@@ -35,11 +36,12 @@ import numpy as np
 import torch
 from torch import nn
 
+from model.folder import CONFIG_NAME, ModelFolder, checkpoint_path, list_epochs, optim_path
 from model.impl.backbones import BACKBONES, PretrainedWeightsError, build_backbone
 from model.modules import HEADS, SMOOTHING_WEIGHT, smoothing_loss
 from model.shift import DEFAULT_VARIANT, VARIANTS
-from model.usage import list_epochs, load_selection, save_selection, selected_epoch
-from util.io import DataError, atomic_open, load_json, store_json
+from model.usage import load_selection, save_selection, selected_epoch
+from util.io import DataError, atomic_open, store_json
 from util.soccernet import CLASSES
 
 __all__ = [
@@ -48,6 +50,7 @@ __all__ = [
     "SMOOTHING_WEIGHT",
     "DEFAULT_CONFIG",
     "E2EModel",
+    "ModelFolder",
     "PretrainedWeightsError",
     "available_backbones",
     "available_heads",
@@ -72,7 +75,6 @@ log = logging.getLogger(__name__)
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
-CONFIG_NAME = "config.json"
 
 DEFAULT_CONFIG: dict[str, Any] = {
     "feature_arch": "rny002_gsm",  # backbone: BACKBONES key
@@ -247,7 +249,7 @@ def count_parameters(module: nn.Module) -> int:
 
 
 # ---------------------------------------------------------------------------------------------------------
-# Model directory: config.json, checkpoint_NNN.pt, optim_NNN.pt
+# Model directory: config.json, checkpoint_NNN.pt, optim_NNN.pt (read through model.folder.ModelFolder)
 
 
 def save_config(model_dir: str | Path, config: dict[str, Any]) -> Path:
@@ -256,17 +258,9 @@ def save_config(model_dir: str | Path, config: dict[str, Any]) -> Path:
     return path
 
 
-def load_config(model_dir: str | Path) -> dict[str, Any]:
+def load_config(model_dir: str | Path | ModelFolder) -> dict[str, Any]:
     """config.json of a model directory, validated, defaults filled in."""
-    path = Path(model_dir) / CONFIG_NAME
-    if not path.is_file():
-        raise DataError(
-            f"{model_dir}: no {CONFIG_NAME}; not a model directory (train_e2e.py -s DIR makes one)"
-        )
-    config = load_json(path)
-    if not isinstance(config, dict):
-        raise DataError(f"{path}: expected a JSON object")
-    return check_config(config, source=str(path))
+    return ModelFolder.of(model_dir).config
 
 
 def config_differences(a: dict[str, Any], b: dict[str, Any]) -> list[str]:
@@ -275,20 +269,12 @@ def config_differences(a: dict[str, Any], b: dict[str, Any]) -> list[str]:
     return [f"{k}: {a.get(k)!r} != {b.get(k)!r}" for k in MODEL_KEYS if a.get(k) != b.get(k)]
 
 
-def _check_matches(model: E2EModel, model_dir: Path) -> None:
-    diff = config_differences(model.config, load_config(model_dir))
+def _check_matches(model: E2EModel, folder: ModelFolder) -> None:
+    diff = config_differences(model.config, folder.config)
     if diff:
         raise DataError(
-            f"{model_dir / CONFIG_NAME} does not match the model (model != directory): {'; '.join(diff)}"
+            f"{folder.config_path} does not match the model (model != directory): {'; '.join(diff)}"
         )
-
-
-def checkpoint_path(model_dir: str | Path, epoch: int) -> Path:
-    return Path(model_dir) / f"checkpoint_{epoch:03d}.pt"
-
-
-def optim_path(model_dir: str | Path, epoch: int) -> Path:
-    return Path(model_dir) / f"optim_{epoch:03d}.pt"
 
 
 def _rng_state() -> dict[str, Any]:
@@ -355,7 +341,7 @@ def save_checkpoint(
     model_dir = Path(model_dir)
     net = unwrap_model(model)
     if (model_dir / CONFIG_NAME).exists():
-        _check_matches(net, model_dir)
+        _check_matches(net, ModelFolder(model_dir))
     else:
         save_config(model_dir, net.config)
     state: dict[str, Any] = {"epoch": epoch, "rng": _rng_state(), "extra": extra or {}}
@@ -369,21 +355,8 @@ def save_checkpoint(
     return path
 
 
-def _resolve_epoch(model_dir: Path, epoch: int | None) -> int:
-    epochs = list_epochs(model_dir)
-    if not epochs:
-        raise DataError(f"{model_dir}: no checkpoint_NNN.pt; train a model into this folder first")
-    if epoch is None:
-        return epochs[-1]
-    if epoch not in epochs:
-        raise DataError(
-            f"{model_dir}: no checkpoint for epoch {epoch}; available: {', '.join(map(str, epochs))}"
-        )
-    return epoch
-
-
 def load_checkpoint(
-    model_dir: str | Path,
+    model_dir: str | Path | ModelFolder,
     model: nn.Module,
     epoch: int | None = None,
     optimizer: torch.optim.Optimizer | None = None,
@@ -392,11 +365,11 @@ def load_checkpoint(
     restore_rng: bool = False,
 ) -> dict[str, Any]:
     """Load weights (and whatever else is passed) of ``epoch`` (None = latest); returns {"epoch", "extra"}."""
-    model_dir = Path(model_dir)
+    folder = ModelFolder.of(model_dir)
     net = unwrap_model(model)
-    _check_matches(net, model_dir)
-    epoch = _resolve_epoch(model_dir, epoch)
-    path = checkpoint_path(model_dir, epoch)
+    _check_matches(net, folder)
+    epoch = folder.existing_epoch(epoch)
+    path = folder.checkpoint_path(epoch)
     try:
         net.load_state_dict(_load(path))
     except RuntimeError as e:
@@ -405,7 +378,7 @@ def load_checkpoint(
         ) from e
     info: dict[str, Any] = {"epoch": epoch, "extra": {}}
     wanted = optimizer is not None or scaler is not None or scheduler is not None or restore_rng
-    opath = optim_path(model_dir, epoch)
+    opath = folder.optim_path(epoch)
     if not opath.exists():
         if wanted:
             raise DataError(f"{opath}: file not found; cannot resume training state of epoch {epoch}")
@@ -423,22 +396,26 @@ def load_checkpoint(
 
 
 def load_model(
-    model_dir: str | Path, epoch: int | None = None, device: str | torch.device = "cpu", **overrides: Any
+    model_dir: str | Path | ModelFolder,
+    epoch: int | None = None,
+    device: str | torch.device = "cpu",
+    **overrides: Any,
 ) -> tuple[E2EModel, dict[str, Any], int]:
     """Rebuild the network of a model directory and load ``epoch`` (None = the selected one, ``selected_epoch``):
     (model in eval mode, config, epoch).
 
     ``overrides`` change run-time keys of the config (e.g. compile=True, channels_last=False).
     """
-    config = load_config(model_dir)
+    folder = ModelFolder.of(model_dir)
+    config = dict(folder.config)  # the caller's to change; the folder keeps what it read
     why = "asked for"
     if epoch is None:
-        epoch, why = selected_epoch(model_dir)
+        epoch, why = folder.selected_epoch()
     model = build_model({**config, **overrides, "pretrained": False})
-    epoch = load_checkpoint(model_dir, model, epoch)["epoch"]
+    epoch = load_checkpoint(folder, model, epoch)["epoch"]
     model.to(device).eval()
     log.info(
         "loaded %s epoch %d, %s (%s + %s)",
-        model_dir, epoch, why, config["feature_arch"], config["temporal_arch"],
+        folder, epoch, why, config["feature_arch"], config["temporal_arch"],
     )  # fmt: skip
     return model, config, epoch

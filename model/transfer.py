@@ -16,8 +16,8 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from model.common import HEADS, _load, checkpoint_path, load_config, unwrap_model
-from model.usage import list_epochs, selected_epoch
+from model.common import HEADS, _load, unwrap_model
+from model.folder import ModelFolder
 from util.io import DataError
 
 log = logging.getLogger(__name__)
@@ -72,19 +72,20 @@ def class_dependent(config: dict, feature_dim: int) -> set[str]:
 def init_from(model: nn.Module, config: dict, spec: str) -> Transfer:
     """Load into ``model`` (built from ``config``) the weights of the model folder ``spec`` names
     (``MODEL_DIR[:EPOCH]``); DataError when it is not a model folder or shares no weight with ``model``."""
-    folder, epoch = parse_init_from(spec)
-    if not (folder / "config.json").is_file():
+    path, epoch = parse_init_from(spec)
+    folder = ModelFolder(path)
+    if not folder.config_path.is_file():
         raise DataError(
             f"--init_from {spec}: {folder} holds no config.json; give a model folder written by train_e2e.py"
         )
     if epoch is None:
-        epoch, _ = selected_epoch(folder)
-    elif epoch not in list_epochs(folder):
+        epoch, _ = folder.selected_epoch()
+    elif epoch not in folder.epochs:
         raise DataError(
-            f"--init_from {spec}: no checkpoint_{epoch:03d}.pt (epochs: {list_epochs(folder) or 'none'})"
+            f"--init_from {spec}: no checkpoint_{epoch:03d}.pt (epochs: {folder.epochs or 'none'})"
         )
-    source_config = load_config(folder)
-    source = _load(checkpoint_path(folder, epoch))
+    source_config = folder.config
+    source = _load(folder.checkpoint_path(epoch))
     net = unwrap_model(model)
     target = net.state_dict()
     same_classes = list(source_config.get("classes") or []) == list(config["classes"])
