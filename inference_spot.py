@@ -31,12 +31,21 @@ from tqdm import tqdm
 from tqdm.contrib.logging import logging_redirect_tqdm
 
 from model.inference import run_inference
+from model.inference_options import InferenceOptions
 from model.predict import DEFAULT_BATCH_SIZE
 from model.render import DEFAULT_SLOWMO_FACTOR, DEFAULT_SLOWMO_SPAN_S
 from util.cli import add_prediction_flags, run_main, setup_logging
 
 
+def _class_list(text: str) -> list[str] | None:
+    """``SHOT,GOAL`` -> ["SHOT", "GOAL"]; an empty flag -> None (every class)."""
+    return [c.strip() for c in text.split(",") if c.strip()] if text else None
+
+
 def get_args(argv: list[str] | None = None) -> argparse.Namespace:
+    """The flags, each named after its ``InferenceOptions`` field (``--highlights``: highlights_s) and defaulting
+    to it, but --model_dir, --output_dir and -v."""
+    defaults = InferenceOptions()
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
@@ -67,7 +76,7 @@ def get_args(argv: list[str] | None = None) -> argparse.Namespace:
     )
     parser.add_argument(
         "--labels",
-        default="auto",
+        default=defaults.labels,
         help="the video's ground truth, drawn beside the predictions in the timeline (found / missed events, "
         "false detections at delta = 1 s) and added to predictions.json: a Labels-ball.json, the library folder "
         "holding <game>/Labels-ball.json (for --frame_dir), 'none', or 'auto' (default: the Labels-ball.json "
@@ -85,20 +94,20 @@ def get_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument(
         "--batch_size",
         type=int,
-        default=DEFAULT_BATCH_SIZE,
+        default=defaults.batch_size,
         help=f"clips per batch (default: {DEFAULT_BATCH_SIZE})",
     )
     parser.add_argument("--device", help="cpu, cuda, cuda:1, ... (default: cuda when available)")
     parser.add_argument(
         "--slowmo_factor",
         type=int,
-        default=DEFAULT_SLOWMO_FACTOR,
+        default=defaults.slowmo_factor,
         help=f"slow motion around each action, N times slower; 1 turns it off (default: {DEFAULT_SLOWMO_FACTOR})",
     )
     parser.add_argument(
         "--slowmo_span",
         type=float,
-        default=DEFAULT_SLOWMO_SPAN_S,
+        default=defaults.slowmo_span,
         help=f"seconds slowed down on each side of an action (default: {DEFAULT_SLOWMO_SPAN_S})",
     )
     parser.add_argument(
@@ -106,12 +115,14 @@ def get_args(argv: list[str] | None = None) -> argparse.Namespace:
     )
     parser.add_argument(
         "--highlights",
+        dest="highlights_s",
         type=float,
         metavar="SECONDS",
         help="with --create_video: a highlight reel, each shown action +- SECONDS, instead of the whole match",
     )
     parser.add_argument(
         "--highlight_classes",
+        type=_class_list,
         metavar="CLASS,CLASS",
         help="with --highlights: cut the reel around these classes' actions only (comma-separated, e.g. SHOT,GOAL)",
     )
@@ -120,9 +131,9 @@ def get_args(argv: list[str] | None = None) -> argparse.Namespace:
     )
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
     args = parser.parse_args(argv)
-    if (args.highlight_classes or args.highlight_team) and args.highlights is None:
+    if (args.highlight_classes is not None or args.highlight_team) and args.highlights_s is None:
         parser.error("--highlight_classes and --highlight_team need --highlights SECONDS")
-    if args.highlights is not None and args.highlights <= 0:
+    if args.highlights_s is not None and args.highlights_s <= 0:
         parser.error("--highlights SECONDS must be positive")
     if (args.video is None) == (args.frame_dir is None):
         parser.error("give either --video FILE or --frame_dir FRAME_DIR [--video_name VIDEO_ID]")
@@ -163,34 +174,7 @@ def main(args: argparse.Namespace) -> int:
     try:
         with logging_redirect_tqdm():
             result = run_inference(
-                args.model_dir,
-                args.output_dir,
-                video=args.video,
-                frame_dir=args.frame_dir,
-                video_name=args.video_name,
-                score_threshold=args.score_threshold,
-                labels=args.labels,
-                nms_window=args.nms_window,
-                nms_window_s=args.nms_window_s,
-                visualize=args.visualize,
-                create_video=args.create_video,
-                max_frames=args.max_frames,
-                batch_size=args.batch_size,
-                device=args.device,
-                slowmo_factor=args.slowmo_factor,
-                slowmo_span=args.slowmo_span,
-                epoch=args.epoch,
-                progress=bars,
-                highlights_s=args.highlights,
-                highlight_classes=None
-                if not args.highlight_classes
-                else [c.strip() for c in args.highlight_classes.split(",") if c.strip()],
-                highlight_team=args.highlight_team,
-                predict_options={
-                    k: v
-                    for k, v in (("tta", args.tta), ("window_overlap", args.window_overlap))
-                    if v is not None
-                },
+                args.model_dir, args.output_dir, InferenceOptions.from_namespace(args), progress=bars
             )
     finally:
         bars.close()

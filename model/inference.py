@@ -23,8 +23,9 @@ fly at the model's frame rate and size, no JPEGs written), turns scores into eve
   action, slow motion around each action, a timeline bar, and the source's audio; with the ground truth, its
   events labelled at the right (found green, missed red) and false detections framed in red.
 
-The model directory says how it is used (``model.common.load_selection``): the epoch, the post-processing (windows
-in seconds) and the display threshold training chose on val; arguments override each.
+The model folder says how it is used (``model.folder.ModelFolder``, read once): the epoch, the post-processing
+(windows in seconds) and the display threshold training chose on val; the options (``InferenceOptions``, the one
+definition of step 5's options) override each.
 
 Reading, the model and writing overlap: a thread decodes ahead of the model, and while rendering one thread
 decodes, the caller's thread draws and another encodes.
@@ -49,7 +50,9 @@ from dataset.source import (
     VideoInput,
     resolve_input,
 )
-from model.common import load_model, load_selection
+from model.common import load_model
+from model.folder import ModelFolder
+from model.inference_options import InferenceOptions
 from model.predict import (
     DEFAULT_BATCH_SIZE,
     model_frame_source,
@@ -59,7 +62,7 @@ from model.predict import (
     tta_mode,
     window_stride,
 )
-from model.render import DEFAULT_SLOWMO_FACTOR, DEFAULT_SLOWMO_SPAN_S, Progress, RenderOptions, render
+from model.render import Progress, render
 from util import visualize as vis
 from util.io import DataError, store_json
 from util.metrics.analysis import mark_events
@@ -145,22 +148,6 @@ def events_table(events: list[dict], classes: list[str], team: bool) -> str:
 # The one entry point
 
 
-def _check_options(
-    score_threshold: float | None,
-    nms_window: float | None,
-    max_frames: int | None,
-    batch_size: int,
-) -> None:
-    if score_threshold is not None and not 0.0 <= score_threshold <= 1.0:
-        raise DataError(f"score threshold {score_threshold} is not between 0 and 1")
-    if nms_window is not None and nms_window < 0:
-        raise DataError(f"NMS window {nms_window} is negative")
-    if max_frames is not None and max_frames < 1:
-        raise DataError(f"max_frames {max_frames} must be at least 1")
-    if batch_size < 1:
-        raise DataError(f"batch size {batch_size} must be at least 1")
-
-
 def display_thresholds(usage: dict, classes: list[str], override: float | None) -> dict[str, float]:
     """The lowest score shown, per class: ``override`` for every class when given; else what the model recorded
     on val (``selection.json``'s class_thresholds), and its display threshold for a class it recorded none for."""
@@ -218,90 +205,64 @@ def ground_truth_for(
 
 
 def run_inference(
-    model_dir: str | Path,
+    model_dir: str | Path | ModelFolder,
     output_dir: str | Path,
+    options: InferenceOptions | None = None,
     *,
-    video: str | Path | None = None,
-    frame_dir: str | Path | None = None,
-    video_name: str | None = None,
-    score_threshold: float | None = None,
-    nms_window: int | None = None,
-    nms_window_s: float | None = None,
-    visualize: bool = False,
-    create_video: bool = False,
-    max_frames: int | None = None,
-    batch_size: int = DEFAULT_BATCH_SIZE,
-    device: str | None = None,
-    slowmo_factor: int = DEFAULT_SLOWMO_FACTOR,
-    slowmo_span: float = DEFAULT_SLOWMO_SPAN_S,
-    epoch: int | None = None,
     progress: Progress | None = None,
-    highlights_s: float | None = None,
-    labels: str | Path | None = "auto",
-    highlight_classes: list[str] | None = None,
-    highlight_team: str | None = None,
-    predict_options: dict[str, Any] | None = None,
+    **changes: Any,
 ) -> dict[str, Any]:
     """Spot the actions of one video and write the outputs (module docstring) into ``output_dir``.
 
-    Input: ``video`` (a video file; ``video_name``, if given, is the id recorded for it, else the SoccerNet id
-    of a library file or the file's stem) or ``frame_dir`` (+ ``video_name``, a video id under it). ``epoch``,
-    ``nms_window`` (+- frames at the model's fps) or ``nms_window_s`` (seconds) and ``score_threshold`` (the
-    lowest score shown, every class) default to what the model directory recorded (None: per class, the
-    thresholds that held the target precision on val, ``display_thresholds``). ``slowmo_span`` is
-    in seconds each side of an action; ``slowmo_factor`` repeats those frames (1 = off). ``progress(stage, done,
-    total)`` is called with stage "decoding", "detecting" and "rendering". ``highlights_s``: the annotated video is a
-    highlight reel, each shown action +- that many seconds (a long match is not re-encoded whole), of
-    ``highlight_classes`` and ``highlight_team`` only when given. ``labels``: where
-    the video's ground truth is (``ground_truth_for``; "auto" finds a library's). ``predict_options`` override the
-    config's prediction settings (``tta``, ``window_overlap``). Bad input raises DataError.
+    ``model_dir``: the model folder (a path, or the ``ModelFolder`` already read). ``options``: what to run on and
+    how (``InferenceOptions``: the input, the epoch, the post-processing, what is drawn; None: the defaults);
+    ``changes``, options by field name on top of them (``run_inference(m, out, video=v, create_video=True)``).
+    ``progress(stage, done, total)`` is called with stage "decoding", "detecting" and "rendering". Bad input raises
+    DataError.
 
     Returns ``{video_id, events, all_events, predictions, scores, timeline, video, frames, results_spotting, fps,
     num_frames, video_frames, video_times_s, in_reel, epoch, postprocess, score_threshold (None when per class),
-    class_thresholds, threshold_text, team, classes, summary, notes, seconds}``: ``events`` are those shown, ``all_events`` those of results_spotting.json; paths are ``Path`` or None,
-    ``video_frames`` counts the annotated video's frames (slow motion included), ``video_times_s`` gives each
-    event's time in that video (None without one), ``in_reel`` whether each event is in it (a highlight reel of
-    chosen classes or team leaves some out; None without a video), ``notes`` are one-line remarks
-    for the user (a resampled frame rate), ``seconds`` the time of each stage (load, detect, render, total).
+    class_thresholds, threshold_text, team, classes, summary, notes, seconds}``: ``events`` are those shown,
+    ``all_events`` those of results_spotting.json; paths are ``Path`` or None, ``video_frames`` counts the annotated
+    video's frames (slow motion included), ``video_times_s`` gives each event's time in that video (None without
+    one), ``in_reel`` whether each event is in it (a highlight reel of chosen classes or team leaves some out; None
+    without a video), ``notes`` are one-line remarks for the user (a resampled frame rate), ``seconds`` the time of
+    each stage (load, detect, render, total).
     """
-    window = nms_window if nms_window is not None else nms_window_s
-    _check_options(score_threshold, window, max_frames, batch_size)
-    reel_classes = None if highlight_classes is None else tuple(highlight_classes)
-    drawing = RenderOptions(create_video, visualize, slowmo_factor, slowmo_span, highlights_s, reel_classes,
-                            highlight_team)  # fmt: skip
+    options = options or InferenceOptions()
+    if changes:
+        options = options.with_changes(**changes)
+    drawing = options.render_options()
     started = time.perf_counter()
     if progress is not None:  # opening the input and loading the model
         progress("decoding", 0, 1)
-    item = resolve_input(video, frame_dir, video_name, max_frames)
-    model, config, epoch = load_model(model_dir, epoch=epoch, device=_device(device))
-    config = {**config, **(predict_options or {})}
+    item = resolve_input(options.video, options.frame_dir, options.video_name, options.max_frames)
+    folder = ModelFolder.of(model_dir)
+    model, config, epoch = load_model(folder, epoch=options.epoch, device=_device(options.device))
+    config = {**config, **options.predict_overrides}
     try:  # a bad --tta / --window_overlap, before the video is read
         tta_mode(config), window_stride(config)
     except ValueError as e:
         raise DataError(str(e)) from None
-    unknown = sorted(set(reel_classes or ()) - set(config["classes"]))
-    if unknown:
-        raise DataError(f"highlight classes {unknown} are not the model's ({', '.join(config['classes'])})")
-    if highlight_team is not None and not config.get("team"):
-        raise DataError(
-            f"a highlight reel of the {highlight_team} team needs a model with a team head (--team)"
-        )
-    usage = load_selection(model_dir)
+    fps, classes = float(config["fps"]), list(config["classes"])
+    options.check_model(classes, bool(config.get("team")))
+    usage = folder.selection
     try:
-        post = usage["postprocess"].with_overrides(nms_window, nms_window_s, float(config["fps"]))
+        post = usage["postprocess"].with_overrides(options.nms_window, options.nms_window_s, fps)
     except ValueError as e:
         raise DataError(str(e)) from None
-    thresholds = display_thresholds(usage, list(config["classes"]), score_threshold)
+    thresholds = display_thresholds(usage, classes, options.score_threshold)
+    threshold_text = describe_thresholds(thresholds, usage, options.score_threshold)
     log.info(
-        "post-processing: %s; events shown from %s%s",
-        post.describe(float(config["fps"])), describe_thresholds(thresholds, usage, score_threshold),
+        "post-processing: %s; events shown from %s%s", post.describe(fps), threshold_text,
         "" if usage["recorded"] else " (the defaults: the model recorded none)",
     )  # fmt: skip
     # Read before the model runs, so that a wrong --labels fails at once.
-    truth = ground_truth_for(item, labels, float(config["fps"]), list(config["classes"]))
+    truth = ground_truth_for(item, options.labels, fps, classes)
     seconds = {"load": time.perf_counter() - started}
+    batch_size = options.batch_size or DEFAULT_BATCH_SIZE
     (scores, team, displacement), notes = detect(
-        model, config, item, max_frames, batch_size, device, progress
+        model, config, item, options.max_frames, batch_size, options.device, progress
     )
     seconds["detect"] = time.perf_counter() - started - seconds["load"]
     if truth is not None:  # the frames processed (--max_frames)
@@ -309,23 +270,16 @@ def run_inference(
     outputs = _write_outputs(
         item, Path(output_dir), config, (scores, team, displacement), post, thresholds, epoch, truth
     )
-    outputs["threshold_text"] = describe_thresholds(thresholds, usage, score_threshold)
-    fps, num_frames = float(config["fps"]), len(scores)
+    outputs["threshold_text"] = threshold_text
+    num_frames = len(scores)
     video_path = frames_path = video_times = None
     video_frames = 0
     if drawing.any:
         render_started = time.perf_counter()
         video_path, frames_path, video_frames, video_times = render(
-            item,
-            Path(output_dir),
-            outputs["events"],
-            list(config["classes"]),
-            fps,
-            num_frames,
-            drawing,
-            progress,
+            item, Path(output_dir), outputs["events"], classes, fps, num_frames, drawing, progress,
             truth=outputs["ground_truth"],
-        )
+        )  # fmt: skip
         seconds["render"] = time.perf_counter() - render_started
     seconds["total"] = time.perf_counter() - started
     return {
@@ -342,7 +296,7 @@ def run_inference(
         "score_threshold": _uniform(thresholds),
         "class_thresholds": thresholds,
         "team": team is not None,
-        "classes": list(config["classes"]),
+        "classes": classes,
         "notes": notes,
         "seconds": seconds,
     }

@@ -326,9 +326,7 @@ def test_bad_prediction_settings_are_refused_by_name(tmp_path, capsys, tiny_mode
             eval_soccernet_ball.get_args(["data", "frames", *argv])
         assert said in capsys.readouterr().err
     with pytest.raises(DataError, match="window_overlap must be in"):
-        run_inference(
-            tiny_model_dir, tmp_path / "out", video=match_video, predict_options={"window_overlap": 2.0}
-        )
+        run_inference(tiny_model_dir, tmp_path / "out", video=match_video, window_overlap=2.0)
     with pytest.raises(DataError, match="tta must be one of none, flip"):
-        run_inference(tiny_model_dir, tmp_path / "out", video=match_video, predict_options={"tta": "rotate"})
+        run_inference(tiny_model_dir, tmp_path / "out", video=match_video, tta="rotate")
     assert not (tmp_path / "out" / "predictions.json").exists()
