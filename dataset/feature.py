@@ -128,6 +128,8 @@ class FeatureSource(FrameSource):
     """One video's precomputed features as a frame source: ``iter_chunks`` yields ``(n, dim)`` float32 arrays, so
     the predict path's windows are ``(clip_len, dim)`` and its model runs ``forward_features`` on them."""
 
+    holds_features = True
+
     def __init__(self, path: str | Path, fps: float, num_frames: int | None = None):
         self.features = load_features(path, num_frames)
         self.name = str(path)

@@ -256,10 +256,12 @@ class FrameClipDataset(ClipDataset):
     the DataLoader workers fork (they share the indices), and its frame count checked against the labels'.
     """
 
-    def __init__(self, frame_dir: str | Path, videos: Sequence[dict], classes: Sequence[str], **kwargs):
+    def __init__(
+        self, frame_dir: str | Path | FrameDir, videos: Sequence[dict], classes: Sequence[str], **kwargs
+    ):
         super().__init__(videos, classes, **kwargs)
-        self.frame_dir = Path(frame_dir)
-        frames = FrameDir(self.frame_dir)
+        frames = FrameDir.of(frame_dir)  # a run passes its one FrameDir: the library is listed once
+        self.frame_dir = frames.root
         self.paths: list[Path] = []
         missing = []
         for video in self.videos:

@@ -72,6 +72,13 @@ class FrameSource:
     fps: float
     num_frames: int | None
 
+    @property
+    def holds_features(self) -> bool:
+        """Whether the chunks are (n, dim) features rather than images (``dataset.feature.FeatureSource``): the
+        model then runs ``forward_features`` on them. A wrapper holds what its ``inner`` source holds."""
+        inner = getattr(self, "inner", None)
+        return inner is not None and inner.holds_features
+
     def iter_chunks(self, chunk_len: int) -> Iterator[np.ndarray]:
         raise NotImplementedError
 

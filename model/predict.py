@@ -164,10 +164,11 @@ def _numpy_outputs(output: dict, config: dict, flipped: bool = False) -> dict[st
 
 
 def _run_batch(
-    model: nn.Module, windows: list[np.ndarray], config: dict, device: torch.device
+    model: nn.Module, windows: list[np.ndarray], config: dict, device: torch.device, features: bool = False
 ) -> dict[str, np.ndarray]:
-    """Per-frame outputs of a batch of windows; with ``tta: flip`` the mean of the clips and their mirrors."""
-    if windows[0].ndim == 2:  # (clip_len, dim) windows of features (dataset.feature.FeatureSource)
+    """Per-frame outputs of a batch of windows (of frames; with ``features``, (clip_len, dim) windows of features
+    that go through ``forward_features``); with ``tta: flip`` the mean of the clips and their mirrors."""
+    if features:
         with autocast(device):
             output = model.forward_features(torch.from_numpy(np.stack(windows)).to(device))
         return _numpy_outputs(output, config)
@@ -216,7 +217,7 @@ def predict_scores(
     pending: list[tuple[int, np.ndarray, int]] = []
 
     def flush() -> None:
-        outputs = _run_batch(model, [w for _, w, _ in pending], config, device)
+        outputs = _run_batch(model, [w for _, w, _ in pending], config, device, frame_source.holds_features)
         for i, (start, _, num_valid) in enumerate(pending):
             acc.add(start, {name: values[i, :num_valid] for name, values in outputs.items()})
         pending.clear()
@@ -245,7 +246,7 @@ def predict_scores(
 def predict_videos(
     model: nn.Module,
     config: dict,
-    frame_dir: str | Path,
+    frame_dir: str | Path | FrameDir,
     videos: Sequence[dict],
     batch_size: int = DEFAULT_BATCH_SIZE,
     device: str | torch.device | None = None,
@@ -253,7 +254,7 @@ def predict_videos(
     """``predict_scores`` for each video ``{video, num_frames?}`` of a frame directory (or of the video library, each
     file decoded on the fly at the model's frame rate and size): video id -> (scores, team, displacement)."""
     results = {}
-    frames = FrameDir(frame_dir)
+    frames = FrameDir.of(frame_dir)
     for video in videos:
         path = frames.locate(video["video"], video.get(VIDEO_FILE))
         source = model_frame_source(config, path, num_frames=video.get("num_frames"))

@@ -518,8 +518,10 @@ def test_the_upload_page_describes_a_model_trained_here(tiny_model_dir, tmp_path
 
 def test_resuming_a_run_saved_before_the_variants_is_allowed(tmp_path):
     """An --init_from run saved before arch_variant existed (no key, pretrained recorded True) resumes as it was."""
-    from model.train import ADDED_CONFIG_KEYS, ADDED_FLAGS, check_resume_config
+    from model.train import check_resume_config
+    from model.train.options import older_config_keys, older_flags
 
+    ADDED_CONFIG_KEYS, ADDED_FLAGS = older_config_keys(), older_flags()
     flags = {**ADDED_FLAGS, "init_from": "pretrained-v2", "feature_arch": "rny002_gsm", "clip_len": 8}
     del flags["arch_variant"]
     saved = default_config(**ADDED_CONFIG_KEYS, clip_len=8, train={**flags, "pretrained": True})

@@ -29,6 +29,11 @@ class FrameDir:
         self.resolution = resolution
         self._library: dict[str, Path] | None = None
 
+    @classmethod
+    def of(cls, where: str | os.PathLike | FrameDir) -> FrameDir:
+        """``where`` itself when it is a FrameDir already (its library listed once per run), else a new one."""
+        return where if isinstance(where, FrameDir) else cls(where)
+
     def library(self) -> dict[str, Path]:
         """Video id -> file of the video library under the root (empty when it holds no videos)."""
         if self._library is None:

@@ -1,0 +1,125 @@
+"""Processes and devices of a training run: one process, or one per GPU under DDP (``torchrun`` or ``-mgpu``).
+
+``Dist`` says which process this is; the helpers below are the only places ranks talk to each other (a mean over
+ranks, a barrier, rank 0's decision broadcast to all), so that every rank takes the same branch.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import socket
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+import torch
+import torch.distributed as torch_dist
+
+from model.predict import resolve_device
+
+if TYPE_CHECKING:
+    from model.train.options import TrainOptions
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class Dist:
+    rank: int = 0
+    world_size: int = 1
+    local_rank: int = 0
+    device: torch.device = field(default_factory=lambda: torch.device("cpu"))
+
+    @property
+    def is_main(self) -> bool:
+        return self.rank == 0
+
+    @property
+    def active(self) -> bool:
+        return self.world_size > 1
+
+
+def init_distributed(device: str | None, backend: str = "auto") -> Dist:
+    """One process of a torchrun / -mgpu job (WORLD_SIZE > 1 in the environment), or a lone process.
+
+    ``backend`` "auto" is NCCL on GPUs and gloo on CPU; gloo also runs on GPUs (slower), e.g. for two processes
+    sharing one GPU, which NCCL refuses. Processes beyond the local GPU count share GPUs round-robin."""
+    world_size = int(os.environ.get("WORLD_SIZE", "1"))
+    rank, local_rank = int(os.environ.get("RANK", "0")), int(os.environ.get("LOCAL_RANK", "0"))
+    resolved = resolve_device(device)
+    if resolved.type == "cuda" and world_size > 1:
+        resolved = torch.device("cuda", local_rank % max(1, torch.cuda.device_count()))
+    if resolved.type == "cuda":
+        torch.cuda.set_device(resolved)
+        torch.backends.cudnn.benchmark = True
+    if world_size > 1 and not torch_dist.is_initialized():
+        if backend == "auto":
+            backend = "nccl" if resolved.type == "cuda" else "gloo"
+        kwargs = {"device_id": resolved} if resolved.type == "cuda" and backend == "nccl" else {}
+        torch_dist.init_process_group(backend, **kwargs)
+    return Dist(rank, world_size, local_rank, resolved)
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _spawned(local_rank: int, args: TrainOptions, world_size: int, port: int) -> None:
+    from util.cli import setup_logging
+
+    os.environ.update(
+        RANK=str(local_rank),
+        LOCAL_RANK=str(local_rank),
+        WORLD_SIZE=str(world_size),
+        MASTER_ADDR="127.0.0.1",
+        MASTER_PORT=str(port),
+    )
+    setup_logging()
+    from model.train.run import train
+
+    train(args)
+
+
+def launch(args: TrainOptions) -> dict | None:
+    """The entry of ``train_e2e.py``: ``-mgpu`` outside torchrun spawns one process per local GPU."""
+    under_torchrun = "WORLD_SIZE" in os.environ
+    gpus = torch.cuda.device_count()
+    if args.gpu_parallel and not under_torchrun and gpus > 1 and resolve_device(args.device).type == "cuda":
+        log.info("-mgpu: training on %d local GPUs (DistributedDataParallel)", gpus)
+        torch.multiprocessing.start_processes(
+            _spawned, args=(args, gpus, _free_port()), nprocs=gpus, start_method="spawn"
+        )
+        return None
+    if args.gpu_parallel and not under_torchrun:
+        log.info("-mgpu: %d GPU(s) visible, training in one process", gpus)
+    from model.train.run import train
+
+    return train(args)
+
+
+def mean_over_ranks(total: float, count: int, dist: Dist) -> float:
+    if not dist.active:
+        return total / count
+    t = torch.tensor([total, float(count)], dtype=torch.float64, device=comm_device(dist))
+    torch_dist.all_reduce(t)
+    return float(t[0] / t[1])
+
+
+def comm_device(dist: Dist) -> torch.device:
+    return dist.device if torch_dist.get_backend() == "nccl" else torch.device("cpu")
+
+
+def barrier(dist: Dist) -> None:
+    if dist.active:
+        torch_dist.barrier()
+
+
+def from_rank_0(value, dist: Dist):
+    """Rank 0's ``value`` on every rank (a picklable object), so that all ranks make the same decisions."""
+    if not dist.active:
+        return value
+    box = [value]
+    torch_dist.broadcast_object_list(box, src=0, device=comm_device(dist))
+    return box[0]

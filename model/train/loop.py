@@ -1,0 +1,292 @@
+"""The epoch: the ``Trainer`` (the network, optimiser, schedule, AMP, EMA, and the inputs it reads), its training
+and val-loss passes, and the loop over epochs that validates, checkpoints and logs each one.
+
+Exact resume: every random draw is a function of (seed, epoch, index / step, rank) and the torch RNG is reseeded at
+each epoch, so a run stopped after epoch k and resumed matches an uninterrupted one bit for bit (CPU).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import random
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+from torch.nn.parallel import DistributedDataParallel
+from tqdm import tqdm
+
+from dataset.transform import ClipAugment, swap_team
+from model.common import build_model, list_epochs
+from model.predict import autocast, cpu_amp_enabled
+from model.select import CRITERIA, best_epoch, criterion_used, validation_metrics
+from model.train.dist import Dist, barrier, from_rank_0, mean_over_ranks
+from model.train.history import log_tensorboard, open_tensorboard, save_epoch
+from model.train.inputs import FeatureInputs, FrameInputs, Loaders, worker_error
+from model.train.loss import Ema, lr_factor, spot_loss
+from model.train.options import TrainOptions
+from model.train.selection import predict_sharded
+from model.transfer import init_from
+from util.io import DataError
+
+log = logging.getLogger(__name__)
+
+# Independent random streams (with the seed, epoch and rank) of everything that draws numbers.
+AUG_STREAM, TORCH_STREAM = 2, 3
+
+
+def _seed(*parts: int) -> int:
+    return int(np.random.SeedSequence([int(p) for p in parts]).generate_state(1)[0])
+
+
+@dataclass
+class Trainer:
+    args: TrainOptions
+    config: dict
+    dist: Dist
+    model: nn.Module  # the module trained (DDP-wrapped when distributed)
+    net: nn.Module  # the unwrapped network
+    optimizer: torch.optim.Optimizer
+    scheduler: torch.optim.lr_scheduler.LRScheduler
+    scaler: torch.amp.GradScaler
+    loaders: Loaders
+    inputs: FrameInputs | FeatureInputs
+    augment: ClipAugment
+    class_weights: torch.Tensor
+    ema: Ema | None = None
+    amp: bool = True
+    amp_dtype: torch.dtype | None = None  # bf16 or fp16 (with the GradScaler) under CUDA AMP
+    focal_gamma: float | None = None  # --loss focal: its gamma; None: weighted cross-entropy
+
+    @property
+    def eval_net(self) -> nn.Module:
+        """The weights that are validated, saved as checkpoints and used for predictions."""
+        return self.ema.model if self.ema is not None else self.net
+
+    def _autocast(self):
+        return autocast(self.dist.device, self.amp_dtype) if self.amp else contextlib.nullcontext()
+
+    def _batch(
+        self, batch: dict, generator: torch.Generator | None
+    ) -> tuple[torch.Tensor, torch.Tensor, dict]:
+        """(clips, class targets, the other targets as ``spot_loss`` keyword arguments) of a loader batch."""
+        device = self.dist.device
+        augment = self.augment if generator is not None and self.args.augment else None
+        crop_hw = (self.config["frame_height"], self.config["frame_width"])
+        clips, flipped = self.inputs.prepare(batch, device, augment, crop_hw, generator)
+        team = batch["team"].to(device, non_blocking=True)
+        team_mask = batch["team_mask"].to(device, non_blocking=True)
+        if flipped is not None:
+            team = swap_team(team, flipped)
+        num_outputs = len(self.config["classes"]) + 1
+        targets = F.one_hot(batch["labels"].to(device), num_outputs).float()
+        radius = int(self.config["displacement"])
+        # Masked targets (team, displacement) are stacked on a last axis so that mixup mixes them alike.
+        masked = [team] + ([batch["displacement"].to(device, non_blocking=True)] if radius else [])
+        masks = [team_mask] + ([batch["displacement_mask"].to(device, non_blocking=True)] if radius else [])
+        values, value_masks = torch.stack(masked, -1), torch.stack(masks, -1)
+        if generator is not None and self.args.mixup:
+            clips, targets, values, value_masks = self.inputs.mixup(
+                clips, targets, values, value_masks, generator
+            )
+        extras: dict = {"focal_gamma": self.focal_gamma}
+        if self.config["team"]:
+            extras.update(team=values[..., 0], team_mask=value_masks[..., 0])
+        if radius:
+            extras.update(
+                displacement=values[..., 1], displacement_mask=value_masks[..., 1], displacement_radius=radius
+            )
+        return clips, targets, extras
+
+    def train_epoch(self, epoch: int) -> dict:
+        args, dist = self.args, self.dist
+        self.model.train()
+        self.loaders.train_sampler.set_epoch(epoch)
+        torch.manual_seed(_seed(args.seed, TORCH_STREAM, epoch, dist.rank))
+        generator = torch.Generator().manual_seed(_seed(args.seed, AUG_STREAM, epoch, dist.rank))
+        acc = args.acc_grad_iter
+        num_micro = (len(self.loaders.train) // acc) * acc
+        frames_per_micro = self.loaders.micro_batch * args.clip_len * dist.world_size
+        total_loss, start = 0.0, time.perf_counter()
+        bar = tqdm(total=num_micro // acc, desc=f"epoch {epoch}", disable=not dist.is_main, leave=False)
+        self.optimizer.zero_grad(set_to_none=True)
+        try:
+            for i, batch in enumerate(self.loaders.train):
+                if i >= num_micro:
+                    break
+                clips, targets, extras = self._batch(batch, generator)
+                step_now = (i + 1) % acc == 0
+                sync = contextlib.nullcontext() if step_now or not dist.active else self.model.no_sync()
+                with sync:
+                    with self._autocast():
+                        output = self.model(clips)
+                    loss = spot_loss(output, targets, self.class_weights, **extras)
+                    self.scaler.scale(loss / acc).backward()
+                total_loss += loss.item()
+                if step_now:
+                    self._step()
+                    rate = (i + 1) * frames_per_micro / (time.perf_counter() - start)
+                    lr = self.optimizer.param_groups[0]["lr"]
+                    bar.set_postfix(loss=f"{total_loss / (i + 1):.4f}", lr=f"{lr:.2e}", fps=f"{rate:.0f}")
+                    bar.update()
+        except DataError as e:
+            raise worker_error(e) from None
+        finally:
+            bar.close()
+        seconds = time.perf_counter() - start
+        loss = mean_over_ranks(total_loss, max(num_micro, 1), dist)
+        return {"train": loss, "frames_per_s": num_micro * frames_per_micro / seconds, "train_s": seconds}
+
+    def _step(self) -> None:
+        self.scaler.step(self.optimizer)
+        self.scaler.update()
+        self.optimizer.zero_grad(set_to_none=True)
+        self.scheduler.step()
+        if self.ema is not None:
+            self.ema.update(self.net)
+
+    def val_loss(self) -> float:
+        net = self.eval_net
+        net.eval()
+        total, count = 0.0, 0
+        try:
+            with torch.inference_mode():
+                for batch in self.loaders.val:
+                    clips, targets, extras = self._batch(batch, None)
+                    with self._autocast():
+                        output = self.inputs.forward(net, clips)
+                    total += spot_loss(output, targets, self.class_weights, **extras).item()
+                    count += 1
+        except DataError as e:
+            raise worker_error(e) from None
+        return mean_over_ranks(total, max(count, 1), self.dist)
+
+
+def amp_dtype_of(name: str) -> torch.dtype:
+    """``--amp_dtype``: "bf16", "fp16", or "auto" (bf16 where the GPU supports it, else fp16)."""
+    if name == "auto":
+        return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+    return {"bf16": torch.bfloat16, "fp16": torch.float16}[name]
+
+
+def make_trainer(
+    args: TrainOptions, config: dict, dist: Dist, loaders: Loaders, inputs: FrameInputs | FeatureInputs
+) -> Trainer:
+    torch.manual_seed(args.seed)
+    random.seed(args.seed)
+    np.random.seed(args.seed)
+    net = build_model(config)
+    # --init_from starts a run; a resumed one continues from its own checkpoint.
+    if getattr(args, "init_from", None) and not (args.resume and list_epochs(args.save_dir)):
+        transfer = init_from(net, config, args.init_from)
+        if dist.is_main:
+            log.info("%s", transfer.describe())
+    model = inputs.trained_module(net, args)
+    net = net.to(dist.device)
+    model = model.to(dist.device)
+    if dist.active:
+        device_ids = [dist.device.index] if dist.device.type == "cuda" else None
+        model = DistributedDataParallel(model, device_ids=device_ids)
+    optimizer = torch.optim.AdamW(parameter_groups(net, args), lr=args.learning_rate)
+    steps_per_epoch = max(1, len(loaders.train) // args.acc_grad_iter)
+    warmup, total = args.warm_up_epochs * steps_per_epoch, args.num_epochs * steps_per_epoch
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: lr_factor(step, warmup, total))
+    on_cuda = dist.device.type == "cuda"
+    amp = bool(args.amp) and (on_cuda or (dist.device.type == "cpu" and cpu_amp_enabled()))
+    amp_dtype = amp_dtype_of(args.amp_dtype) if amp and on_cuda else None  # the CPU's is always bf16
+    scaler = torch.amp.GradScaler(dist.device.type, enabled=amp_dtype == torch.float16)
+    num_outputs = len(config["classes"]) + 1
+    class_weights = torch.tensor([1.0] + [args.fg_weight] * (num_outputs - 1), device=dist.device)
+    crop = config.get("crop_dim")
+    augment = ClipAugment(crop_hw=(config["frame_height"], config["frame_width"]) if crop else None)
+    ema = Ema(net, args.ema) if args.ema else None
+    return Trainer(
+        args,
+        config,
+        dist,
+        model,
+        net,
+        optimizer,
+        scheduler,
+        scaler,
+        loaders,
+        inputs,
+        augment,
+        class_weights,
+        ema,
+        amp,
+        amp_dtype,
+        args.focal_gamma if getattr(args, "loss", "ce") == "focal" else None,
+    )
+
+
+def parameter_groups(net: nn.Module, args: TrainOptions) -> list[dict]:
+    """The optimizer's groups: the head (and team head) at the learning rate, the backbone at
+    ``--backbone_lr_mult`` times it (fine-tuning a transferred backbone more gently). The head's group is first:
+    its rate is the one logged."""
+    mult = float(getattr(args, "backbone_lr_mult", 1.0))
+    backbone = [p for p in net.backbone.parameters() if p.requires_grad]  # none when frozen (features)
+    ids = {id(p) for p in net.backbone.parameters()}
+    rest = [p for p in net.parameters() if id(p) not in ids and p.requires_grad]
+    if mult == 1.0 or not backbone:
+        return [{"params": rest + backbone}]
+    return [{"params": rest}, {"params": backbone, "lr": args.learning_rate * mult}]
+
+
+def precision_text(trainer: Trainer) -> str:
+    if not trainer.amp:
+        return "fp32"
+    if trainer.dist.device.type == "cpu":
+        return "bf16 autocast: this CPU has native bf16; --no-amp for fp32"
+    return f"{'bf16' if trainer.amp_dtype == torch.bfloat16 else 'fp16'} autocast"
+
+
+def run_epochs(trainer: Trainer, model_dir: Path, start: int, history: list[dict], val_videos: list) -> list:
+    args, dist = trainer.args, trainer.dist
+    board = open_tensorboard(args, model_dir, start) if dist.is_main else None
+    try:
+        return _run_epochs(trainer, model_dir, start, history, val_videos, board)
+    finally:
+        if board is not None:
+            board.close()
+
+
+def _run_epochs(
+    trainer: Trainer, model_dir: Path, start: int, history: list[dict], val_videos: list, board
+) -> list:
+    args, dist = trainer.args, trainer.dist
+    last = (
+        args.num_epochs - 1
+        if args.stop_after_epoch is None
+        else min(args.stop_after_epoch, args.num_epochs - 1)
+    )
+    for epoch in range(start, last + 1):
+        stats = trainer.train_epoch(epoch)
+        stats["val"] = trainer.val_loss()
+        stats.update(val_mAP=None, val_team_mAP=None, val_frame_mAP=None)
+        if args.criterion != "loss" and epoch >= args.start_val_epoch:
+            results = predict_sharded(trainer, val_videos)
+            metrics = validation_metrics(results, val_videos, trainer.config) if dist.is_main else None
+            stats.update(from_rank_0(metrics, dist))
+        history.append({"epoch": epoch, **stats, "lr": trainer.optimizer.param_groups[0]["lr"]})
+        if dist.is_main:
+            save_epoch(trainer, model_dir, epoch, history)
+            if board is not None:
+                log_tensorboard(board, history[-1])
+            log.info(
+                "epoch %d: train loss %.4f, val loss %.4f%s (best epoch %s by %s), %.0f frames/s",
+                epoch, stats["train"], stats["val"], _metrics_text(stats), best_epoch(history, args.criterion),
+                CRITERIA[criterion_used(history, args.criterion)][2], stats["frames_per_s"],
+            )  # fmt: skip
+        barrier(dist)
+    return history
+
+
+def _metrics_text(stats: dict) -> str:
+    names = (("val_mAP", "val mAP@1"), ("val_team_mAP", "val Team mAP@1"), ("val_frame_mAP", "val frame mAP"))
+    return "".join(f", {name} {stats[k]:.4f}" for k, name in names if stats.get(k) is not None)

@@ -1,0 +1,81 @@
+"""One training run from start to end: ``train`` (what ``launch`` runs in each process)."""
+
+from __future__ import annotations
+
+import logging
+from argparse import Namespace
+from pathlib import Path
+
+import torch.distributed as torch_dist
+
+from model.common import save_config
+from model.select import best_epoch
+from model.train.dist import Dist, barrier, init_distributed
+from model.train.history import resume
+from model.train.inputs import Loaders, build_loaders, choose_inputs
+from model.train.loop import make_trainer, precision_text, run_epochs
+from model.train.options import TrainOptions, from_namespace
+from model.train.run_config import build_config, check_model_dir, load_dataset, resolve_defaults
+from model.train.selection import predict_best
+
+log = logging.getLogger(__name__)
+
+
+def train(args: TrainOptions | Namespace) -> dict | None:
+    """Train as ``args`` (train_e2e.py's options) say; returns a summary on rank 0 (None on other ranks)."""
+    if not isinstance(args, TrainOptions):
+        args = from_namespace(args)
+    dist = init_distributed(args.device, args.dist_backend)
+    if not dist.is_main:
+        logging.getLogger().setLevel(logging.WARNING)
+    try:
+        return _train(args, dist)
+    finally:
+        if dist.active and torch_dist.is_initialized():
+            torch_dist.destroy_process_group()
+
+
+def _train(args: TrainOptions, dist: Dist) -> dict | None:
+    model_dir = Path(args.save_dir)
+    args.check_run(dist.world_size)
+    splits, loaders, config, inputs = prepare(args, dist, model_dir)
+    trainer = make_trainer(args, config, dist, loaders, inputs)
+    start, history = resume(trainer, model_dir) if args.resume else (0, [])
+    log.info(
+        "training %s + %s on %d train videos, %d clips of %d frames per epoch, %d process(es) on %s (%s)",
+        config["feature_arch"], config["temporal_arch"], len(splits["train"]),
+        len(loaders.train_sampler) * dist.world_size, args.clip_len, dist.world_size, dist.device,
+        precision_text(trainer),
+    )  # fmt: skip
+    history = run_epochs(trainer, model_dir, start, history, splits["val"])
+    if args.stop_after_epoch is not None and args.stop_after_epoch < args.num_epochs - 1:
+        return {"stopped_after": args.stop_after_epoch, "history": history} if dist.is_main else None
+    best = best_epoch(history, args.criterion)
+    if best is None:
+        return None
+    written = predict_best(trainer, model_dir, splits, best, history)
+    if not dist.is_main:
+        return None
+    log.info("best epoch: %d", best)
+    return {"best_epoch": best, "history": history, "predictions": {k: str(v) for k, v in written.items()}}
+
+
+def prepare(args: TrainOptions, dist: Dist, model_dir: Path) -> tuple[dict, Loaders, dict, object]:
+    """The run's splits, loaders, model config (written to config.json after the checks) and inputs."""
+    # config.json records the flags as given (None = the default, resolved again by --config) and as resolved.
+    given = {"start_val_epoch": args.start_val_epoch, "criterion": args.criterion}
+    _, classes, splits = load_dataset(args.dataset)
+    resolve_defaults(args, splits["val"])
+    inputs = choose_inputs(args.frame_dir)
+    inputs.reconcile(args, splits)
+    fps = inputs.fps(splits["train"])
+    loaders = build_loaders(args, inputs, classes, splits, dist)
+    config = build_config(args, classes, fps, loaders.frame_size)
+    config.update(inputs.config())
+    config["train"].update(given, resolved={k: getattr(args, k) for k in given})
+    check_model_dir(args, config, model_dir, splits["train"] + splits["val"])
+    if dist.is_main:
+        model_dir.mkdir(parents=True, exist_ok=True)
+        save_config(model_dir, config)
+    barrier(dist)
+    return splits, loaders, config, inputs

@@ -1,0 +1,187 @@
+"""A run's identity: the model config it records, the dataset it reads, and the checks that a ``--resume`` (or a
+model folder that already holds checkpoints) trains the same thing."""
+
+from __future__ import annotations
+
+import logging
+import subprocess
+from collections.abc import Sequence
+from pathlib import Path
+
+from model.common import default_config, list_epochs, load_config
+from model.select import default_criterion
+from model.shift import DEFAULT_VARIANT
+from model.train.options import TrainOptions, compared_on_resume, older_config_keys, older_flags
+from util.frame_dir import VIDEO_FILE, FrameDir
+from util.io import DataError
+
+log = logging.getLogger(__name__)
+
+NUM_VAL_EPOCHS = 20  # default: val mAP over the last 20 epochs, as E2E-Spot
+
+
+def _git_commit() -> str | None:
+    try:
+        out = subprocess.run(
+            ["git", "rev-parse", "HEAD"], capture_output=True, text=True, timeout=5, cwd=Path(__file__).parent
+        )
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return out.stdout.strip() or None if out.returncode == 0 else None
+
+
+def train_settings(args: TrainOptions) -> dict:
+    """Every flag of the run, as plain JSON values (recorded in config.json under "train")."""
+    settings = args.record()
+    settings["git_commit"] = _git_commit()
+    return settings
+
+
+def build_config(args: TrainOptions, classes: Sequence[str], fps: float, frame_size: tuple[int, int]) -> dict:
+    """The model config: what rebuilds the network, the frame geometry, and every training flag."""
+    width, height = frame_size
+    crop = args.crop_dim if args.crop_dim and args.crop_dim > 0 else None
+    input_h, input_w = (min(crop, height), min(crop, width)) if crop else (height, width)
+    return default_config(
+        feature_arch=args.feature_arch,
+        temporal_arch=args.temporal_arch,
+        arch_variant=getattr(args, "arch_variant", None) or DEFAULT_VARIANT,
+        clip_len=args.clip_len,
+        classes=list(classes),
+        frame_height=input_h,
+        frame_width=input_w,
+        fps=fps,
+        team=bool(args.team),
+        displacement=int(args.displacement),
+        tta=args.tta,
+        window_overlap=float(args.window_overlap),
+        pretrained=bool(args.pretrained),
+        source_width=width,
+        source_height=height,
+        crop_dim=crop,
+        dataset=str(args.dataset),
+        train=train_settings(args),
+    )
+
+
+def _same_dataset(old: str, new: str) -> bool:
+    """Two DATASET arguments (names or paths) that give the same parsed labels: one folder, or equal files."""
+    from util.dataset import resolve_dataset
+
+    if old == new:
+        return True
+    try:
+        a, b = resolve_dataset(old), resolve_dataset(new)
+    except DataError:
+        return False
+    if a.resolve() == b.resolve():
+        return True
+    names = sorted(p.name for p in a.glob("*.json")) + ["class.txt"]
+    return names == sorted(p.name for p in b.glob("*.json")) + ["class.txt"] and all(
+        (a / n).is_file() and (b / n).is_file() and (a / n).read_bytes() == (b / n).read_bytes()
+        for n in names
+    )
+
+
+def frame_folder_differences(frame_dir: Path, videos: Sequence[dict]) -> list[str]:
+    """How the frames of ``videos`` under ``frame_dir`` (frame folders, or video files of a library there) differ
+    from what the parsed labels say (their number of frames and frame rate); empty when they hold the frames that
+    were trained on."""
+    from util.frame_folder import read_frame_folder
+    from util.video_index import VideoIndex
+
+    frames = FrameDir(frame_dir)
+    diffs = []
+    for video in videos:
+        try:
+            path = frames.locate(video["video"], video.get(VIDEO_FILE))
+            if path.is_dir():
+                info = read_frame_folder(path)
+            else:  # a video file, read at the labels' rate: count its frames there
+                info = {"fps": float(video["fps"])}
+                info["num_frames"] = len(VideoIndex.load(path).sample(info["fps"]))
+        except DataError as e:
+            diffs.append(str(e))
+            continue
+        if info["num_frames"] != video["num_frames"] or abs(info["fps"] - float(video["fps"])) > 1e-6:
+            diffs.append(
+                f"{path}: {info['num_frames']} frames at {info['fps']:g} fps, the labels "
+                f"say {video['num_frames']} at {float(video['fps']):g}"
+            )
+    return diffs
+
+
+def check_resume_config(saved: dict, config: dict, model_dir: Path, videos: Sequence[dict] = ()) -> None:
+    """A resumed run must train the same thing: refuse differing model keys or training flags, listing each.
+
+    Tolerated: the flags that ``options.compared_on_resume`` leaves out; DATASET as a name instead of a path (or a copy of the same files);
+    another FRAME_DIR whose folders for ``videos`` (train and val) have the frame counts of the parsed labels
+    (the frames moved to node-local scratch)."""
+    diffs = []
+    saved = {**older_config_keys(), **saved}
+    for key in sorted(set(saved) | set(config)):
+        if key in ("train", "pretrained"):
+            continue
+        if key == "dataset" and _same_dataset(str(saved.get(key)), str(config.get(key))):
+            continue
+        if saved.get(key) != config.get(key):
+            diffs.append(f"{key}: {saved.get(key)!r} (saved) != {config.get(key)!r}")
+    old, new = {**older_flags(), **saved.get("train", {})}, config.get("train", {})
+    for key in sorted(set(old) | set(new)):
+        if not compared_on_resume(key) or old.get(key) == new.get(key):
+            continue
+        if key == "dataset" and _same_dataset(str(old.get(key)), str(new.get(key))):
+            continue
+        if key == "frame_dir" and new.get(key):
+            moved = frame_folder_differences(Path(new[key]), videos)
+            if not moved:
+                log.info("--resume: frames read from %s now (were %s)", new[key], old.get(key))
+                continue
+            diffs.append(f"FRAME_DIR {new[key]} does not hold the frames trained on: {'; '.join(moved[:3])}")
+            continue
+        diffs.append(f"--{key}: {old.get(key)!r} (saved) != {new.get(key)!r}")
+    if diffs:
+        raise DataError(f"{model_dir}/config.json: --resume with different settings: {'; '.join(diffs)}")
+
+
+def load_dataset(dataset: str) -> tuple[Path, list[str], dict[str, list[dict]]]:
+    """(dataset folder, classes, {split: videos}) of a dataset name or folder (splits that exist)."""
+    from util.dataset import load_classes, load_split, resolve_dataset
+
+    dataset_dir = resolve_dataset(dataset)
+    classes = load_classes(dataset_dir)
+    splits = {}
+    for split in ("train", "val", "test", "challenge"):
+        if (Path(dataset_dir) / f"{split}.json").is_file():
+            splits[split] = load_split(dataset_dir, split)
+    for split in ("train", "val"):
+        if not splits.get(split):
+            raise DataError(
+                f"{dataset_dir}/{split}.json: missing or empty; training needs train and val videos"
+            )
+    return Path(dataset_dir), classes, splits
+
+
+def resolve_defaults(args: TrainOptions, val_videos: Sequence[dict]) -> None:
+    """``--start_val_epoch`` (the last NUM_VAL_EPOCHS epochs) and ``--criterion`` (the task's metric) when not
+    given; Team mAP needs teams in the val labels, else mAP@1 is used, with a warning."""
+    if args.start_val_epoch is None:
+        args.start_val_epoch = max(0, args.num_epochs - NUM_VAL_EPOCHS)
+    if args.criterion is None:
+        args.criterion = default_criterion(bool(args.team))
+    if args.criterion == "team_map" and not any(
+        e.get("team") for v in val_videos for e in v.get("events", [])
+    ):
+        log.warning("the val labels carry no team: the best epoch is chosen by val mAP@1, not Team mAP@1")
+        args.criterion = "map"
+
+
+def check_model_dir(args: TrainOptions, config: dict, model_dir: Path, videos: Sequence[dict]) -> None:
+    """Refuse to overwrite a trained model, and a --resume that would train something else (every rank checks,
+    so all fail together)."""
+    if list_epochs(model_dir) and not args.resume:
+        raise DataError(
+            f"{model_dir}: already holds checkpoints; pass --resume to continue, or choose another -s"
+        )
+    if args.resume and (model_dir / "config.json").exists():
+        check_resume_config(load_config(model_dir), config, model_dir, videos)
