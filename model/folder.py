@@ -9,7 +9,7 @@ checked with its defaults filled in (:attr:`~ModelFolder.config`), the epochs th
 (:attr:`~ModelFolder.selection`), the epoch used by default and its weights file.
 
 Each file is read once, when first asked for (the web app asks for config.json and selection.json alone, and never
-imports torch: only :attr:`~ModelFolder.config` does). The object is a snapshot of the folder as it was read: a step
+imports torch: only :attr:`~ModelFolder.config` does; numpy comes with the selection). The object is a snapshot of the folder as it was read: a step
 that needs to see a folder change (training writes into it) makes a new one.
 """
 
@@ -21,7 +21,6 @@ from pathlib import Path
 from typing import Any
 
 from util.io import DataError, load_json
-from util.postprocess import DEFAULT_DISPLAY_THRESHOLD, PostProcess
 
 CONFIG_NAME = "config.json"
 SELECTION_NAME = "selection.json"
@@ -150,6 +149,8 @@ class ModelFolder:
         the epoch with the best val mAP in ``loss.json``, else the latest checkpoint, and the default
         post-processing. ``epoch`` is None when there is neither; ``why`` says where the choice came from.
         """
+        from util.postprocess import DEFAULT_DISPLAY_THRESHOLD, PostProcess  # numpy: not before it is needed
+
         path = self.path / SELECTION_NAME
         record = load_json(path) if path.is_file() else None
         if record is not None and not isinstance(record, dict):
@@ -182,6 +183,8 @@ class ModelFolder:
 
 def _recorded_selection(path: Path, record: dict) -> dict[str, Any]:
     """``ModelFolder.selection`` from the selection.json at ``path``; DataError when it is not a valid one."""
+    from util.postprocess import DEFAULT_DISPLAY_THRESHOLD, PostProcess
+
     try:
         post = PostProcess.from_dict(record.get("postprocess") or {})
         epoch = int(record["epoch"])
