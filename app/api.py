@@ -1,0 +1,152 @@
+"""The web app's JSON API (the pages use it too) and the result files it serves.
+
+``POST /api/jobs`` (multipart: the file in ``video``, options as form fields) -> 202 ``{id, url, status_url}``;
+``GET /api/jobs/<id>`` -> the status (``state``: queued | running | done | failed | interrupted, ``percent``,
+``eta_s``, and when done ``events`` and ``files``); ``POST /api/jobs/<id>/retry``; ``DELETE /api/jobs/<id>``;
+``/api/jobs/<id>/files/<name>`` (Range requests answered 206); ``/classes.css`` (each class's colour);
+``/healthz``. Only a finished job's own result files are served, under names made from the upload's.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from flask import Flask, Response, abort, jsonify, request, send_file, url_for
+from werkzeug.utils import secure_filename
+
+from app import model_info
+from app.jobs import EVENTS_FILE, RESULT_FILES, RETRY_STATES, JobRunner
+from app.upload import accept_upload
+from model.folder import ModelFolder
+from util.io import DataError, load_json
+
+DOWNLOAD_NAMES = {
+    "video": "{stem}_annotated.mp4",
+    "predictions": "{stem}_predictions.json",
+    "events_csv": "{stem}_events.csv",
+    "results_spotting": "{stem}_results_spotting.json",
+    "timeline": "{stem}_timeline.png",
+    "scores": "{stem}_scores.npz",
+}
+MIMETYPES = {"video": "video/mp4", "timeline": "image/png", "scores": "application/octet-stream",
+             "events_csv": "text/csv"}  # fmt: skip
+
+
+def send_result_file(runner: JobRunner, job_id: str, name: str):
+    """A finished job's result file ``name`` (one of RESULT_FILES; ``?download=1``: as an attachment), else 404."""
+    path = runner.result_file(job_id, name) if name in RESULT_FILES else None
+    status = runner.status(job_id) if path is not None else None
+    if path is None or status is None:
+        abort(404)
+    stem = secure_filename(Path(status.get("original_name") or "video").stem) or "video"
+    download = request.args.get("download") == "1"
+    try:
+        return send_file(
+            path,
+            mimetype=MIMETYPES.get(name, "application/json"),
+            as_attachment=download,
+            download_name=DOWNLOAD_NAMES[name].format(stem=stem),
+            conditional=True,
+            max_age=0,
+        )
+    except FileNotFoundError:  # deleted between the check and the send
+        abort(404)
+
+
+def result_view(runner: JobRunner, job_id: str, status: dict) -> dict:
+    """What the result page shows: events with their time in the annotated video, counts per class."""
+    try:
+        doc = load_json(Path(runner.jobs_dir) / job_id / EVENTS_FILE)
+    except DataError:
+        doc = {}
+    events = [e for e in doc.get("events") or [] if isinstance(e, dict) and "label" in e and "frame" in e]
+    fps = float(doc.get("fps") or status.get("fps") or 25.0)
+    for event in events:
+        event["match_s"] = int(event["frame"]) / fps  # the match clock, shown
+        event["time_s"] = float(event.get("video_time_s", event["match_s"]))  # the annotated video's, to seek
+    counts: dict[str, int] = {}
+    for event in events:
+        counts[event["label"]] = counts.get(event["label"], 0) + 1
+    files = {name: runner.result_file(job_id, name) is not None for name in RESULT_FILES}
+    return {
+        "events": events,
+        "counts": sorted(counts.items(), key=lambda kv: (-kv[1], kv[0])),
+        "has_team": any(e.get("team") for e in events),
+        "files": files,
+        "fps": fps,
+        "truth": doc.get("ground_truth_summary")
+        if isinstance(doc.get("ground_truth_summary"), dict)
+        else None,
+    }
+
+
+def public_status(runner: JobRunner, job_id: str, status: dict) -> dict:
+    """A job's status as the API gives it: no server paths; with the events and file URLs once done."""
+    public = {k: v for k, v in status.items() if k not in ("upload", "files")}
+    public["progress"] = public.get("percent")
+    public["status_url"] = url_for("job_status", job_id=job_id)
+    public["can_retry"] = runner.can_retry(job_id, status)
+    done = status["state"] == "done"
+    public["result_url"] = url_for("result", job_id=job_id) if done else None
+    if done:
+        view = result_view(runner, job_id, status)
+        public["events"] = view["events"]
+        public["files"] = {
+            name: url_for("api_job_file", job_id=job_id, name=name)
+            for name, ok in view["files"].items()
+            if ok
+        }
+    return public
+
+
+def created(job_id: str):
+    """The 202 reply to an accepted upload (the API's and the upload page's)."""
+    url = url_for("processing", job_id=job_id)
+    return jsonify(id=job_id, job_id=job_id, url=url, status_url=url_for("job_status", job_id=job_id)), 202
+
+
+def register_api(app: Flask, runner: JobRunner) -> None:
+    @app.post("/api/jobs")
+    def api_create():
+        job_id, refusal = accept_upload(app, runner)
+        return refusal if refusal is not None else created(job_id)
+
+    @app.get("/api/jobs/<job_id>")
+    def job_status(job_id: str):
+        status = runner.status(job_id)
+        if status is None:
+            return jsonify(error="no such job"), 404
+        return jsonify(public_status(runner, job_id, status))
+
+    @app.post("/api/jobs/<job_id>/retry")
+    def job_retry(job_id: str):
+        status = runner.retry(job_id)
+        if status is None:
+            known = runner.status(job_id)
+            if known is None:
+                return jsonify(error="no such job"), 404
+            why = (
+                "its upload is no longer there"
+                if known["state"] in RETRY_STATES
+                else f"it is {known['state']}"
+            )
+            return jsonify(error=f"this job cannot be run again: {why}"), 409
+        return jsonify(public_status(runner, job_id, status)), 202
+
+    @app.delete("/api/jobs/<job_id>")
+    def job_delete(job_id: str):
+        if not runner.delete(job_id):
+            return jsonify(error="no such job"), 404
+        return jsonify(deleted=job_id)
+
+    @app.get("/api/jobs/<job_id>/files/<name>")
+    def api_job_file(job_id: str, name: str):
+        return send_result_file(runner, job_id, name)
+
+    @app.get("/classes.css")
+    def class_css():
+        return Response(model_info.class_css(ModelFolder(app.config["MODEL_DIR"])), mimetype="text/css")
+
+    @app.get("/healthz")
+    def health():
+        return jsonify(ok=True, model_ready=model_info.model_ready(ModelFolder(app.config["MODEL_DIR"])))
