@@ -1,4 +1,4 @@
-"""Training (model/train.py, train_e2e.py) and the one predict path (model/predict.py)."""
+"""Training (model/train/, train_e2e.py) and the one predict path (model/predict.py)."""
 
 from __future__ import annotations
 
