@@ -9,6 +9,9 @@ A model directory is evaluated as training chose on val (its selection.json): th
 post-processing (NMS window in seconds, hard or soft, smoothing); the flags below override either, and what is used
 is printed. A prediction file is scored as it is (its events were post-processed when it was written) unless an NMS
 flag is given.
+
+The predictions come from ``model.evaluate`` (each model directory read once, as a ``model.folder.ModelFolder``),
+the ground truth from ``util.ground_truth``; this script parses the flags, scores, and writes what was asked for.
 """
 
 from __future__ import annotations
@@ -20,36 +23,30 @@ if __name__ == "__main__":  # first, before torch is imported: re-execute with t
 
 import argparse
 import logging
-import re
 import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-import numpy as np
-
-from util.cli import add_prediction_flags, run_main, setup_logging
-from util.dataset import SPLIT_ALIASES, load_classes, load_split, resolve_dataset, split_name
-from util.io import DataError, load_json, store_json
-from util.metrics.results import format_results, labels_by_game, predictions_by_game, spotting_results
-from util.metrics.spotting import METRICS, SOCCERNET_FPS, TEAM_METRICS
-from util.postprocess import (
-    DEFAULT_TARGET_PRECISION,
-    DISPLACEMENT_KEY,
-    TEAM_KEY,
-    PostProcess,
-    average_scores,
-    is_aux_key,
-    load_score_arrays,
-    nms_events,
-    scores_to_events,
-    window_frames,
+from model.evaluate import (
+    PostprocessFlags,
+    PredictionSettings,
+    load_predictions,
+    open_sources,
+    record_thresholds,
 )
-from util.soccernet import CLASSES, LABEL_FILE, load_labels, split_video_id
+from model.folder import ModelFolder
+from util.cli import add_prediction_flags, run_main, setup_logging
+from util.dataset import load_classes, split_name
+from util.ground_truth import check_coverage, dataset_or_none, labels_withheld, load_ground_truth, split_games
+from util.io import DataError, store_json
+from util.metrics.results import format_results, predictions_by_game, spotting_results
+from util.metrics.spotting import METRICS, TEAM_METRICS
+from util.postprocess import DEFAULT_TARGET_PRECISION
+from util.soccernet import CLASSES
 from util.submission import check_submission, write_results_spotting, zip_results
 
 log = logging.getLogger("eval_soccernet_ball")
 
-_PRED_FILE = re.compile(r"^pred-(?P<split>\w+)\.(?P<epoch>\d+)\.json(\.gz)?$")
 SUBMISSION_ZIP = "results_spotting.zip"
 
 
@@ -161,321 +158,6 @@ def get_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     return args
 
 
-def user_postprocess(base: PostProcess, fps: float, args: argparse.Namespace) -> PostProcess:
-    """``base`` with the post-processing flags the user gave (frames read at ``fps``)."""
-    sigma_s = args.sigma_s if args.sigma is None else args.sigma / fps
-    return base.with_overrides(
-        nms_window=args.nms_window,
-        nms_window_s=args.nms_window_s,
-        fps=fps,
-        soft=args.soft_nms,
-        sigma_s=sigma_s,
-        threshold=args.threshold,
-    )
-
-
-def postprocess_flags_given(args: argparse.Namespace) -> bool:
-    names = ("nms_window", "nms_window_s", "soft_nms", "threshold", "sigma", "sigma_s")
-    return any(getattr(args, n) is not None for n in names)
-
-
-# ---- predictions
-
-
-def prediction_files(model_dir: Path, split: str) -> dict[int, Path]:
-    """``{epoch: pred-SPLIT.EPOCH.json}`` of a model directory."""
-    found = {}
-    for path in model_dir.iterdir():
-        match = _PRED_FILE.match(path.name)
-        if match and SPLIT_ALIASES.get(match["split"], match["split"]) == split:
-            found[int(match["epoch"])] = path
-    return found
-
-
-def score_file(pred_file: Path) -> Path:
-    """``pred-test.12.json`` -> ``pred-test.12.score.npz`` (its per-frame scores)."""
-    return pred_file.with_name(re.sub(r"\.json(\.gz)?$", ".score.npz", pred_file.name))
-
-
-def prediction_overrides(args: argparse.Namespace) -> dict:
-    """The prediction settings given on the command line (``--tta``, ``--window_overlap``), as config keys."""
-    given = {"tta": args.tta, "window_overlap": args.window_overlap}
-    return {k: v for k, v in given.items() if v is not None}
-
-
-def prediction_dir(model_dir: Path, args: argparse.Namespace) -> Path:
-    """Where the predictions evaluated live: the model directory, or ``predict-<settings>/`` inside it when
-    ``--tta`` / ``--window_overlap`` ask for other prediction settings than training's."""
-    overrides = prediction_overrides(args)
-    if not overrides:
-        return model_dir
-    return model_dir / ("predict-" + ".".join(f"{k}-{v:g}" if isinstance(v, float) else f"{k}-{v}"
-                                                for k, v in sorted(overrides.items())))  # fmt: skip
-
-
-def run_model(model_dir: Path, split: str, epoch: int, args: argparse.Namespace) -> Path:
-    """Predict ``split`` with epoch ``epoch`` of the model in ``model_dir`` (and the prediction flags); returns the
-    prediction file written (in :func:`prediction_dir`)."""
-    from model.common import load_model, load_selection
-    from model.predict import predict_split, resolve_device
-
-    videos = load_split(resolve_dataset(args.dataset), split)
-    model, config, epoch = load_model(model_dir, epoch, device=resolve_device(None))
-    config = {**config, **prediction_overrides(args)}
-    out_dir = prediction_dir(model_dir, args)
-    out_dir.mkdir(exist_ok=True)
-    post = load_selection(model_dir)["postprocess"]
-    return predict_split(model, config, args.frame_dir, videos, split, out_dir, epoch, post=post)[1]
-
-
-def pick_prediction_file(model_dir: Path, split: str, args: argparse.Namespace) -> Path:
-    """The prediction file of the epoch to evaluate (``--epoch``, else the selected one), predicted first when the
-    model directory has its checkpoint but no predictions of ``split`` for it."""
-    from model.usage import list_epochs, load_selection
-
-    pred_dir = prediction_dir(model_dir, args)
-    files = prediction_files(pred_dir, split) if pred_dir.is_dir() else {}
-    checkpoints = list_epochs(model_dir)
-    selection = load_selection(model_dir)
-    if args.epoch is not None:
-        epoch, why = args.epoch, "--epoch"
-    elif selection["epoch"] is not None:
-        epoch, why = selection["epoch"], selection["why"]
-    elif files:
-        epoch, why = max(files), "the latest with predictions (no checkpoint, no selection.json)"
-    else:
-        raise DataError(f"{model_dir}: no pred-{split}.*.json predictions and no checkpoint to predict with")
-    if epoch in files:
-        log.info("%s: epoch %d (%s)", model_dir, epoch, why)
-        return files[epoch]
-    if epoch not in checkpoints:
-        raise DataError(
-            f"{model_dir}: no pred-{split}.{epoch}.json and no checkpoint of epoch {epoch} "
-            f"(predictions: {sorted(files)}; checkpoints: {checkpoints})"
-        )
-    log.info("%s: predicting %s with epoch %d (%s)", model_dir, split, epoch, why)
-    return run_model(model_dir, split, epoch, args)
-
-
-def load_prediction_file(path: Path) -> list[dict]:
-    videos = load_json(path)
-    if not isinstance(videos, list) or not all(isinstance(v, dict) and "video" in v for v in videos):
-        raise DataError(f"{path}: expected a list of {{video, fps, events}} (a pred-SPLIT.EPOCH.json)")
-    for v in videos:
-        if "fps" not in v or not isinstance(v.get("events", []), list):
-            raise DataError(f"{path}: video {v['video']!r} needs 'fps' and an 'events' list")
-    return videos
-
-
-def model_classes(model_dir: Path, default: list[str]) -> list[str]:
-    config = model_dir / "config.json"
-    if config.is_file():
-        classes = load_json(config).get("classes")
-        if isinstance(classes, list) and classes:
-            return classes
-    return default
-
-
-def events_from_scores(
-    scores: dict[str, np.ndarray], fps: dict[str, float], classes: list[str], post: PostProcess
-) -> list[dict]:
-    """Per-frame score arrays -> per-video predictions, with the one post-processing (util.postprocess)."""
-    videos = []
-    for video, array in scores.items():
-        if is_aux_key(video):
-            continue
-        if array.ndim != 2 or array.shape[1] != len(classes) + 1:
-            raise DataError(
-                f"scores of {video!r}: shape {array.shape}, expected (frames, {len(classes) + 1})"
-            )
-        events = scores_to_events(
-            array,
-            classes,
-            fps[video],
-            team_scores=scores.get(video + TEAM_KEY),
-            displacement=scores.get(video + DISPLACEMENT_KEY),
-            **post.event_options(fps[video]),
-        )
-        videos.append({"video": video, "fps": fps[video], "events": events})
-    return videos
-
-
-def nms_on_events(videos: list[dict], args: argparse.Namespace, base: PostProcess | None) -> list[dict]:
-    """Events of a prediction file: as they are, or with the NMS the user asked for (windows at each video's fps)."""
-    if not postprocess_flags_given(args):
-        log.info("prediction file: events scored as they are (no post-processing flag given)")
-        return videos
-    if args.sigma is not None or args.sigma_s is not None:
-        raise DataError("--sigma needs per-frame scores (a model directory), not events of a prediction file")
-    out, used = [], set()
-    for video in videos:
-        fps = float(video["fps"])
-        # Nothing the user did not ask for: no score cut without --threshold (SoccerNet's evaluator keeps every
-        # confidence >= 0), and a zero window leaves the events as they are, their order and duplicates included
-        # (at a repeated frame and class the later row is the one the evaluator keeps).
-        post = user_postprocess(base or PostProcess(nms_window_s=0.0, threshold=0.0), fps, args)
-        used.add(post.describe(fps))
-        events = video["events"]
-        if args.threshold is not None:
-            events = [e for e in events if float(e["score"]) >= post.threshold]
-        window = window_frames(post.nms_window_s, fps)
-        if window > 0:
-            events = nms_events(events, window, soft=post.soft, threshold=post.threshold)
-        out.append(dict(video, events=events))
-    log.info("prediction events post-processed: %s", "; ".join(sorted(used)) or "no video")
-    return out
-
-
-def load_predictions(args: argparse.Namespace, split: str, classes: list[str]) -> list[dict]:
-    """The predictions to evaluate, post-processed (module docstring)."""
-    from model.common import load_selection
-
-    paths = [Path(p) for p in args.model_dir]
-    for path in paths:
-        if not path.exists():
-            raise DataError(f"{path}: no such model directory or prediction file")
-    if len(paths) == 1 and paths[0].is_file():
-        return nms_on_events(load_prediction_file(paths[0]), args, None)
-    if any(p.is_file() for p in paths):
-        raise DataError("an ensemble takes model directories only (their .score.npz are averaged)")
-    selection = load_selection(paths[0])
-    pred_files = [pick_prediction_file(p, split, args) for p in paths]
-    npz = [score_file(f) for f in pred_files]
-    videos = load_prediction_file(pred_files[0])
-    if len(paths) == 1 and not npz[0].is_file():
-        log.info("%s: no per-frame scores; post-processing its events", npz[0])
-        return nms_on_events(videos, args, selection["postprocess"])
-    for path in npz:
-        if not path.is_file():
-            raise DataError(f"{path}: not found; an ensemble needs every model's per-frame scores")
-    try:
-        scores = average_scores([load_score_arrays(p) for p in npz])
-    except ValueError as e:
-        raise DataError(f"cannot average {', '.join(map(str, npz))}: {e}") from None
-    fps = {v["video"]: float(v["fps"]) for v in videos}
-    missing = [k for k in scores if not is_aux_key(k) and k not in fps]
-    if missing:
-        raise DataError(f"{pred_files[0]}: no fps for {missing[:3]} (in {npz[0]})")
-    rate = next(iter(fps.values()), 25.0)
-    post = user_postprocess(selection["postprocess"], rate, args)
-    source = "flags" if postprocess_flags_given(args) else f"{paths[0]}/selection.json"
-    if not selection["recorded"] and not postprocess_flags_given(args):
-        source = "the default: the model recorded none"
-    log.info("post-processing: %s (%s)", post.describe(rate), source)
-    return events_from_scores(scores, fps, model_classes(paths[0], classes), post)
-
-
-# ---- ground truth
-
-
-def dataset_or_none(name: str) -> Path | None:
-    try:
-        return resolve_dataset(name)
-    except DataError:
-        return None
-
-
-def split_games(dataset_dir: Path | None, split: str, predictions: list[dict]) -> list[str]:
-    """The games to evaluate: the split's (parsed labels) when there, else those of the predictions."""
-    if dataset_dir is not None and (dataset_dir / f"{split}.json").is_file():
-        videos = load_split(dataset_dir, split)
-    else:
-        videos = predictions
-        log.info("no parsed %s split: evaluating the %d predicted videos' games", split, len(videos))
-    return list(dict.fromkeys(split_video_id(v["video"])[0] for v in videos))
-
-
-def ground_truth_from_label_dir(label_dir: Path, games: list[str]) -> dict[str, list[dict]]:
-    ground_truth = {}
-    for game in games:
-        path = label_dir / game / LABEL_FILE
-        if not path.is_file():
-            raise DataError(
-                f"{path}: not found; -l takes the folder holding <league>/<season>/<game>/{LABEL_FILE}"
-            )
-        ground_truth[game] = load_labels(path)
-    return ground_truth
-
-
-def load_ground_truth(
-    args: argparse.Namespace, dataset_dir: Path | None, split: str, predictions: list[dict]
-) -> dict[str, list[dict]]:
-    if args.soccernet_path:
-        games = split_games(dataset_dir, split, predictions)
-        return ground_truth_from_label_dir(Path(args.soccernet_path), games)
-    if dataset_dir is None:
-        resolve_dataset(args.dataset)  # raises the DataError that says where it looked
-    videos = load_split(dataset_dir, split)
-    approximate = [v for v in videos if any(e.get("position_ms") is None for e in v.get("events", []))]
-    other_fps = sorted({float(v["fps"]) for v in approximate} - {float(SOCCERNET_FPS)})
-    if other_fps:
-        log.warning(
-            "labels parsed at %s fps: their 25 fps frames are approximate; -l LABEL_DIR reads the exact positions",
-            ", ".join(f"{f:g}" for f in other_fps),
-        )
-    return labels_by_game(videos)
-
-
-def check_coverage(ground_truth: dict[str, list[dict]], predicted: dict[str, list[dict]]) -> None:
-    missing = [g for g in ground_truth if g not in predicted]
-    extra = [g for g in predicted if g not in ground_truth]
-    if missing:
-        log.warning(
-            "%d game(s) without predictions (scored as such): %s", len(missing), ", ".join(missing[:3])
-        )
-    if extra:
-        log.warning("%d predicted game(s) not in the split, ignored: %s", len(extra), ", ".join(extra[:3]))
-    if not ground_truth:
-        raise DataError("no game to evaluate")
-
-
-# ---- main
-
-
-def record_thresholds(
-    model_dir: Path, ground_truth: dict, predicted: dict, classes: list[str], target_precision: float
-) -> None:
-    """Record per-class display thresholds holding ``target_precision`` on these (val) events in selection.json."""
-    from tabulate import tabulate
-
-    from model.usage import SELECTION_NAME, save_selection
-    from util.metrics.analysis import precision_thresholds
-
-    path = model_dir / SELECTION_NAME
-    if not path.is_file():
-        raise DataError(
-            f"{path}: no selection.json to record the thresholds in; train the model with train_e2e.py"
-        )
-    found = precision_thresholds(ground_truth, predicted, classes, target_precision)
-    selection = load_json(path)
-    selection.update(
-        target_precision=float(target_precision),
-        class_thresholds={c: v["threshold"] for c, v in found.items() if v["threshold"] is not None},
-        class_threshold_rules={
-            c: {k: v[k] for k in ("rule", "precision", "recall")} for c, v in found.items()
-        },
-    )
-    save_selection(model_dir, selection)
-    rows = [[c, "-" if v["threshold"] is None else f"{v['threshold']:.3f}", v["rule"],
-             "-" if v["precision"] is None else f"{v['precision']:.3f}",
-             "-" if v["recall"] is None else f"{v['recall']:.3f}"] for c, v in found.items()]  # fmt: skip
-    print(tabulate(rows, headers=["class", "threshold", "rule", "val precision", "val recall"]))
-    print(
-        f"recorded in {path} (target precision {target_precision:g}); inference and the app now show from these"
-    )
-
-
-def labels_withheld(args: argparse.Namespace, dataset_dir: Path | None, predictions: list[dict]) -> bool:
-    """The challenge split's labels are SoccerNet's secret: its parsed videos have no events, and -l (when given)
-    holds no Labels-ball.json of its games."""
-    if args.soccernet_path:
-        games = split_games(dataset_dir, "challenge", predictions)
-        return not any((Path(args.soccernet_path) / g / LABEL_FILE).is_file() for g in games)
-    if dataset_dir is None or not (dataset_dir / "challenge.json").is_file():
-        return True
-    return not any(v.get("events") for v in load_split(dataset_dir, "challenge"))
-
-
 def submit(
     args: argparse.Namespace, dataset_dir: Path | None, predictions: list[dict], classes: list[str]
 ) -> int:
@@ -502,16 +184,32 @@ def submit(
     return 0
 
 
+def _record(
+    folder: ModelFolder, ground_truth: dict, predicted: dict, classes: list[str], target: float
+) -> None:
+    """--record_thresholds, and the table of what was recorded."""
+    from tabulate import tabulate
+
+    path, found = record_thresholds(folder, ground_truth, predicted, classes, target)
+    rows = [[c, "-" if v["threshold"] is None else f"{v['threshold']:.3f}", v["rule"],
+             "-" if v["precision"] is None else f"{v['precision']:.3f}",
+             "-" if v["recall"] is None else f"{v['recall']:.3f}"] for c, v in found.items()]  # fmt: skip
+    print(tabulate(rows, headers=["class", "threshold", "rule", "val precision", "val recall"]))
+    print(f"recorded in {path} (target precision {target:g}); inference and the app now show from these")
+
+
 def main(args: argparse.Namespace) -> int:
     setup_logging(args.verbose)
     split = split_name(args.split)
     dataset_dir = dataset_or_none(args.dataset)
     has_classes = dataset_dir is not None and (dataset_dir / "class.txt").is_file()
     classes = load_classes(dataset_dir) if has_classes else list(CLASSES)
-    predictions = load_predictions(args, split, classes)
-    if split == "challenge" and labels_withheld(args, dataset_dir, predictions):
+    sources = open_sources(args.model_dir)  # each model folder read once, from here on
+    settings, flags = PredictionSettings.from_namespace(args), PostprocessFlags.from_namespace(args)
+    predictions = load_predictions(sources, split, classes, settings, flags)
+    if split == "challenge" and labels_withheld(args.soccernet_path, dataset_dir, predictions):
         return submit(args, dataset_dir, predictions, classes)
-    ground_truth = load_ground_truth(args, dataset_dir, split, predictions)
+    ground_truth = load_ground_truth(args.dataset, args.soccernet_path, dataset_dir, split, predictions)
     predicted = predictions_by_game(predictions)
     check_coverage(ground_truth, predicted)
     if args.eval_dir:
@@ -526,13 +224,13 @@ def main(args: argparse.Namespace) -> int:
     if args.results_json:
         store_json(args.results_json, results)
         print(f"wrote {args.results_json}")
+    first = sources[0] if len(sources) == 1 and isinstance(sources[0], ModelFolder) else None
     if args.record_thresholds:
-        record_thresholds(Path(args.model_dir[0]), ground_truth, predicted, classes, args.target_precision)
+        _record(first, ground_truth, predicted, classes, args.target_precision)
     if args.report:
         from util.report import write_report
 
-        selection = Path(args.model_dir[0]) / "selection.json"
-        recorded = load_json(selection) if len(args.model_dir) == 1 and selection.is_file() else None
+        recorded = first.selection["record"] if first is not None and first.selection["recorded"] else None
         page = write_report(args.report, ground_truth, predicted, classes, results, split,
                             source=" ".join(str(m) for m in args.model_dir), threshold=args.report_threshold,
                             rounds=args.bootstrap_rounds, chunk_s=args.bootstrap_chunk_s,
