@@ -9,9 +9,6 @@ A model directory is evaluated as training chose on val (its selection.json): th
 post-processing (NMS window in seconds, hard or soft, smoothing); the flags below override either, and what is used
 is printed. A prediction file is scored as it is (its events were post-processed when it was written) unless an NMS
 flag is given.
-
-The predictions come from ``model.evaluate`` (each model directory read once, as a ``model.folder.ModelFolder``),
-the ground truth from ``util.ground_truth``; this script parses the flags, scores, and writes what was asked for.
 """
 
 from __future__ import annotations
@@ -27,6 +24,8 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
+# The predictions come from model.evaluate (each model directory read once, as a model.folder.ModelFolder), the
+# ground truth from util.ground_truth; this script parses the flags, scores, and writes what was asked for.
 from model.evaluate import (
     PostprocessFlags,
     PredictionSettings,
