@@ -81,8 +81,6 @@ log = logging.getLogger(__name__)
 
 OUTPUT_DIR = "output"
 EVENTS_FILE = "events.json"  # the events with their time in the annotated video, for the result page
-SLOWMO_SPAN_S = 0.4  # seconds of slow motion each side of an action (when the user asks for slow motion)
-HIGHLIGHT_SPAN_S = 5.0  # a highlight reel keeps each action +- this many seconds
 UPLOAD_STEM = "input"
 LABELS_UPLOAD = "Labels-ball.json"  # the upload's ground truth, when one came with it
 INTERRUPTED_MESSAGE = "the server stopped while this video was being processed; run it again"
