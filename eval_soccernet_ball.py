@@ -226,6 +226,7 @@ def main(args: argparse.Namespace) -> int:
     first = sources[0] if len(sources) == 1 and isinstance(sources[0], ModelFolder) else None
     if args.record_thresholds:
         _record(first, ground_truth, predicted, classes, args.target_precision)
+        first = ModelFolder(first.path)  # selection.json as just recorded, for the report
     if args.report:
         from util.report import write_report
 

@@ -212,12 +212,13 @@ def predict_scores(
     clip_len = int(config["clip_len"])
     stride = window_stride(config)
     total = frame_source.num_frames
+    features = getattr(frame_source, "holds_features", False)  # a source of (n, dim) features, not images
     acc = _Accumulator(total or 4 * clip_len, len(config["classes"]) + 1)
     num_read = 0
     pending: list[tuple[int, np.ndarray, int]] = []
 
     def flush() -> None:
-        outputs = _run_batch(model, [w for _, w, _ in pending], config, device, frame_source.holds_features)
+        outputs = _run_batch(model, [w for _, w, _ in pending], config, device, features)
         for i, (start, _, num_valid) in enumerate(pending):
             acc.add(start, {name: values[i, :num_valid] for name, values in outputs.items()})
         pending.clear()

@@ -211,3 +211,27 @@ def test_per_class_thresholds_recorded_on_val_are_what_inference_and_the_app_sho
     assert set(
         load_json(jobs_dir / jobs[1] / "output" / "predictions.json")["class_thresholds"].values()
     ) == {0.4}
+
+
+@pytest.mark.slow  # step 4 on the tiny model, its report included
+def test_a_report_written_with_record_thresholds_shows_the_thresholds_just_recorded(world, tmp_path):
+    """eval --record_thresholds --report: the report's table is what this command recorded in selection.json, not
+    what the model folder held before (it is read once, before the recording)."""
+    import shutil
+
+    import eval_soccernet_ball
+    from util.parse import write_parsed
+
+    root, model = world["root"], tmp_path / "model"
+    shutil.copytree(world["model"], model)
+    classes = (root / "data" / "class.txt").read_text().split()
+    write_parsed(tmp_path / "data", classes, {"val": load_json(root / "data" / "test.json")})
+    assert "class_thresholds" not in load_json(model / "selection.json")
+    _run(eval_soccernet_ball, [tmp_path / "data", root / "frames", model, "-s", "val", "--record_thresholds",
+                               "--target_precision", "0.6", "--report", tmp_path / "report",
+                               "--bootstrap_rounds", "20"])  # fmt: skip
+    recorded = load_json(model / "selection.json")
+    assert "class_thresholds" in recorded and recorded["target_precision"] == 0.6
+    report = load_json(tmp_path / "report" / "report.json")
+    assert report["target_precision"] == 0.6
+    assert {r["class"] for r in report["display_thresholds"]} == set(recorded["class_thresholds"])
