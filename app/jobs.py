@@ -19,8 +19,8 @@ written, a deleted job's folder removed, a worker's hold let go).
 Each job runs ``model.inference.run_inference`` (the same function as ``inference_spot.py``) in a process of its own
 (``app.worker``: spawned, so torch is never imported by the server): the server's threads only relay its progress
 (``app.progress``: percentages and the ETA), so pages and status polls stay fast while a job runs, and a crash in a
-decoder cannot take the server down. ``app.results`` turns a job's options and results into what inference takes
-and what the app shows.
+decoder cannot take the server down. ``app.options`` turns a job's options into the ``InferenceOptions`` it runs,
+and ``app.results`` its results into what the app shows.
 """
 
 from __future__ import annotations

@@ -1,4 +1,5 @@
-"""What a job gives ``run_inference`` and what the app shows of its answer, as plain functions of plain data.
+"""What the app shows of a job's answer, as plain functions of plain data (``app.options`` builds what the job gives
+``run_inference``).
 
 The upload form's "annotated" choice resolved by the video's length, the name recorded in predictions.json, the
 result files as paths inside the job folder (the only ones ever served), the events document of the result page,

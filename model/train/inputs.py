@@ -58,8 +58,6 @@ def choose_inputs(frame_dir: str | Path) -> FrameInputs | FeatureInputs:
 class FrameInputs:
     """Frames of JPEG folders or of the video library; one ``FrameDir`` for the whole run."""
 
-    kind = "frames"
-
     def __init__(self, frame_dir: str | Path):
         self.frame_dir = Path(frame_dir)
         self.frames = FrameDir(self.frame_dir)
@@ -98,7 +96,7 @@ class FrameInputs:
         """What config.json records of the inputs (nothing: the frame geometry is the model's)."""
         return {}
 
-    def trained_module(self, net: nn.Module, args: TrainOptions) -> nn.Module:
+    def trained_module(self, net: nn.Module) -> nn.Module:
         """The module whose forward the loop calls (and DDP wraps): the whole network."""
         return net
 
@@ -133,8 +131,6 @@ class FrameInputs:
 
 class FeatureInputs:
     """Frozen features of a feature folder (``dataset.feature``): the temporal head alone is trained."""
-
-    kind = "features"
 
     def __init__(self, frame_dir: str | Path):
         self.frame_dir = Path(frame_dir)
@@ -208,7 +204,7 @@ class FeatureInputs:
             },
         }
 
-    def trained_module(self, net: nn.Module, args: TrainOptions) -> nn.Module:
+    def trained_module(self, net: nn.Module) -> nn.Module:
         """backbone.pt loaded into ``net.backbone`` and frozen (no gradients, so no optimizer state either); the
         module trained runs ``forward_features``."""
         path = self.frame_dir / "backbone.pt"

@@ -186,7 +186,7 @@ def make_trainer(
         transfer = init_from(net, config, args.init_from)
         if dist.is_main:
             log.info("%s", transfer.describe())
-    model = inputs.trained_module(net, args)
+    model = inputs.trained_module(net)
     net = net.to(dist.device)
     model = model.to(dist.device)
     if dist.active:
