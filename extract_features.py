@@ -255,12 +255,12 @@ def geometry(config: dict, size: tuple[int, int], trained: bool) -> dict:
 
 
 def precision_name(device) -> str:
-    from model.predict import cpu_amp_enabled
+    from model.predict import cpu_amp_enabled, cuda_amp_dtype
 
     if device.type == "cuda":
         import torch
 
-        return "bf16 autocast" if torch.cuda.is_bf16_supported() else "fp16 autocast"
+        return "bf16 autocast" if cuda_amp_dtype(device) == torch.bfloat16 else "fp16 autocast"
     return "bf16 autocast" if device.type == "cpu" and cpu_amp_enabled() else "fp32"
 
 

@@ -67,7 +67,9 @@ def machine_info(device: str) -> dict[str, Any]:
     }
     if device == "cuda":
         info["gpus"] = [torch.cuda.get_device_name(i) for i in range(torch.cuda.device_count())]
-        info["bf16"] = bool(torch.cuda.is_bf16_supported())
+        from model.predict import cuda_has_native_bf16  # not is_bf16_supported(): it counts emulation
+
+        info["bf16"] = cuda_has_native_bf16()
         info["nccl"] = bool(torch.distributed.is_nccl_available())
         info["cudnn"] = torch.backends.cudnn.version()
     return info

@@ -74,8 +74,28 @@ def cpu_amp_enabled() -> bool:
     return cpu_has_native_bf16()
 
 
+def cuda_capability(device: torch.device | int | None = None) -> str:
+    """The GPU's compute capability as CUDA names it: "sm_70" (V100), "sm_75" (T4), "sm_80" (A100), "sm_90" (H100)."""
+    major, minor = torch.cuda.get_device_capability(device)
+    return f"sm_{major}{minor}"
+
+
+def cuda_has_native_bf16(device: torch.device | int | None = None) -> bool:
+    """Whether the GPU computes bf16 natively: compute capability 8.0 or more (Ampere and later).
+
+    ``torch.cuda.is_bf16_supported()`` is no answer: it counts emulation and says True on T4 and V100, where cuDNN
+    has no bf16 convolutions (a crash or a crawl)."""
+    return torch.cuda.get_device_capability(device)[0] >= 8
+
+
+def cuda_amp_dtype(device: torch.device | int | None = None) -> torch.dtype:
+    """The mixed-precision type of this GPU, the one choice of training (``--amp_dtype auto``), prediction,
+    feature extraction and gpu-check: bf16 where it is native, else fp16 (with a GradScaler in training)."""
+    return torch.bfloat16 if cuda_has_native_bf16(device) else torch.float16
+
+
 def autocast(device: torch.device, dtype: torch.dtype | None = None) -> contextlib.AbstractContextManager:
-    """Mixed precision: on CUDA ``dtype`` (default bf16 where supported, else fp16); on a CPU with native bf16
+    """Mixed precision: on CUDA ``dtype`` (default :func:`cuda_amp_dtype`); on a CPU with native bf16
     (:func:`cpu_amp_enabled`), bf16 (about 1.2x faster training and 1.35x faster inference on an AMX Xeon);
     full precision elsewhere."""
     if device.type == "cpu":
@@ -83,7 +103,7 @@ def autocast(device: torch.device, dtype: torch.dtype | None = None) -> contextl
     if device.type != "cuda":
         return contextlib.nullcontext()
     if dtype is None:
-        dtype = torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+        dtype = cuda_amp_dtype(device)
     return torch.autocast("cuda", dtype=dtype)
 
 

@@ -23,7 +23,7 @@ from tqdm import tqdm
 
 from dataset.transform import ClipAugment, swap_team
 from model.common import build_model, list_epochs
-from model.predict import autocast, cpu_amp_enabled
+from model.predict import autocast, cpu_amp_enabled, cuda_capability, cuda_has_native_bf16
 from model.select import CRITERIA, best_epoch, criterion_used, validation_metrics
 from model.train.dist import Dist, barrier, from_rank_0, mean_over_ranks
 from model.train.history import log_tensorboard, open_tensorboard, save_epoch
@@ -44,6 +44,34 @@ def _seed(*parts: int) -> int:
     return int(np.random.SeedSequence([int(p) for p in parts]).generate_state(1)[0])
 
 
+AMP_DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16}
+
+
+@dataclass(frozen=True)
+class Precision:
+    """How a run computes: its autocast type (torch.float32: none), with fp16 a GradScaler, and why (logged)."""
+
+    dtype: torch.dtype
+    why: str
+    warning: str | None = None  # an explicit choice this device computes badly
+
+    @property
+    def name(self) -> str:
+        return {torch.float32: "fp32", torch.bfloat16: "bf16", torch.float16: "fp16"}[self.dtype]
+
+    @property
+    def scaled(self) -> bool:
+        """fp16's narrow range needs a GradScaler; bf16 has fp32's."""
+        return self.dtype == torch.float16
+
+    def text(self) -> str:
+        what = "fp32" if self.dtype == torch.float32 else f"{self.name} autocast"
+        return f"{what}{' + GradScaler' if self.scaled else ''}: {self.why}"
+
+
+FP32 = Precision(torch.float32, "--no-amp")
+
+
 @dataclass
 class Trainer:
     args: TrainOptions
@@ -59,8 +87,7 @@ class Trainer:
     augment: ClipAugment
     class_weights: torch.Tensor
     ema: Ema | None = None
-    amp: bool = True
-    amp_dtype: torch.dtype | None = None  # bf16 or fp16 (with the GradScaler) under CUDA AMP
+    precision: Precision = FP32
     focal_gamma: float | None = None  # --loss focal: its gamma; None: weighted cross-entropy
 
     @property
@@ -69,7 +96,9 @@ class Trainer:
         return self.ema.model if self.ema is not None else self.net
 
     def _autocast(self):
-        return autocast(self.dist.device, self.amp_dtype) if self.amp else contextlib.nullcontext()
+        if self.precision.dtype == torch.float32:
+            return contextlib.nullcontext()
+        return autocast(self.dist.device, self.precision.dtype)
 
     def _batch(
         self, batch: dict, generator: torch.Generator | None
@@ -167,11 +196,31 @@ class Trainer:
         return mean_over_ranks(total, max(count, 1), self.dist)
 
 
-def amp_dtype_of(name: str) -> torch.dtype:
-    """``--amp_dtype``: "bf16", "fp16", or "auto" (bf16 where the GPU supports it, else fp16)."""
-    if name == "auto":
-        return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
-    return {"bf16": torch.bfloat16, "fp16": torch.float16}[name]
+def train_precision(args: TrainOptions, device: torch.device) -> Precision:
+    """The precision ``--amp`` / ``--amp_dtype`` give on ``device``: on CUDA, "auto" is bf16 only where the GPU
+    computes it natively (:func:`model.predict.cuda_amp_dtype`), else fp16 with a GradScaler; an explicit
+    ``--amp_dtype bf16`` on a GPU without native bf16 is kept, with a warning. On a CPU, bf16 where it is native
+    (``--amp_dtype`` has no say there), else fp32."""
+    if not args.amp:
+        return Precision(torch.float32, "--no-amp")
+    if device.type == "cpu":
+        if cpu_amp_enabled():
+            return Precision(torch.bfloat16, "this CPU has native bf16; --no-amp for fp32")
+        return Precision(torch.float32, "this CPU has no native bf16 (or SPOT_CPU_AMP=off)")
+    if device.type != "cuda":
+        return Precision(torch.float32, f"no mixed precision on {device.type}")
+    gpu, native = f"this GPU ({cuda_capability(device)})", cuda_has_native_bf16(device)
+    if args.amp_dtype == "auto":
+        if native:
+            return Precision(torch.bfloat16, f"{gpu} computes bf16 natively")
+        return Precision(torch.float16, f"{gpu} has no native bf16")
+    if args.amp_dtype == "bf16" and not native:
+        warning = (
+            f"--amp_dtype bf16: {gpu} has no native bf16 (compute capability below 8.0), so bf16 is emulated: "
+            "slow, and cuDNN may have no bf16 convolutions; --amp_dtype auto trains in fp16 with a GradScaler"
+        )
+        return Precision(torch.bfloat16, f"--amp_dtype bf16, emulated on {gpu}", warning)
+    return Precision(AMP_DTYPES[args.amp_dtype], f"--amp_dtype {args.amp_dtype}")
 
 
 def make_trainer(
@@ -196,10 +245,10 @@ def make_trainer(
     steps_per_epoch = max(1, len(loaders.train) // args.acc_grad_iter)
     warmup, total = args.warm_up_epochs * steps_per_epoch, args.num_epochs * steps_per_epoch
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: lr_factor(step, warmup, total))
-    on_cuda = dist.device.type == "cuda"
-    amp = bool(args.amp) and (on_cuda or (dist.device.type == "cpu" and cpu_amp_enabled()))
-    amp_dtype = amp_dtype_of(args.amp_dtype) if amp and on_cuda else None  # the CPU's is always bf16
-    scaler = torch.amp.GradScaler(dist.device.type, enabled=amp_dtype == torch.float16)
+    precision = train_precision(args, dist.device)
+    if precision.warning and dist.is_main:
+        log.warning("%s", precision.warning)
+    scaler = torch.amp.GradScaler(dist.device.type, enabled=precision.scaled)
     num_outputs = len(config["classes"]) + 1
     class_weights = torch.tensor([1.0] + [args.fg_weight] * (num_outputs - 1), device=dist.device)
     crop = config.get("crop_dim")
@@ -219,8 +268,7 @@ def make_trainer(
         augment,
         class_weights,
         ema,
-        amp,
-        amp_dtype,
+        precision,
         args.focal_gamma if getattr(args, "loss", "ce") == "focal" else None,
     )
 
@@ -239,11 +287,9 @@ def parameter_groups(net: nn.Module, args: TrainOptions) -> list[dict]:
 
 
 def precision_text(trainer: Trainer) -> str:
-    if not trainer.amp:
-        return "fp32"
-    if trainer.dist.device.type == "cpu":
-        return "bf16 autocast: this CPU has native bf16; --no-amp for fp32"
-    return f"{'bf16' if trainer.amp_dtype == torch.bfloat16 else 'fp16'} autocast"
+    """The run's precision and why, for the log (e.g. "fp16 autocast + GradScaler: this GPU (sm_70) has no native
+    bf16")."""
+    return trainer.precision.text()
 
 
 def run_epochs(trainer: Trainer, model_dir: Path, start: int, history: list[dict], val_videos: list) -> list:

@@ -1,0 +1,84 @@
+"""Precision per device (issue 32): which mixed precision a GPU gets, that training's precision reaches its own
+predictions, resume across precision, and exactness on GPUs. No GPU runs here: the CUDA conditions (compute
+capability, what torch says of bf16) are simulated."""
+
+from __future__ import annotations
+
+import contextlib
+
+import pytest
+import torch
+
+from model import predict
+from model.train.options import TrainOptions
+
+
+@pytest.fixture
+def gpu(monkeypatch):
+    """A simulated GPU of a given compute capability; ``torch.cuda.is_bf16_supported()`` says True, as it does on T4
+    and V100 too (it counts emulation)."""
+
+    def with_capability(major: int, minor: int = 0) -> None:
+        monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda *a, **k: True)
+        monkeypatch.setattr(torch.cuda, "get_device_capability", lambda *a, **k: (major, minor))
+
+    return with_capability
+
+
+@pytest.fixture
+def entered_autocasts(monkeypatch):
+    """The (device type, dtype) of every ``torch.autocast`` the predict module enters (none is entered for real)."""
+    entered = []
+
+    def record(device_type, dtype=None, **kwargs):
+        entered.append((device_type, dtype))
+        return contextlib.nullcontext()
+
+    monkeypatch.setattr(predict.torch, "autocast", record)
+    return entered
+
+
+# ---- 1. precision per GPU
+
+
+@pytest.mark.parametrize(("capability", "dtype"), [((7, 0), torch.float16), ((7, 5), torch.float16),
+                                                   ((8, 0), torch.bfloat16), ((9, 0), torch.bfloat16)])  # fmt: skip
+def test_auto_precision_is_bf16_only_where_the_gpu_computes_it_natively(
+    gpu, entered_autocasts, capability, dtype
+):
+    import extract_features
+
+    gpu(*capability)
+    cuda = torch.device("cuda")
+    # The predict path's default (eval, inference, the app), and what extract_features.py records.
+    with predict.autocast(cuda):
+        pass
+    assert entered_autocasts == [("cuda", dtype)]
+    name = "bf16" if dtype == torch.bfloat16 else "fp16"
+    assert extract_features.precision_name(cuda) == f"{name} autocast"
+    # Training: fp16 comes with a GradScaler, and the log says why.
+    from model.train.loop import train_precision
+
+    precision = train_precision(TrainOptions(amp_dtype="auto"), cuda)
+    assert precision.dtype == dtype and precision.scaled == (dtype == torch.float16)
+    sm = f"sm_{capability[0]}{capability[1]}"
+    if dtype == torch.float16:
+        assert precision.text() == f"fp16 autocast + GradScaler: this GPU ({sm}) has no native bf16"
+    else:
+        assert precision.text() == f"bf16 autocast: this GPU ({sm}) computes bf16 natively"
+
+
+def test_explicit_bf16_on_a_gpu_without_native_bf16_is_kept_with_a_warning(gpu):
+    from model.train.loop import train_precision
+
+    gpu(7, 0)
+    precision = train_precision(TrainOptions(amp_dtype="bf16"), torch.device("cuda"))
+    assert precision.dtype == torch.bfloat16 and not precision.scaled
+    assert "sm_70" in precision.warning and "no native bf16" in precision.warning
+    assert precision.text() == "bf16 autocast: --amp_dtype bf16, emulated on this GPU (sm_70)"
+    gpu(8, 0)
+    native = train_precision(TrainOptions(amp_dtype="bf16"), torch.device("cuda"))
+    assert native.warning is None and native.text() == "bf16 autocast: --amp_dtype bf16"
+    fp16 = train_precision(TrainOptions(amp_dtype="fp16"), torch.device("cuda"))
+    assert fp16.scaled and fp16.text() == "fp16 autocast + GradScaler: --amp_dtype fp16"
+    assert train_precision(TrainOptions(amp=False), torch.device("cuda")).text() == "fp32: --no-amp"
