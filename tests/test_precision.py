@@ -82,3 +82,60 @@ def test_explicit_bf16_on_a_gpu_without_native_bf16_is_kept_with_a_warning(gpu):
     fp16 = train_precision(TrainOptions(amp_dtype="fp16"), torch.device("cuda"))
     assert fp16.scaled and fp16.text() == "fp16 autocast + GradScaler: --amp_dtype fp16"
     assert train_precision(TrainOptions(amp=False), torch.device("cuda")).text() == "fp32: --no-amp"
+
+
+# ---- 2. validation and prediction in the training's precision
+
+
+class AutocastProbe(torch.nn.Module):
+    """A model that records, per forward pass, whether CPU autocast was on."""
+
+    def __init__(self):
+        super().__init__()
+        self.autocast_on: list[bool] = []
+
+    def forward(self, clips: torch.Tensor) -> dict:
+        self.autocast_on.append(torch.is_autocast_enabled("cpu"))
+        return {"logits": torch.zeros(*clips.shape[:2], 3)}
+
+
+@pytest.mark.parametrize("amp", [False, True])
+def test_val_predictions_run_in_the_trainings_precision(tmp_path, monkeypatch, amp):
+    from types import SimpleNamespace
+
+    from model.train.dist import Dist
+    from model.train.inputs import FrameInputs
+    from model.train.loop import train_precision
+    from model.train.selection import predict_sharded
+    from tests.conftest import CLASSES, write_video_frames
+
+    # A CPU with native bf16, where predict's default (eval, inference, the app) is bf16 autocast.
+    monkeypatch.delenv(predict.ENV_CPU_AMP, raising=False)
+    monkeypatch.setattr(predict, "cpu_has_native_bf16", lambda: True)
+    write_video_frames(tmp_path / "frames" / "v", 12)
+    config = {"clip_len": 8, "classes": CLASSES, "fps": 25.0, "team": False}
+    probe = AutocastProbe()
+    trainer = SimpleNamespace(
+        dist=Dist(),
+        inputs=FrameInputs(tmp_path / "frames"),
+        eval_net=probe,
+        config=config,
+        precision=train_precision(TrainOptions(amp=amp), torch.device("cpu")),
+    )
+    results = predict_sharded(trainer, [{"video": "v", "num_frames": 12}])
+    assert results["v"][0].shape == (12, 3)
+    # --no-amp trains in fp32, so its epoch is chosen on fp32 scores; --amp on this CPU trains in bf16.
+    assert probe.autocast_on and set(probe.autocast_on) == {amp}
+    # Without a precision, the predict path keeps its default.
+    probe.autocast_on.clear()
+    predict.predict_videos(probe, config, tmp_path / "frames", [{"video": "v"}])
+    assert set(probe.autocast_on) == {True}
+
+
+def test_autocast_in_fp32_is_none_and_an_explicit_fp16_is_kept(entered_autocasts, gpu):
+    gpu(8, 0)
+    for precision, expected in ((torch.float16, [("cuda", torch.float16)]), (torch.float32, [])):
+        entered_autocasts.clear()
+        with predict.autocast(torch.device("cuda"), precision):
+            pass
+        assert entered_autocasts == expected

@@ -125,8 +125,16 @@ class FrameInputs:
         """Whether the frames (a frame folder or a library file) of every video are there to predict."""
         return all(self.frames.has(v["video"], v.get(VIDEO_FILE)) for v in videos)
 
-    def predict(self, net: nn.Module, config: dict, videos: Sequence[dict], device: torch.device) -> dict:
-        return predict_videos(net, config, self.frames, videos, DEFAULT_BATCH_SIZE, device)
+    def predict(
+        self,
+        net: nn.Module,
+        config: dict,
+        videos: Sequence[dict],
+        device: torch.device,
+        precision: torch.dtype | None = None,
+    ) -> dict:
+        """Per-frame scores of whole videos under ``precision`` (the training's: ``predict_scores``)."""
+        return predict_videos(net, config, self.frames, videos, DEFAULT_BATCH_SIZE, device, precision)
 
 
 class FeatureInputs:
@@ -232,8 +240,15 @@ class FeatureInputs:
     def has(self, videos: Sequence[dict]) -> bool:
         return all(feature_path(self.frame_dir, v["video"]).is_file() for v in videos)
 
-    def predict(self, net: nn.Module, config: dict, videos: Sequence[dict], device: torch.device) -> dict:
-        """The temporal head alone, on the precomputed features."""
+    def predict(
+        self,
+        net: nn.Module,
+        config: dict,
+        videos: Sequence[dict],
+        device: torch.device,
+        precision: torch.dtype | None = None,
+    ) -> dict:
+        """The temporal head alone, on the precomputed features, under ``precision`` (the training's)."""
         fps = float(config["fps"])
         return {
             v["video"]: predict_scores(
@@ -242,6 +257,7 @@ class FeatureInputs:
                 FeatureSource(feature_path(self.frame_dir, v["video"]), fps, v.get("num_frames")),
                 DEFAULT_BATCH_SIZE,
                 device,
+                precision=precision,
             )
             for v in videos
         }

@@ -96,8 +96,6 @@ class Trainer:
         return self.ema.model if self.ema is not None else self.net
 
     def _autocast(self):
-        if self.precision.dtype == torch.float32:
-            return contextlib.nullcontext()
         return autocast(self.dist.device, self.precision.dtype)
 
     def _batch(

@@ -36,7 +36,11 @@ def predict_sharded(trainer: Trainer, videos: Sequence[dict]) -> dict | None:
     elsewhere."""
     dist = trainer.dist
     shard = list(videos)[dist.rank :: dist.world_size]
-    results = trainer.inputs.predict(trainer.eval_net, trainer.config, shard, dist.device)
+    # In the training's precision (fp32 under --no-amp, fp16 where it trains in fp16), not predict's default: the
+    # epoch and the post-processing are chosen on the scores of the model as it was trained.
+    results = trainer.inputs.predict(
+        trainer.eval_net, trainer.config, shard, dist.device, trainer.precision.dtype
+    )
     if not dist.active:
         return results
     gathered = [None] * dist.world_size if dist.is_main else None
