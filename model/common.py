@@ -388,6 +388,13 @@ def load_checkpoint(
         if obj is not None:
             if key not in state:
                 raise DataError(f"{opath}: holds no {key} state to resume from")
+            if key == "scaler" and not state[key] and obj.is_enabled():
+                # Saved without a GradScaler (fp32 or bf16), resumed where fp16 is chosen (--amp_dtype auto on a GPU
+                # without native bf16): a fresh scaler finds its scale within a few steps.
+                log.info(
+                    "%s: saved without a GradScaler (fp32 or bf16); fp16 continues with a fresh one", opath
+                )
+                continue
             obj.load_state_dict(state[key])
     if restore_rng:
         _set_rng_state(state["rng"])

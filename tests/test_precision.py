@@ -5,6 +5,7 @@ capability, what torch says of bf16) are simulated."""
 from __future__ import annotations
 
 import contextlib
+import logging
 
 import pytest
 import torch
@@ -139,3 +140,57 @@ def test_autocast_in_fp32_is_none_and_an_explicit_fp16_is_kept(entered_autocasts
         with predict.autocast(torch.device("cuda"), precision):
             pass
         assert entered_autocasts == expected
+
+
+# ---- 3. resume across precision
+
+
+def test_a_run_saved_without_a_grad_scaler_resumes_in_fp16_with_a_fresh_one(tmp_path, caplog):
+    from model.common import build_model, default_config, load_checkpoint, save_checkpoint
+
+    config = default_config(feature_arch="rny002", temporal_arch="gru", clip_len=8, pretrained=False)
+    net = build_model(config)
+    optimizer = torch.optim.AdamW(net.parameters())
+    # Saved in bf16 (or fp32): the scaler is disabled and its state is empty.
+    save_checkpoint(tmp_path, 0, net, optimizer, torch.amp.GradScaler("cpu", enabled=False))
+    scaler = torch.amp.GradScaler("cpu", enabled=True)
+    with caplog.at_level(logging.INFO, logger="model.common"):
+        info = load_checkpoint(
+            tmp_path, build_model(config), None, torch.optim.AdamW(net.parameters()), scaler
+        )
+    assert info["epoch"] == 0 and scaler.get_scale() == 65536.0  # a fresh scaler's scale
+    assert "saved without a GradScaler (fp32 or bf16); fp16 continues with a fresh one" in caplog.text
+    # An fp16 run's scaler still resumes as saved.
+    saved = torch.amp.GradScaler("cpu", enabled=True, init_scale=128.0)
+    save_checkpoint(tmp_path, 1, net, optimizer, saved)
+    again = torch.amp.GradScaler("cpu", enabled=True)
+    load_checkpoint(tmp_path, build_model(config), 1, torch.optim.AdamW(net.parameters()), again)
+    assert again.get_scale() == 128.0
+
+
+def test_config_records_the_resolved_precision_and_a_resume_on_another_gpu_is_not_refused(tmp_path, caplog):
+    import train_e2e
+    from model.train.dist import Dist
+    from model.train.options import from_namespace
+    from model.train.run import prepare
+    from model.train.run_config import check_resume_config
+    from tests.test_train import tiny_library, train_argv
+    from util.io import load_json
+
+    frame_dir, data_dir = tiny_library(tmp_path)
+    args = from_namespace(train_e2e.get_args(train_argv(tmp_path, frame_dir, data_dir, "--no-amp")))
+    prepare(args, Dist(), tmp_path / "model")
+    saved = load_json(tmp_path / "model" / "config.json")
+    assert saved["train"]["resolved"]["precision"] == "fp32"
+    # --amp_dtype auto, saved in bf16 on an A100 and resumed on a V100 (fp16): the same flags, so not refused.
+    bf16 = {
+        **saved,
+        "train": {**saved["train"], "resolved": {**saved["train"]["resolved"], "precision": "bf16"}},
+    }
+    fp16 = {
+        **saved,
+        "train": {**saved["train"], "resolved": {**saved["train"]["resolved"], "precision": "fp16"}},
+    }
+    with caplog.at_level(logging.INFO, logger="model.train.run_config"):
+        check_resume_config(bf16, fp16, tmp_path / "model")
+    assert "--resume: trained in bf16 so far, in fp16 from here on" in caplog.text

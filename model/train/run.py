@@ -13,7 +13,7 @@ from model.select import best_epoch
 from model.train.dist import Dist, barrier, init_distributed
 from model.train.history import resume
 from model.train.inputs import Loaders, build_loaders, choose_inputs
-from model.train.loop import make_trainer, precision_text, run_epochs
+from model.train.loop import make_trainer, precision_text, run_epochs, train_precision
 from model.train.options import TrainOptions, from_namespace
 from model.train.run_config import build_config, check_model_dir, load_dataset, resolve_defaults
 from model.train.selection import predict_best
@@ -72,7 +72,10 @@ def prepare(args: TrainOptions, dist: Dist, model_dir: Path) -> tuple[dict, Load
     loaders = build_loaders(args, inputs, classes, splits, dist)
     config = build_config(args, classes, fps, loaders.frame_size)
     config.update(inputs.config())
-    config["train"].update(given, resolved={k: getattr(args, k) for k in given})
+    # The precision as resolved on this machine (--amp_dtype auto: bf16 or fp16 by GPU). Under "resolved" it is
+    # recorded, not compared: a resume on another kind of GPU continues in its precision (run_config).
+    resolved = {k: getattr(args, k) for k in given} | {"precision": train_precision(args, dist.device).name}
+    config["train"].update(given, resolved=resolved)
     check_model_dir(args, config, model_dir, splits["train"] + splits["val"])
     if dist.is_main:
         model_dir.mkdir(parents=True, exist_ok=True)

@@ -114,8 +114,9 @@ def frame_folder_differences(frame_dir: Path, videos: Sequence[dict]) -> list[st
 def check_resume_config(saved: dict, config: dict, model_dir: Path, videos: Sequence[dict] = ()) -> None:
     """A resumed run must train the same thing: refuse differing model keys or training flags, listing each.
 
-    Tolerated: the flags that ``options.compared_on_resume`` leaves out; DATASET as a name instead of a path (or a copy of the same files);
-    another FRAME_DIR whose folders for ``videos`` (train and val) have the frame counts of the parsed labels
+    Tolerated: the flags that ``options.compared_on_resume`` leaves out (so the precision ``--amp_dtype auto``
+    resolved to, recorded under "resolved": bf16 on one GPU, fp16 on another); DATASET as a name instead of a path
+    (or a copy of the same files); another FRAME_DIR whose folders for ``videos`` (train and val) have the frame counts of the parsed labels
     (the frames moved to node-local scratch)."""
     diffs = []
     saved = {**older_config_keys(), **saved}
@@ -142,6 +143,9 @@ def check_resume_config(saved: dict, config: dict, model_dir: Path, videos: Sequ
         diffs.append(f"--{key}: {old.get(key)!r} (saved) != {new.get(key)!r}")
     if diffs:
         raise DataError(f"{model_dir}/config.json: --resume with different settings: {'; '.join(diffs)}")
+    was, now = (c.get("train", {}).get("resolved", {}).get("precision") for c in (saved, config))
+    if was and now and was != now:  # the same flags (--amp_dtype auto), another kind of device
+        log.info("--resume: trained in %s so far, in %s from here on (this device's choice)", was, now)
 
 
 def load_dataset(dataset: str) -> tuple[Path, list[str], dict[str, list[dict]]]:
