@@ -194,3 +194,44 @@ def test_config_records_the_resolved_precision_and_a_resume_on_another_gpu_is_no
     with caplog.at_level(logging.INFO, logger="model.train.run_config"):
         check_resume_config(bf16, fp16, tmp_path / "model")
     assert "--resume: trained in bf16 so far, in fp16 from here on" in caplog.text
+
+
+# ---- 4. exactness on GPUs
+
+
+@pytest.fixture
+def restored_determinism(monkeypatch):
+    """Leaves torch's global switches as they were (init_distributed sets them for the whole process)."""
+    monkeypatch.setattr(torch.backends.cudnn, "benchmark", torch.backends.cudnn.benchmark)
+    monkeypatch.setattr(torch.backends.cudnn, "deterministic", torch.backends.cudnn.deterministic)
+    monkeypatch.delenv("CUBLAS_WORKSPACE_CONFIG", raising=False)
+    monkeypatch.setattr(torch.cuda, "set_device", lambda device: None)  # a simulated GPU
+    enabled, warn_only = (
+        torch.are_deterministic_algorithms_enabled(),
+        torch.is_deterministic_algorithms_warn_only_enabled(),
+    )
+    yield
+    torch.use_deterministic_algorithms(enabled, warn_only=warn_only)
+
+
+def test_deterministic_makes_a_gpu_run_exact_and_is_a_runtime_choice(restored_determinism):
+    import os
+
+    import train_e2e
+    from model.train.dist import init_distributed
+    from model.train.options import carried_by_config, compared_on_resume
+
+    # Without --deterministic, as before: cuDNN's autotuner on, nothing else changed.
+    init_distributed("cuda")
+    assert torch.backends.cudnn.benchmark is True and not torch.are_deterministic_algorithms_enabled()
+    assert "CUBLAS_WORKSPACE_CONFIG" not in os.environ
+    args = train_e2e.get_args(
+        ["data", "frames", "-m", "rny002_gsm", "-t", "gru", "-s", "out", "--deterministic"]
+    )
+    assert args.deterministic is True
+    init_distributed("cuda", deterministic=args.deterministic)
+    assert torch.backends.cudnn.benchmark is False and torch.backends.cudnn.deterministic is True
+    assert torch.are_deterministic_algorithms_enabled()
+    assert os.environ["CUBLAS_WORKSPACE_CONFIG"] == ":4096:8"
+    # It changes how, not what, is trained: neither compared on --resume nor taken over by --config.
+    assert not compared_on_resume("deterministic") and not carried_by_config("deterministic")

@@ -39,19 +39,36 @@ class Dist:
         return self.world_size > 1
 
 
-def init_distributed(device: str | None, backend: str = "auto") -> Dist:
+# cuBLAS's deterministic workspace (NVIDIA's documented setting); read when cuBLAS starts, so set before any matmul.
+CUBLAS_WORKSPACE = ":4096:8"
+
+
+def set_exactness(deterministic: bool, on_cuda: bool) -> None:
+    """``--deterministic``, the one place it is applied: cuDNN's autotuner off (it times kernels per shape and may pick
+    another one after a resume), deterministic algorithms (an op that has none is named in a warning, not stopped),
+    and cuBLAS's fixed workspace. Without it, the autotuner is on for GPUs: faster, but not bit-exact."""
+    if on_cuda:
+        torch.backends.cudnn.benchmark = not deterministic
+    if deterministic:
+        torch.backends.cudnn.deterministic = True
+        os.environ["CUBLAS_WORKSPACE_CONFIG"] = CUBLAS_WORKSPACE
+        torch.use_deterministic_algorithms(True, warn_only=True)
+
+
+def init_distributed(device: str | None, backend: str = "auto", deterministic: bool = False) -> Dist:
     """One process of a torchrun / -mgpu job (WORLD_SIZE > 1 in the environment), or a lone process.
 
     ``backend`` "auto" is NCCL on GPUs and gloo on CPU; gloo also runs on GPUs (slower), e.g. for two processes
-    sharing one GPU, which NCCL refuses. Processes beyond the local GPU count share GPUs round-robin."""
+    sharing one GPU, which NCCL refuses. Processes beyond the local GPU count share GPUs round-robin.
+    ``deterministic``: ``set_exactness``."""
     world_size = int(os.environ.get("WORLD_SIZE", "1"))
     rank, local_rank = int(os.environ.get("RANK", "0")), int(os.environ.get("LOCAL_RANK", "0"))
     resolved = resolve_device(device)
     if resolved.type == "cuda" and world_size > 1:
         resolved = torch.device("cuda", local_rank % max(1, torch.cuda.device_count()))
+    set_exactness(deterministic, resolved.type == "cuda")
     if resolved.type == "cuda":
         torch.cuda.set_device(resolved)
-        torch.backends.cudnn.benchmark = True
     if world_size > 1 and not torch_dist.is_initialized():
         if backend == "auto":
             backend = "nccl" if resolved.type == "cuda" else "gloo"

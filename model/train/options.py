@@ -169,6 +169,11 @@ class TrainOptions:
         help="torch.distributed backend under torchrun / -mgpu: NCCL on GPUs, gloo on CPU (gloo also on GPUs, e.g. "
         "several processes sharing one GPU)")  # fmt: skip
     device: str = opt("auto", "--device", role=RUNTIME, help="auto, cpu, cuda or cuda:N")
+    deterministic: bool = opt(False, "--deterministic", role=RUNTIME, action="store_true",
+        help="exact on GPUs: a --resume then matches an uninterrupted run bit for bit, as it always does on a CPU. "
+        "Its cost is speed: cuDNN's autotuner off (cudnn.benchmark), deterministic algorithms "
+        "(torch.use_deterministic_algorithms; an op without one is named in a warning), "
+        "CUBLAS_WORKSPACE_CONFIG=:4096:8")  # fmt: skip
     seed: int = opt(0, "--seed", type=int, check=_at_least_0, help="seeds every random draw")
     stop_after_epoch: int | None = opt(None, "--stop_after_epoch", type=int, role=RUNTIME,
         help="stop after this epoch; a later --resume continues (jobs with a time limit)")  # fmt: skip

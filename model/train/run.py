@@ -25,7 +25,7 @@ def train(args: TrainOptions | Namespace) -> dict | None:
     """Train as ``args`` (train_e2e.py's options) say; returns a summary on rank 0 (None on other ranks)."""
     if not isinstance(args, TrainOptions):
         args = from_namespace(args)
-    dist = init_distributed(args.device, args.dist_backend)
+    dist = init_distributed(args.device, args.dist_backend, args.deterministic)
     if not dist.is_main:
         logging.getLogger().setLevel(logging.WARNING)
     try:
