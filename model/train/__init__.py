@@ -10,7 +10,7 @@
 - ``loss``: cross-entropy on every stage's logits with foreground classes weighted ``fg_weight`` (5, as E2E-Spot)
   or focal loss, MS-TCN's smoothing loss for multi-stage heads, the team and displacement terms; the learning rate
   (linear warm-up from 1%, then cosine to 0, per optimiser step); EMA weights.
-- ``loop``: the ``Trainer`` (AdamW, gradient accumulation, CUDA AMP: bf16 where supported, else fp16 with a
+- ``loop``: the ``Trainer`` (AdamW, gradient accumulation, CUDA AMP: bf16 where native, else fp16 with a
   GradScaler) and the epochs: train loss, val loss, and from ``start_val_epoch`` the val metrics over whole val
   videos through the one predict path (``model.select``); the best epoch by ``--criterion``. Exact resume: every
   random draw is a function of (seed, epoch, index / step, rank), so a resumed run matches an uninterrupted one.

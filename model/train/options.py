@@ -164,7 +164,8 @@ class TrainOptions:
         "(AMX / AVX512-BF16: about 1.2x faster training there; SPOT_CPU_AMP=off also keeps inference in "
         "fp32)")  # fmt: skip
     amp_dtype: str = opt("auto", "--amp_dtype", choices=["auto", "bf16", "fp16"], older="auto",
-        help="the mixed-precision type: bf16 where the GPU supports it, else fp16 with a GradScaler")  # fmt: skip
+        help="the mixed-precision type: auto = bf16 where the GPU computes it natively (compute capability 8.0 and "
+        "later), else fp16 with a GradScaler; the log says which and why")  # fmt: skip
     dist_backend: str = opt("auto", "--dist_backend", choices=["auto", "nccl", "gloo"], role=RUNTIME,
         help="torch.distributed backend under torchrun / -mgpu: NCCL on GPUs, gloo on CPU (gloo also on GPUs, e.g. "
         "several processes sharing one GPU)")  # fmt: skip
