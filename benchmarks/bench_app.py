@@ -27,6 +27,7 @@ from pathlib import Path
 CACHE = Path("bench-out") / "app"
 REPO = Path(__file__).resolve().parents[1]
 POLL_S = 2.0
+QUICK_POLL_S = 0.25  # --quick: a match of seconds, whose end a 2-s poll would find up to 2 s late
 
 
 def make_match(seconds: float) -> Path:
@@ -97,7 +98,7 @@ def _get(url: str) -> dict:
         return json.load(reply)
 
 
-def run_match(video: Path, model_dir: Path, work: Path) -> dict:
+def run_match(video: Path, model_dir: Path, work: Path, poll_s: float = POLL_S) -> dict:
     from util.video import probe_video
 
     with socket.socket() as s:
@@ -125,7 +126,7 @@ def run_match(video: Path, model_dir: Path, work: Path) -> dict:
             peak_job = max([peak_job] + [_rss_kib(c) for c in _children(server.pid)])
             if status["state"] in ("done", "failed", "interrupted"):
                 break
-            time.sleep(POLL_S)
+            time.sleep(poll_s)
         wall = time.monotonic() - started
         if status["state"] != "done":
             raise RuntimeError(f"the job ended {status['state']}: {status.get('error')}")
@@ -179,6 +180,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--quick", action="store_true", help="one match of 8 s (a smoke test)")
     args = parser.parse_args(argv if argv is not None else [])
     lengths = (8,) if args.quick else (600, 3600)
+    poll_s = QUICK_POLL_S if args.quick else POLL_S
     model_dir = make_model()
     rows = []
     # One jobs folder for all matches, each on a freshly started server: the longer match's ETA starts from the
@@ -186,7 +188,7 @@ def main(argv: list[str] | None = None) -> None:
     work = tempfile.TemporaryDirectory(prefix="bench-app-")
     for seconds in lengths:
         video = make_match(seconds)
-        r = run_match(video, model_dir, Path(work.name))
+        r = run_match(video, model_dir, Path(work.name), poll_s)
         rows.append([f"{r['minutes']:.1f} min", f"{r['wall_s']:.0f}", f"{r['frames_per_s']:.0f}",
                      f"{r['server_peak_mib']:.0f}", f"{r['job_peak_mib']:.0f}", _pct(r["eta_median_error"]),
                      _pct(r["eta_max_error"]), r["events"], "highlights" if seconds > 600 else "whole",
@@ -195,7 +197,7 @@ def main(argv: list[str] | None = None) -> None:
                "ETA error (max)", "actions", "annotated video", "detect / render s"]  # fmt: skip
     work.cleanup()
     print(tabulate(rows, headers=headers))
-    print(f"{os.cpu_count()} CPUs; upload to done through POST /api/jobs, polled every {POLL_S:g} s; "
+    print(f"{os.cpu_count()} CPUs; upload to done through POST /api/jobs, polled every {poll_s:g} s; "
           f"every poll in {CACHE}/polls-*.json")  # fmt: skip
 
 

@@ -129,10 +129,10 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--seconds", type=float, default=20.0, help="length of each test video (default 20)")
     parser.add_argument("--rounds", type=int, default=2, help="repetitions of each variant; best counts")
-    parser.add_argument("--quick", action="store_true", help="2-second videos, one round (a smoke test)")
+    parser.add_argument("--quick", action="store_true", help="1-second videos, one round (a smoke test)")
     args = parser.parse_args(argv if argv is not None else [])
     if args.quick:
-        args.seconds, args.rounds = 2.0, 1
+        args.seconds, args.rounds = 1.0, 1
 
     frames = round(args.seconds * FPS)
     folders = {}

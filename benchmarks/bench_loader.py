@@ -162,7 +162,10 @@ def main(argv=None) -> None:
         baseline = decode["torchvision decode_jpeg"]
         for name, value in decode.items():
             print(f"  JPEG decode {name:26s} {value:8.0f} frames/s  ({value / baseline:.2f}x torchvision)")
-        train = train_step_rate(device, steps=2 if device.type == "cpu" else 10, min_seconds=2 * min_seconds)
+        steps = (
+            1 if args.quick else 2 if device.type == "cpu" else 10
+        )  # quick: one timed step after the warm-up
+        train = train_step_rate(device, steps=steps, min_seconds=2 * min_seconds)
         amp = " with AMP" if device.type == "cuda" else ""
         print(
             f"  training step on {device.type}{amp}: {train:8.2f} clips/s ({train * CLIP_LEN:.0f} frames/s), "

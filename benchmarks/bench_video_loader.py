@@ -21,7 +21,7 @@ synthetic library; ``VideoIndex.build`` (the demux per video and process) and a 
 a conclusion line per source. GPU (NVDEC) decoding through PyAV's CUDA hwaccel is timed only when CUDA is available.
 
 Run: ``python -m benchmarks video_loader`` (part of ``make bench``), ``python -m benchmarks.bench_video_loader
---seconds 90 --clips 40``, or with ``--quick`` for a smoke test (a 10-s match, a handful of clips).
+--seconds 90 --clips 40``, or with ``--quick`` for a smoke test (a 4-s match, a handful of clips).
 """
 
 from __future__ import annotations
@@ -367,12 +367,12 @@ def main(argv: list[str] | None = None) -> None:
         "--rounds", type=int, default=2, help="timed passes per source, interleaved; best counts"
     )
     parser.add_argument(
-        "--quick", action="store_true", help="a 10-s match, a handful of clips, train setting only"
+        "--quick", action="store_true", help="a 4-s match, a handful of clips, train setting only"
     )
     args = parser.parse_args(argv if argv is not None else [])
     settings, warm_clips, no_skip = SETTINGS, 2, ("video 224p", "video 720p")
     if args.quick:
-        args.seconds, args.clips, args.rounds, warm_clips = 10.0, 3, 1, 1
+        args.seconds, args.clips, args.rounds, warm_clips = 4.0, 3, 1, 1
         settings, no_skip = SETTINGS[:1], ("video 224p",)
 
     from synthetic.library import MARKERS
