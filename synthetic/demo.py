@@ -84,6 +84,8 @@ def demo_steps(
     if from_video:  # the frame rate and size step 1 would have extracted at
         parse += ["--sample_fps", str(s["sample_fps"]), "--height", str(s["height"])]
     where = "the video library: frames decoded on the fly" if from_video else "the frame folders"
+    # A shrunken demo (the tests) may infer on the first frames of the game only (step 5's --max_frames).
+    limit = ["--max_frames", str(s["infer_max_frames"])] if s.get("infer_max_frames") else []
     return [
         render,
         *([] if from_video else [extract]),
@@ -108,12 +110,12 @@ def demo_steps(
             "Step 5a: inference on a test game of FRAME_DIR"
             + (" (the library: its video file, by id)" if from_video else " (its frame folder)"),
             [python, "inference_spot.py", "--model_dir", str(model), "--frame_dir", str(frames),
-             "--video_name", game, "--output_dir", str(out / "infer" / "frames"), "--create_video"],
+             "--video_name", game, "--output_dir", str(out / "infer" / "frames"), "--create_video", *limit],
         ),
         Step(
             "Step 5b: inference straight from the same game's video file (no JPEGs written)",
             [python, "inference_spot.py", "--model_dir", str(model), "--video", str(videos / game / "224p.mp4"),
-             "--output_dir", str(out / "infer" / "video"), "--create_video"],
+             "--output_dir", str(out / "infer" / "video"), "--create_video", *limit],
         ),
     ]
     # fmt: on
