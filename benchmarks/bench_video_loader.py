@@ -18,7 +18,7 @@ the frames decoded per frame used (``VideoFrames.decoded / used``), also with ``
 frames that nothing references saves); disk per hour of video (the 224p and 720p files, the JPEG folders) of this
 synthetic library; ``VideoIndex.build`` (the demux per video and process) and a read from the index cache
 (``VideoIndex.load`` of a file indexed before), in seconds per hour of video; and
-a conclusion line per source. GPU (NVDEC) decoding through PyAV's CUDA hwaccel is timed only when CUDA is available.
+a conclusion line per source. Decoding runs on the CPU (PyAV); no GPU decoder is timed.
 
 Run: ``python -m benchmarks video_loader`` (part of ``make bench``), ``python -m benchmarks.bench_video_loader
 --seconds 90 --clips 40``, or with ``--quick`` for a smoke test (a 4-s match, a handful of clips).
@@ -182,24 +182,6 @@ class Source:
         )
 
 
-def cuda_cache(base):
-    """The dataset's ``VideoFramesCache`` with its indices, decoding on the GPU (``hwaccel="cuda"``: NVDEC through
-    PyAV, no software fallback; frames come back to memory and are scaled by swscale as on the CPU path). Used only
-    when CUDA is available; a read that did not run on the GPU is an error."""
-    from util.video_index import VideoFramesCache
-
-    class CudaCache(VideoFramesCache):
-        def get(self, path, sample_fps, size):
-            frames = super().get(path, sample_fps, size)
-            if frames.used and not frames.on_device:
-                raise RuntimeError(f"{path}: FFmpeg did not decode it on the GPU")
-            return frames
-
-    cache = CudaCache(hwaccel="cuda")
-    cache._indices, cache._sources = base._indices, base._sources  # built once, by the dataset
-    return cache
-
-
 def run_setting(
     setting: Setting,
     tmp: Path,
@@ -210,7 +192,7 @@ def run_setting(
     warm_clips: int,
     disk: dict,
     no_skip: tuple[str, ...] = ("video 224p", "video 720p"),
-) -> tuple[list[Result], list[str]]:
+) -> list[Result]:
     from util.extract import extract_video
     from util.frame_dir import FrameDir
 
@@ -242,29 +224,15 @@ def run_setting(
         plain = Source(f"{name}, no skip", dataset(*entries[name], classes, setting, clips), clips)
         plain.frames().skip_unused = False
         sources.append(plain)
-    import torch
-
-    note = "GPU decode (NVDEC): not measured, torch.cuda.is_available() is False"
-    if torch.cuda.is_available():
-        try:  # not run on a GPU yet: any failure is reported, never fails the benchmark
-            for name in list(entries)[1:]:
-                gpu = Source(f"{name}, NVDEC", dataset(*entries[name], classes, setting, clips), clips)
-                gpu.data.video_frames = cuda_cache(gpu.data.video_frames)
-                gpu.warm_up(warm_clips)
-                sources.append(gpu)
-            note = "GPU decode: the NVDEC rows (PyAV CUDA hwaccel; frames downloaded and scaled on the CPU)"
-        except Exception as e:
-            note = f"GPU decode (NVDEC): not measured, PyAV's CUDA hwaccel failed ({type(e).__name__}: {e})"
     for s in sources:
-        if not s.name.endswith("NVDEC"):
-            s.warm_up(warm_clips)
+        s.warm_up(warm_clips)
     for _ in range(rounds):
         for s in sources:
             s.time_pass()
     for s in sources[1:]:
         if s.starts != sources[0].starts:
             raise RuntimeError(f"{s.name}: other clips than the JPEG loader's")
-    return [s.result(setting) for s in sources], [note]
+    return [s.result(setting) for s in sources]
 
 
 def index_rates(
@@ -395,11 +363,9 @@ def main(argv: list[str] | None = None) -> None:
         }
         results, notes = [], []
         for setting in settings:
-            got, note = run_setting(
+            results += run_setting(
                 setting, tmp, libraries, classes, args.clips, args.rounds, warm_clips, disk, no_skip
             )
-            results += got
-            notes += note
         index = index_rates(libraries, 1 if args.quick else 3, notes)
     report(results, disk, index, notes)
 

@@ -220,15 +220,6 @@ def test_a_video_damaged_after_indexing_is_an_error_at_the_read(tmp_path):
         video.read(90, 95)
 
 
-def test_a_hardware_decoder_that_is_not_there_is_a_clear_error(tmp_path):
-    path = tmp_path / "v.mp4"
-    write_index_video(path, fps=25, seconds=1)
-    video = VideoFrames(path, 25.0, hwaccel="no-such-device")
-    with pytest.raises(DataError, match=r"v.mp4: cannot decode it with hwaccel 'no-such-device'"):
-        video.read(0, 2)
-    assert not video.on_device
-
-
 def test_indices_are_kept_on_disk_for_the_same_file_only(tmp_path, monkeypatch):
     cache = tmp_path / "cache"
     monkeypatch.setenv(INDEX_CACHE_ENV, str(cache))

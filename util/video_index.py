@@ -201,9 +201,8 @@ class VideoFrames:
     """Output frames of one video at ``sample_fps`` and ``size`` = (width, height), read by range.
 
     ``read(start, stop)`` returns ``(stop - start, H, W, 3)`` RGB uint8 frames; ``start`` and ``stop`` must lie in
-    ``[0, num_frames]``. The container stays open between reads (close it with ``close()``). ``hwaccel`` ("cuda")
-    decodes on a GPU through FFmpeg's hardware decoder, with no software fallback: measured only by
-    ``benchmarks/bench_video_loader.py`` where a GPU is present, never run yet.
+    ``[0, num_frames]``. The container stays open between reads (close it with ``close()``). Decoding runs on the
+    CPU (``decode_threads`` FFmpeg threads).
     """
 
     def __init__(
@@ -216,7 +215,6 @@ class VideoFrames:
         skip_unused: bool = True,
         index: VideoIndex | None = None,
         source: np.ndarray | None = None,
-        hwaccel: str | None = None,
     ):
         self.path = Path(path)
         self.index = index if index is not None else VideoIndex.load(self.path)
@@ -230,41 +228,17 @@ class VideoFrames:
         self.size = (int(size[0]), int(size[1]))
         self.decode_threads = decode_threads
         self.skip_unused = skip_unused
-        self.hwaccel = hwaccel
         self.decoded = 0  # frames the decoder produced
         self.used = 0  # frames returned
         self._container = None
 
     def _stream(self):
         if self._container is None:
-            if self.hwaccel:  # e.g. "cuda" (NVDEC): FFmpeg decodes on the device, frames come back to memory
-                from av.codec.hwaccel import HWAccel, hwdevices_available
-
-                if self.hwaccel not in hwdevices_available():
-                    raise DataError(
-                        f"{self.path}: cannot decode it with hwaccel {self.hwaccel!r}: this FFmpeg knows "
-                        f"{', '.join(hwdevices_available()) or 'no hardware decoder'}; without hwaccel it decodes on "
-                        "the CPU"
-                    )
-                accel = HWAccel(self.hwaccel, allow_software_fallback=False)
-                try:
-                    self._container = av.open(str(self.path), hwaccel=accel)
-                except (av.error.FFmpegError, OSError, ValueError, RuntimeError, NotImplementedError) as e:
-                    raise DataError(
-                        f"{self.path}: cannot decode it with hwaccel {self.hwaccel!r} ({error_reason(e)}); is "
-                        "there such a device and an FFmpeg built for it? Without hwaccel it decodes on the CPU"
-                    ) from e
-            else:
-                self._container = _open(self.path)
+            self._container = _open(self.path)
             stream = self._container.streams.video[0]
             stream.thread_type = "SLICE" if self.decode_threads != 1 else "NONE"
             stream.codec_context.thread_count = self.decode_threads
         return self._container, self._container.streams.video[0]
-
-    @property
-    def on_device(self) -> bool:
-        """Whether the open decoder runs on ``hwaccel``'s device (False before the first read)."""
-        return self._container is not None and bool(self._container.streams.video[0].codec_context.is_hwaccel)
 
     def close(self) -> None:
         if self._container is not None:
@@ -352,10 +326,9 @@ class VideoFramesCache:
     A video's index and its frame mapping are kept once built, so each video is demuxed once per process; built in
     the parent before DataLoader workers fork (``sample``), they are shared with every worker."""
 
-    def __init__(self, max_open: int = 8, decode_threads: int = 1, hwaccel: str | None = None):
+    def __init__(self, max_open: int = 8, decode_threads: int = 1):
         self.max_open = max_open
         self.decode_threads = decode_threads
-        self.hwaccel = hwaccel
         self._open: OrderedDict[tuple, VideoFrames] = OrderedDict()
         self._indices: dict[str, VideoIndex] = {}
         self._sources: dict[tuple[str, float], np.ndarray] = {}
@@ -391,7 +364,6 @@ class VideoFramesCache:
             decode_threads=self.decode_threads,
             index=self.index(path),
             source=source,
-            hwaccel=self.hwaccel,
         )
         self._open[key] = frames
         while len(self._open) > self.max_open:
