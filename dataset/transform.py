@@ -4,11 +4,15 @@ DataLoader workers only decode JPEGs; a batch of uint8 clips ``(B, T, H, W, 3)``
 ``to_clips`` makes it ``(B, T, 3, H, W)`` float in [0, 1] and ``ClipAugment`` applies, per clip (every frame of a
 clip gets the same draw): random crop, horizontal flip, colour jitter (hue, saturation, brightness, contrast) and
 Gaussian blur. All random draws come from a CPU ``torch.Generator``, so a seeded run is the same on any device.
+Every decision (which clips a transform applies to) is taken on those CPU draws, and what the device needs
+of them (indices, factors, the hue matrices) goes to it with ``non_blocking``: augmentation never reads a
+value back from the device, which would stall the host until the GPU has caught up (a sync).
 ``mixup_clips`` mixes each clip with its neighbour in the batch and mixes the targets into soft targets.
 """
 
 from __future__ import annotations
 
+import functools
 import math
 from dataclasses import dataclass
 
@@ -42,16 +46,40 @@ def _gray(clips: torch.Tensor) -> torch.Tensor:
     return (_LUMA[0] * r + _LUMA[1] * g + _LUMA[2] * b).unsqueeze(-3)
 
 
-def _rotate_hue(clips: torch.Tensor, angle: torch.Tensor) -> torch.Tensor:
-    """Rotate hue by ``angle`` radians per clip: a rotation of the chroma plane in YIQ space."""
-    to_yiq = clips.new_tensor([[0.299, 0.587, 0.114], [0.596, -0.274, -0.322], [0.211, -0.523, 0.312]])
+_TO_YIQ = ((0.299, 0.587, 0.114), (0.596, -0.274, -0.322), (0.211, -0.523, 0.312))
+
+
+@functools.cache
+def _yiq(dtype: torch.dtype) -> tuple[torch.Tensor, torch.Tensor]:
+    """RGB -> YIQ and its inverse, on the CPU in ``dtype`` (float32 for the half types, which the CPU does not
+    invert): computed once per dtype."""
+    if dtype not in (torch.float32, torch.float64):
+        dtype = torch.float32
+    to_yiq = torch.tensor(_TO_YIQ, dtype=dtype)
+    return to_yiq, torch.linalg.inv(to_yiq)
+
+
+def _hue_matrices(angle: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
+    """(n, 3, 3) RGB matrices that rotate hue by ``angle`` (n,) radians: a rotation of the chroma plane in YIQ
+    space. Computed on the CPU, where the angles were drawn."""
+    to_yiq, from_yiq = _yiq(dtype)
+    angle = angle.to(to_yiq.dtype)
     cos, sin = torch.cos(angle), torch.sin(angle)
-    rot = torch.zeros(len(angle), 3, 3, device=clips.device, dtype=clips.dtype)
+    rot = torch.zeros(len(angle), 3, 3, dtype=to_yiq.dtype)
     rot[:, 0, 0] = 1
     rot[:, 1, 1], rot[:, 1, 2], rot[:, 2, 1], rot[:, 2, 2] = cos, -sin, sin, cos
-    matrix = torch.linalg.inv(to_yiq) @ rot @ to_yiq  # (n, 3, 3)
+    return from_yiq @ rot @ to_yiq
+
+
+def _rotate_hue(clips: torch.Tensor, matrix: torch.Tensor) -> torch.Tensor:
+    """Apply one hue rotation ``matrix`` (n, 3, 3) (:func:`_hue_matrices`) to each clip."""
     out = torch.einsum("nij,ntjhw->ntihw", matrix, clips)
     return out.clamp_(0, 1)
+
+
+def _to(values: torch.Tensor, device: torch.device, dtype: torch.dtype | None = None) -> torch.Tensor:
+    """A CPU tensor of draws (or of what was computed from them) on ``device``, not waiting for the device."""
+    return values.to(device, dtype, non_blocking=True)
 
 
 def _blur(clips: torch.Tensor, sigma: torch.Tensor, kernel_size: int = 5) -> torch.Tensor:
@@ -90,8 +118,9 @@ class ClipAugment:
         original = clips
         clips = self._crop(clips, generator)
         n = clips.shape[0]
-        flipped = (torch.rand(n, generator=generator) < self.flip_p).to(clips.device)
-        if flipped.any():
+        flipped_cpu = torch.rand(n, generator=generator) < self.flip_p
+        flipped = _to(flipped_cpu, clips.device)
+        if flipped_cpu.any():
             clips = torch.where(flipped[:, None, None, None, None], clips.flip(-1), clips)
 
         def pick(p: float) -> torch.Tensor:
@@ -106,21 +135,23 @@ class ClipAugment:
             (pick(self.jitter_p), uniform(*r)) for r in (self.saturation, self.brightness, self.contrast)
         ]
         blur = (pick(self.blur_p), uniform(*self.blur_sigma))
-        device = clips.device
+        device, dtype = clips.device, clips.dtype
         if clips is original:  # the jitter below writes in place; leave the caller's tensor alone
             clips = clips.clone()
         (hue_on, hue), (sat_on, sat), (bri_on, bri), (con_on, con) = draws
+        # The draws are CPU tensors: any() and nonzero() read them where they are, never the device.
         if hue_on.any():
-            idx = hue_on.nonzero().squeeze(1).to(device)
-            clips[idx] = _rotate_hue(clips[idx], (hue[hue_on] * 2 * math.pi).to(device, clips.dtype))
+            idx = _to(hue_on.nonzero().squeeze(1), device)
+            matrix = _hue_matrices(hue[hue_on] * 2 * math.pi, dtype)
+            clips[idx] = _rotate_hue(clips[idx], _to(matrix, device, dtype))
         for on, factor, op in ((sat_on, sat, "sat"), (bri_on, bri, "bri"), (con_on, con, "con")):
             if on.any():
-                idx = on.nonzero().squeeze(1).to(device)
-                f = factor[on].to(device, clips.dtype)[:, None, None, None, None]
+                idx = _to(on.nonzero().squeeze(1), device)
+                f = _to(factor[on], device, dtype)[:, None, None, None, None]
                 clips[idx] = _adjust(clips[idx], f, op)
         if blur[0].any():
-            idx = blur[0].nonzero().squeeze(1).to(device)
-            clips[idx] = _blur(clips[idx], blur[1][blur[0]].to(device, clips.dtype))
+            idx = _to(blur[0].nonzero().squeeze(1), device)
+            clips[idx] = _blur(clips[idx], _to(blur[1][blur[0]], device, dtype))
         return clips, flipped
 
     def _crop(self, clips: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
@@ -172,7 +203,7 @@ def mixup_clips(
     n = clips.shape[0]
     if n < 2:
         return clips, targets, team, team_mask
-    lam = _beta(alpha, n, generator).to(clips.device, clips.dtype)
+    lam = _to(_beta(alpha, n, generator), clips.device, clips.dtype)
     other = torch.roll(torch.arange(n, device=clips.device), -1)
     lam_c = lam[:, None, None, None, None]
     clips = lam_c * clips + (1 - lam_c) * clips[other]

@@ -45,6 +45,8 @@ def _seed(*parts: int) -> int:
 
 
 AMP_DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16}
+# The progress bar shows the epoch's mean loss (read back from the device, a sync) at most this often.
+PROGRESS_EVERY_S = 1.0
 
 
 @dataclass(frozen=True)
@@ -139,7 +141,11 @@ class Trainer:
         acc = args.acc_grad_iter
         num_micro = (len(self.loaders.train) // acc) * acc
         frames_per_micro = self.loaders.micro_batch * args.clip_len * dist.world_size
-        total_loss, start = 0.0, time.perf_counter()
+        # The loss is summed on the device (in float64, as the Python float it replaces) and read back (a
+        # sync: the host waits for the GPU to finish the queued steps) at the end of the epoch and for the
+        # progress bar, at most every PROGRESS_EVERY_S.
+        total_loss = torch.zeros((), dtype=torch.float64, device=dist.device)
+        start = shown = time.perf_counter()
         bar = tqdm(total=num_micro // acc, desc=f"epoch {epoch}", disable=not dist.is_main, leave=False)
         self.optimizer.zero_grad(set_to_none=True)
         try:
@@ -154,19 +160,22 @@ class Trainer:
                         output = self.model(clips)
                     loss = spot_loss(output, targets, self.class_weights, **extras)
                     self.scaler.scale(loss / acc).backward()
-                total_loss += loss.item()
+                total_loss += loss.detach()
                 if step_now:
                     self._step()
-                    rate = (i + 1) * frames_per_micro / (time.perf_counter() - start)
-                    lr = self.optimizer.param_groups[0]["lr"]
-                    bar.set_postfix(loss=f"{total_loss / (i + 1):.4f}", lr=f"{lr:.2e}", fps=f"{rate:.0f}")
+                    now = time.perf_counter()
+                    if now - shown >= PROGRESS_EVERY_S and not bar.disable:
+                        shown, rate = now, (i + 1) * frames_per_micro / (now - start)
+                        lr = self.optimizer.param_groups[0]["lr"]
+                        mean = float(total_loss) / (i + 1)
+                        bar.set_postfix(loss=f"{mean:.4f}", lr=f"{lr:.2e}", fps=f"{rate:.0f}")
                     bar.update()
         except DataError as e:
             raise worker_error(e) from None
         finally:
             bar.close()
         seconds = time.perf_counter() - start
-        loss = mean_over_ranks(total_loss, max(num_micro, 1), dist)
+        loss = mean_over_ranks(float(total_loss), max(num_micro, 1), dist)
         return {"train": loss, "frames_per_s": num_micro * frames_per_micro / seconds, "train_s": seconds}
 
     def _step(self) -> None:
@@ -180,18 +189,19 @@ class Trainer:
     def val_loss(self) -> float:
         net = self.eval_net
         net.eval()
-        total, count = 0.0, 0
+        # Summed on the device (in float64, as the Python float it replaces) and read back once, at the end.
+        total, count = torch.zeros((), dtype=torch.float64, device=self.dist.device), 0
         try:
             with torch.inference_mode():
                 for batch in self.loaders.val:
                     clips, targets, extras = self._batch(batch, None)
                     with self._autocast():
                         output = self.inputs.forward(net, clips)
-                    total += spot_loss(output, targets, self.class_weights, **extras).item()
+                    total += spot_loss(output, targets, self.class_weights, **extras)
                     count += 1
         except DataError as e:
             raise worker_error(e) from None
-        return mean_over_ranks(total, max(count, 1), self.dist)
+        return mean_over_ranks(float(total), max(count, 1), self.dist)
 
 
 def train_precision(args: TrainOptions, device: torch.device) -> Precision:
