@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 import pytest
 import torch
 
+from dataset import transform
 from dataset.feature import FeatureClipDataset
 from dataset.frame import ClipSampler, EpochSampler, FrameClipDataset, VideoEvents, clip_targets, video_events
 from dataset.source import JpegDirSource, iter_windows, open_frame_source, read_jpeg
@@ -212,6 +215,62 @@ def test_augment_crop_flip_and_determinism():
     jittered, _ = full(clips.clone(), torch.Generator().manual_seed(1))
     assert jittered.shape == clips.shape and jittered.min() >= 0 and jittered.max() <= 1
     assert not torch.allclose(jittered, clips)
+
+
+@pytest.mark.parametrize("op", ["sat", "bri", "con"])
+def test_colour_jitter_is_torchvisions(monkeypatch, op):
+    """Saturation, brightness and contrast are torchvision's (v2.functional.adjust_*), one factor per clip, the
+    contrast's mean gray taken per frame as torchvision takes it per image. Factors beyond ClipAugment's range and
+    bright and dark frames make the clamps work."""
+    from torchvision.transforms.v2 import functional as TF
+
+    reference = {"sat": TF.adjust_saturation, "bri": TF.adjust_brightness, "con": TF.adjust_contrast}[op]
+    clips = torch.rand(4, 3, 3, 6, 8, generator=torch.Generator().manual_seed(0))
+    # A dark frame and a bright one: their contrast means differ from the clip's.
+    clips[:, 1], clips[:, 2] = clips[:, 1] ** 4, clips[:, 2] ** 0.25
+    factors = torch.tensor([0.3, 0.7, 1.2, 1.8])
+    expected = torch.stack([reference(clip, float(f)) for clip, f in zip(clips, factors, strict=True)])
+    ours = transform._adjust(clips.clone(), factors[:, None, None, None, None], op)
+    # Our gray weighs red by BT.601's 0.299, torchvision's by 0.2989: the gray differs by at most 1e-4 and a pixel
+    # by at most |1 - factor| * 1e-4. With torchvision's weight the two are the same to rounding.
+    bound = (factors - 1).abs()[:, None, None, None, None] * 1e-4 + 1e-6
+    assert ((ours - expected).abs() <= bound).all(), (ours - expected).abs().max()
+    monkeypatch.setattr(transform, "_LUMA", (0.2989, 0.587, 0.114))
+    ours = transform._adjust(clips.clone(), factors[:, None, None, None, None], op)
+    torch.testing.assert_close(ours, expected, atol=1e-6, rtol=0)
+
+
+# RGB -> YIQ (NTSC): Y is the luma, (I, Q) the chroma plane.
+YIQ = torch.tensor([[0.299, 0.587, 0.114], [0.596, -0.274, -0.322], [0.211, -0.523, 0.312]])
+
+
+def test_hue_jitter_keeps_luma_and_turns_the_chroma_plane():
+    """ClipAugment's hue jitter turns each clip's chroma (YIQ's I, Q) by one angle within its range and keeps the
+    luma. It is not compared with torchvision's adjust_hue, which shifts the hue in HSV and so changes the luma (it
+    turns a dark blue into an equally saturated, much brighter green): the two agree only at angle 0 and a full
+    turn, and differ in between by design."""
+    only_hue = dict(flip_p=0, jitter_p=1, saturation=(1, 1), brightness=(1, 1), contrast=(1, 1), blur_p=0)
+    g = torch.Generator().manual_seed(0)
+    # Colours well inside the RGB cube, so that no turn leaves it and nothing is clamped.
+    clips = 0.35 + 0.3 * torch.rand(6, 2, 3, 5, 6, generator=g)
+    out, _ = ClipAugment(hue=0.2, **only_hue)(clips, g)
+    assert out.min() > 0 and out.max() < 1
+    before, after = (torch.einsum("ij,ntjhw->ntihw", YIQ, x) for x in (clips, out))
+    torch.testing.assert_close(after[:, :, 0], before[:, :, 0], atol=1e-5, rtol=0)  # the luma is kept
+    i, q, i2, q2 = (c.flatten(1) for c in (before[:, :, 1], before[:, :, 2], after[:, :, 1], after[:, :, 2]))
+    angle = torch.atan2((i * q2 - q * i2).sum(1), (i * i2 + q * q2).sum(1))  # each clip's turn, fitted
+    cos, sin = torch.cos(angle)[:, None], torch.sin(angle)[:, None]
+    torch.testing.assert_close(i2, cos * i - sin * q, atol=1e-5, rtol=0)  # every pixel turned by that angle
+    torch.testing.assert_close(q2, sin * i + cos * q, atol=1e-5, rtol=0)
+    assert (angle.abs() <= 0.2 * 2 * math.pi + 1e-4).all() and angle.abs().max() > 0.3 and angle.std() > 0.1
+    # Angle 0 leaves any clip as it was; saturated colours stay in [0, 1] at any angle.
+    clips = torch.rand(3, 2, 3, 5, 6, generator=g)
+    red, blue = torch.tensor([1.0, 0.0, 0.0]), torch.tensor([0.0, 0.0, 1.0])
+    clips[..., 0, 0], clips[..., 0, 1] = red, blue
+    same, _ = ClipAugment(hue=0.0, **only_hue)(clips, g)
+    torch.testing.assert_close(same, clips, atol=1e-6, rtol=0)
+    out, _ = ClipAugment(hue=0.5, **only_hue)(clips, g)
+    assert out.min() >= 0 and out.max() <= 1 and not torch.allclose(out, clips, atol=0.01)
 
 
 def test_flip_swaps_team():

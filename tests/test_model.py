@@ -459,19 +459,40 @@ def test_cpu_autocast_is_bf16_only_with_native_bf16_and_can_be_switched_off(monk
         assert not torch.is_autocast_enabled("cpu")
 
 
-def test_bf16_cpu_scores_stay_close_to_fp32(monkeypatch):
+def test_bf16_cpu_scores_keep_fp32s_decisions(monkeypatch):
+    """Under bf16 autocast on a CPU the model makes fp32's decisions: the same class at every frame, the same peak
+    frame of every class, logits within 2 % of their range. An untrained head's scores are all about 1/13, where even
+    the scores of the wrong class or frame stay within any bound, so the head's classifier is set here to give sharp
+    scores: class c peaks at frame c % 8, by a margin that grows with c (no two classes tie)."""
     from model import predict
 
     torch.manual_seed(0)
-    model = build_model(
-        default_config(feature_arch="rny002", temporal_arch="gru", clip_len=8, pretrained=False)
-    )
-    model.eval()
+    config = default_config(feature_arch="rny002", temporal_arch="gru", clip_len=8, pretrained=False)
+    model = build_model(config).eval()
     frames = torch.randint(0, 256, (1, 8, 3, 64, 112), dtype=torch.uint8)
-    outputs = {}
+    fc = model.head.fc
+    with torch.inference_mode():
+        # (T, D): the GRU's features, what the classifier reads
+        features = model.head.gru(model.frame_features(model.normalise(frames)))[0][0]
+    centred = features - features.mean(0)
+    peak = torch.arange(fc.out_features) % len(features)
+    gain = 10 * (1 + torch.arange(fc.out_features) / fc.out_features)
+    target = gain * (F.one_hot(peak, len(features)).T - 1 / len(features))  # (T, C): the fp32 logits
+    with torch.no_grad():
+        fc.weight.copy_((torch.linalg.pinv(centred) @ target).T)
+        fc.bias.copy_(-fc.weight @ features.mean(0))
+    monkeypatch.setattr(predict, "cpu_has_native_bf16", lambda: True)
+    logits, scores = {}, {}
     for mode in ("off", "on"):
         monkeypatch.setenv(predict.ENV_CPU_AMP, mode)
-        monkeypatch.setattr(predict, "cpu_has_native_bf16", lambda: True)
         with torch.inference_mode(), predict.autocast(torch.device("cpu")):
-            outputs[mode] = torch.softmax(model(frames)["logits"].float(), -1)
-    assert torch.allclose(outputs["on"], outputs["off"], atol=0.02)
+            assert torch.is_autocast_enabled("cpu") == (mode == "on")
+            output = model(frames)
+        logits[mode] = output["logits"].float()[0]
+        scores[mode] = torch.from_numpy(predict._numpy_outputs(output, config)["scores"][0])
+    assert torch.allclose(logits["off"], target, atol=1e-3) and scores["off"].max(-1).values.min() > 0.99
+    assert torch.equal(scores["off"].argmax(0), peak) and torch.equal(scores["on"].argmax(0), peak)
+    assert torch.equal(scores["on"].argmax(-1), scores["off"].argmax(-1))
+    error, span = (logits["on"] - logits["off"]).abs().max(), logits["off"].max() - logits["off"].min()
+    assert error < 0.02 * span, (error, span)
+    assert torch.allclose(scores["on"], scores["off"], atol=0.01)
