@@ -19,8 +19,9 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
-# Luma weights (ITU-R BT.601), as torchvision's grayscale uses.
-_LUMA = (0.299, 0.587, 0.114)
+# The gray that saturation and contrast blend with: torchvision's rgb_to_grayscale weights (BT.601's, with red's
+# 0.299 written 0.2989), so the jitter is torchvision's adjust_saturation / adjust_contrast to rounding.
+_LUMA = (0.2989, 0.587, 0.114)
 MIXUP_ALPHA = 0.2
 
 

@@ -113,7 +113,7 @@ class Trainer:
         if flipped is not None:
             team = swap_team(team, flipped)
         num_outputs = len(self.config["classes"]) + 1
-        targets = F.one_hot(batch["labels"].to(device), num_outputs).float()
+        targets = F.one_hot(batch["labels"].to(device, non_blocking=True), num_outputs).float()
         radius = int(self.config["displacement"])
         # Masked targets (team, displacement) are stacked on a last axis so that mixup mixes them alike.
         masked = [team] + ([batch["displacement"].to(device, non_blocking=True)] if radius else [])
