@@ -137,5 +137,8 @@ class FeatureSource(FrameSource):
         self.num_frames = len(self.features) if num_frames is None else int(num_frames)
 
     def iter_chunks(self, chunk_len: int):
-        for start in range(0, self.num_frames, chunk_len):
-            yield np.asarray(self.features[start : min(start + chunk_len, self.num_frames)], np.float32)
+        return self.iter_range(0, self.num_frames, chunk_len)
+
+    def iter_range(self, start: int, stop: int, chunk_len: int):
+        for first in range(start, stop, chunk_len):
+            yield np.asarray(self.features[first : min(first + chunk_len, stop)], np.float32)

@@ -82,6 +82,23 @@ class FrameSource:
     def iter_chunks(self, chunk_len: int) -> Iterator[np.ndarray]:
         raise NotImplementedError
 
+    def iter_range(self, start: int, stop: int, chunk_len: int) -> Iterator[np.ndarray]:
+        """Frames ``[start, stop)`` in chunks of at most ``chunk_len`` (one rank's share of a video). This default
+        reads from the first frame and drops those before ``start``; sources with random access override it. A
+        source that ends before ``stop`` is a DataError naming it."""
+        if start >= stop:
+            return
+        seen = 0
+        for chunk in self.iter_chunks(chunk_len):
+            lo, hi = max(start - seen, 0), min(stop - seen, len(chunk))
+            if lo < hi:
+                yield chunk[lo:hi]
+            seen += len(chunk)
+            if seen >= stop:
+                return
+        if seen < stop:
+            raise DataError(f"{self.name}: {seen} frames, fewer than the {stop} expected")
+
 
 class JpegDirSource(FrameSource):
     """A frame folder of step 1 (``000000.jpg`` ... plus ``fps.txt``), decoded by a small thread pool."""
@@ -107,13 +124,14 @@ class JpegDirSource(FrameSource):
         return fit_frame(read_jpeg(self.video_dir / FRAME_NAME.format(frame)), self.size)
 
     def iter_chunks(self, chunk_len: int) -> Iterator[np.ndarray]:
+        return self.iter_range(0, self.num_frames, chunk_len)
+
+    def iter_range(self, start: int, stop: int, chunk_len: int) -> Iterator[np.ndarray]:
         with ThreadPoolExecutor(self.num_threads) as pool:
             # Decode one chunk ahead, frame by frame in parallel, so reading overlaps with the model's work.
             pending = None
-            for start in range(0, self.num_frames, chunk_len):
-                futures = [
-                    pool.submit(self._read, i) for i in range(start, min(start + chunk_len, self.num_frames))
-                ]
+            for first in range(start, stop, chunk_len):
+                futures = [pool.submit(self._read, i) for i in range(first, min(first + chunk_len, stop))]
                 if pending is not None:
                     yield np.stack([f.result() for f in pending])
                 pending = futures
@@ -143,6 +161,31 @@ class VideoFileSource(FrameSource):
                 buffer = []
         if buffer:
             yield np.stack(buffer)
+
+    def iter_range(self, start: int, stop: int, chunk_len: int) -> Iterator[np.ndarray]:
+        """Frames ``[start, stop)`` by seeking (``util.video_index``: the frames a decode from the start gives), in
+        blocks of about ``RANGE_BLOCK_BYTES`` (each block seeks once, to the keyframe before it)."""
+        from util.video_index import VideoFrames
+
+        frames = VideoFrames(self.path, self.fps, size=self.size)
+        try:
+            if stop > frames.num_frames:
+                raise DataError(
+                    f"{self.path}: {frames.num_frames} frames at {self.fps:g} fps, fewer than the {stop} expected "
+                    "(parse the labels again against this video)"
+                )
+            width, height = frames.size
+            block = max(chunk_len, RANGE_BLOCK_BYTES // (3 * width * height))
+            for first in range(start, stop, block):
+                frames_read = frames.read(first, min(first + block, stop))
+                for i in range(0, len(frames_read), chunk_len):
+                    yield frames_read[i : i + chunk_len]
+        finally:
+            frames.close()
+
+
+# A video file's range is decoded in blocks of this many bytes of frames (each block seeks once).
+RANGE_BLOCK_BYTES = 64 << 20
 
 
 def open_frame_source(

@@ -13,19 +13,26 @@ import contextlib
 import functools
 import logging
 import os
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 
 import numpy as np
 import torch
 from torch import nn
 
-from dataset.source import FrameSource, iter_windows, open_frame_source
+from dataset.source import (
+    FrameSource,
+    PrefetchSource,
+    VideoFileSource,
+    in_thread,
+    iter_windows,
+    open_frame_source,
+)
 from dataset.transform import center_crop, to_clips
 from model.common import unwrap_model
 from util.cli import DEFAULT_OVERLAP, TTA_MODES
 from util.frame_dir import VIDEO_FILE, FrameDir
-from util.io import store_json
+from util.io import DataError, store_json
 from util.postprocess import PostProcess, scores_to_events, store_scores
 
 log = logging.getLogger(__name__)
@@ -113,11 +120,13 @@ def autocast(device: torch.device, dtype: torch.dtype | None = None) -> contextl
 VideoScores = tuple[np.ndarray, np.ndarray | None, np.ndarray | None]
 
 
-class _Accumulator:
-    """Running sums of per-frame outputs over windows, growing as a stream of unknown length is read."""
+class ScoreSums:
+    """Running sums of per-frame outputs over windows, growing as a stream of unknown length is read. It holds
+    frames ``[offset, offset + capacity)`` of a video: one rank's share (``predict_range``), or all of it."""
 
-    def __init__(self, capacity: int, num_outputs: int):
+    def __init__(self, capacity: int, num_outputs: int, offset: int = 0):
         self.capacity = max(capacity, 1)
+        self.offset = offset
         self.sums = {"scores": np.zeros((self.capacity, num_outputs), np.float64)}
         self.count = np.zeros(self.capacity, np.int32)
 
@@ -128,7 +137,9 @@ class _Accumulator:
         for name, values in self.sums.items():
             self.sums[name] = np.concatenate([values, np.zeros((grow, *values.shape[1:]))])
 
-    def add(self, start: int, outputs: dict[str, np.ndarray]) -> None:
+    def add(self, start: int, outputs: dict[str, np.ndarray], count: np.ndarray | int = 1) -> None:
+        """Add the outputs of frames from ``start`` (a video's frame number) on."""
+        start -= self.offset
         end = start + len(outputs["scores"])
         if end > self.capacity:
             self._grow(end)
@@ -136,7 +147,12 @@ class _Accumulator:
             if name not in self.sums:
                 self.sums[name] = np.zeros((self.capacity, *values.shape[1:]), np.float64)
             self.sums[name][start:end] += values
-        self.count[start:end] += 1
+        self.count[start:end] += count
+
+    def merge(self, other: ScoreSums) -> None:
+        """Add another share's sums (another rank's windows of the same video)."""
+        size = min(other.capacity, len(self.count) + self.offset - other.offset)
+        self.add(other.offset, {k: v[:size] for k, v in other.sums.items()}, other.count[:size])
 
     def result(self, num_frames: int) -> VideoScores:
         count = np.maximum(self.count[:num_frames], 1)
@@ -236,25 +252,67 @@ def predict_scores(
     the autocast type (torch.float32: none); None: :func:`autocast`'s default for the device. Training passes its
     own, so that the epoch and the post-processing are chosen on the scores it trained for.
     """
+    total = frame_source.num_frames
+    acc, num_read = _accumulate(
+        model, config, frame_source.iter_chunks(int(config["clip_len"])), frame_source, total or 0,
+        batch_size, device, precision, progress=progress,
+    )  # fmt: skip
+    return acc.result(num_read)
+
+
+def predict_range(
+    model: nn.Module,
+    config: dict,
+    frame_source: FrameSource,
+    start: int,
+    stop: int,
+    batch_size: int = DEFAULT_BATCH_SIZE,
+    device: str | torch.device | None = None,
+    precision: torch.dtype | None = None,
+) -> ScoreSums:
+    """The summed outputs of the windows that frames ``[start, stop)`` hold, one rank's share of a video
+    (``shard_windows`` gives the ranges: their windows are those ``predict_scores`` reads). The shares of all
+    ranks, merged (``ScoreSums.merge``), give ``predict_scores``'s result. Frames are read in a thread ahead
+    of the model."""
+    chunks = in_thread(frame_source.iter_range(start, stop, int(config["clip_len"])), 3, "frame-prefetch")
+    acc, num_read = _accumulate(model, config, chunks, frame_source, stop - start, batch_size, device, precision,
+                                offset=start)  # fmt: skip
+    if num_read != stop - start:
+        raise DataError(f"{frame_source.name}: read {num_read} frames of [{start}, {stop})")
+    return acc
+
+
+def _accumulate(
+    model: nn.Module,
+    config: dict,
+    chunks: Iterator[np.ndarray],
+    frame_source: FrameSource,
+    capacity: int,
+    batch_size: int,
+    device: str | torch.device | None,
+    precision: torch.dtype | None,
+    offset: int = 0,
+    progress: Callable[[int, int | None], None] | None = None,
+) -> tuple[ScoreSums, int]:
+    """The windows of frames ``chunks`` (frame ``offset`` on), batched through the model: (their summed outputs,
+    the number of frames read)."""
     device = resolve_device(device)
     model = unwrap_model(model)
     was_training = model.training
     model.eval()
     clip_len = int(config["clip_len"])
-    stride = window_stride(config)
-    total = frame_source.num_frames
     features = getattr(frame_source, "holds_features", False)  # a source of (n, dim) features, not images
-    acc = _Accumulator(total or 4 * clip_len, len(config["classes"]) + 1)
+    acc = ScoreSums(capacity or 4 * clip_len, len(config["classes"]) + 1, offset)
     num_read = 0
     pending: list[tuple[int, np.ndarray, int]] = []
 
     def flush() -> None:
         outputs = _run_batch(model, [w for _, w, _ in pending], config, device, features, precision)
         for i, (start, _, num_valid) in enumerate(pending):
-            acc.add(start, {name: values[i, :num_valid] for name, values in outputs.items()})
+            acc.add(offset + start, {name: values[i, :num_valid] for name, values in outputs.items()})
         pending.clear()
         if progress is not None:
-            progress(num_read, total)
+            progress(num_read, frame_source.num_frames)
 
     def counted(chunks):
         nonlocal num_read
@@ -264,7 +322,7 @@ def predict_scores(
 
     try:
         with torch.inference_mode():
-            for window in iter_windows(counted(frame_source.iter_chunks(clip_len)), clip_len, stride):
+            for window in iter_windows(counted(chunks), clip_len, window_stride(config)):
                 pending.append(window)
                 if len(pending) == batch_size:
                     flush()
@@ -272,7 +330,36 @@ def predict_scores(
                 flush()
     finally:
         model.train(was_training)
-    return acc.result(num_read)
+    return acc, num_read
+
+
+def window_spans(num_frames: int, clip_len: int, stride: int) -> list[tuple[int, int]]:
+    """(start, end) of the windows ``iter_windows`` reads on a video of ``num_frames`` frames: every ``stride``
+    frames, then one aligned to the end when the last regular one stops short of it."""
+    spans = [(start, start + clip_len) for start in range(0, num_frames - clip_len + 1, stride)]
+    if num_frames and (spans[-1][1] if spans else 0) < num_frames:
+        spans.append((max(num_frames - clip_len, 0), num_frames))
+    return spans
+
+
+def shard_windows(
+    lengths: Sequence[int], clip_len: int, stride: int, num_shards: int
+) -> list[list[tuple[int, int, int]]]:
+    """Every window of videos of these ``lengths`` (frames), in order, cut into ``num_shards`` runs of equal size
+    (to a window), one per rank: each shard is a list of ``(video index, first frame, stop frame)``, the frame
+    range holding its windows of that video. A range of consecutive windows reads back, through
+    ``iter_windows``, exactly those windows, so ``predict_range`` over the shards does ``predict_scores``'s work
+    once, shared out. (SoccerNet-Ball has one val game: by videos, one rank would predict it alone.)"""
+    windows = [(i, span) for i, n in enumerate(lengths) for span in window_spans(int(n), clip_len, stride)]
+    shards = []
+    for k in range(num_shards):
+        share = windows[len(windows) * k // num_shards : len(windows) * (k + 1) // num_shards]
+        ranges: dict[int, list[int]] = {}
+        for video, (start, end) in share:
+            first = ranges.setdefault(video, [start, end])
+            first[1] = end
+        shards.append([(video, lo, hi) for video, (lo, hi) in ranges.items()])
+    return shards
 
 
 def predict_videos(
@@ -292,6 +379,8 @@ def predict_videos(
     for video in videos:
         path = frames.locate(video["video"], video.get(VIDEO_FILE))
         source = model_frame_source(config, path, num_frames=video.get("num_frames"))
+        if isinstance(source, VideoFileSource):  # decoded in a thread ahead of the model
+            source = PrefetchSource(source)
         results[video["video"]] = predict_scores(
             model, config, source, batch_size=batch_size, device=device, precision=precision
         )

@@ -12,7 +12,7 @@ from dataset.frame import VideoEvents, clip_displacement
 from dataset.source import FrameSource
 from dataset.transform import mixup_clips
 from model.common import build_model, default_config
-from model.predict import _Accumulator, predict_scores, window_stride
+from model.predict import ScoreSums, predict_scores, window_stride
 from model.select import per_class_windows
 from model.train import displacement_loss, spot_loss
 from util.postprocess import PostProcess, displace, load_scores, scores_to_events, store_scores
@@ -220,13 +220,13 @@ def test_more_overlap_sees_each_frame_more_often(monkeypatch):
 
     frames = np.zeros((40, 4, 4, 3), np.uint8)
     starts: list[int] = []
-    original = _Accumulator.add
+    original = ScoreSums.add
 
     def add(self, start, outputs):
         starts.append(start)
         original(self, start, outputs)
 
-    monkeypatch.setattr(_Accumulator, "add", add)
+    monkeypatch.setattr(ScoreSums, "add", add)
     counts = {}
     for overlap in (0.0, 0.5, 0.75):
         starts.clear()

@@ -175,12 +175,10 @@ def test_config_records_the_resolved_precision_and_a_resume_on_another_gpu_is_no
     from model.train.run import prepare
     from model.train.run_config import check_resume_config
     from tests.test_train import tiny_library, train_argv
-    from util.io import load_json
 
     frame_dir, data_dir = tiny_library(tmp_path)
     args = from_namespace(train_e2e.get_args(train_argv(tmp_path, frame_dir, data_dir, "--no-amp")))
-    prepare(args, Dist(), tmp_path / "model")
-    saved = load_json(tmp_path / "model" / "config.json")
+    _, _, saved, _ = prepare(args, Dist(), tmp_path / "model")  # the config.json that rank 0 writes
     assert saved["train"]["resolved"]["precision"] == "fp32"
     # --amp_dtype auto, saved in bf16 on an A100 and resumed on a V100 (fp16): the same flags, so not refused.
     bf16 = {

@@ -7,6 +7,7 @@ import os
 import shutil
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import numpy as np
@@ -412,7 +413,8 @@ def test_flags_of_the_seed_readme():
 
 
 def ddp_library(root: Path) -> tuple[Path, Path]:
-    """Four val and four test videos, so that each of two ranks predicts two of each; some are video files."""
+    """One val video, as SoccerNet-Ball has one val game (two ranks share its windows), and four test videos of
+    other lengths; some are video files."""
 
     def video(name, n, events):
         return {"video": name, "num_frames": n, "events": events}
@@ -421,10 +423,10 @@ def ddp_library(root: Path) -> tuple[Path, Path]:
         root,
         {
             "train": [video("lg/s/a", 40, [event(10), event(25, "DRIVE", "right")]), video("lg/s/b", 24, [event(5)])],
-            "val": [video(f"lg/s/v{i}", 20 + 4 * i, [event(3 + i, "PASS", "right"), event(14, "DRIVE")]) for i in range(4)],
+            "val": [video("lg/s/v0", 58, [event(3, "PASS", "right"), event(14, "DRIVE"), event(40, "PASS", "left")])],
             "test": [video(f"lg/s/t{i}", 18 + 5 * i, [event(6 + i, "DRIVE")]) for i in range(4)],
         },
-        as_video=("lg/s/a", "lg/s/v0", "lg/s/v1", "lg/s/t0"),  # files of a video library, decoded on the fly
+        as_video=("lg/s/a", "lg/s/v0", "lg/s/t0"),  # files of a video library, decoded on the fly
     )  # fmt: skip
 
 
@@ -477,6 +479,86 @@ def test_two_process_gloo_run_agrees_on_one_epoch_and_only_rank_0_writes(tmp_pat
         for video, (scores, team, _) in alone.items():
             np.testing.assert_allclose(written[video][0], scores, atol=1e-5)
             np.testing.assert_allclose(written[video][1], team, atol=1e-5)
+
+
+def launch_ranks(tmp_path: Path, argvs: list[list[str]], timeout: float) -> list[subprocess.CompletedProcess]:
+    """One train_e2e.py process per rank of a gloo job, each with its own arguments (as on several nodes)."""
+    env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONPATH=str(REPO), WORLD_SIZE=str(len(argvs)))
+    env.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(free_port()))
+    procs = [
+        subprocess.Popen(
+            [sys.executable, str(REPO / "train_e2e.py"), *argv],
+            cwd=tmp_path,
+            env=dict(env, RANK=str(rank), LOCAL_RANK=str(rank)),
+            text=True,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+        )  # fmt: skip
+        for rank, argv in enumerate(argvs)
+    ]
+    results = []
+    try:
+        for proc in procs:
+            out, err = proc.communicate(timeout=timeout)
+            results.append(subprocess.CompletedProcess(proc.args, proc.returncode, out, err))
+    finally:
+        for proc in procs:
+            proc.kill()
+    return results
+
+
+def free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.mark.slow
+def test_ranks_whose_frames_differ_all_stop_at_once_naming_the_missing_folder(tmp_path):
+    frame_dir, data_dir = ddp_library(tmp_path)
+    other = tmp_path / "node-2-frames"  # another node's copy of the frames, without the val video
+    shutil.copytree(frame_dir, other)
+    shutil.rmtree(other / "lg/s/v0")
+    flags = ("--num_epochs", "1")
+    argvs = [train_argv(tmp_path, frame_dir, data_dir, *flags), train_argv(tmp_path, other, data_dir, *flags)]
+    started = time.monotonic()
+    results = launch_ranks(tmp_path, argvs, timeout=400)
+    seconds = time.monotonic() - started
+    for rank, result in enumerate(results):
+        assert result.returncode == 2, (rank, result.stderr[-2000:])
+        last = result.stderr.strip().splitlines()[-1]
+        assert last.startswith(
+            f"error: rank 1 of 2: {other}: no frame folder for 1 video(s), e.g. lg/s/v0"
+        ), last
+        assert "Traceback" not in result.stderr
+    assert seconds < 200  # not --dist_timeout's 5 minutes: every rank knew at once
+    assert not (tmp_path / "model" / "config.json").exists()
+
+
+@pytest.mark.slow
+def test_a_rank_lost_mid_epoch_ends_the_others_with_a_message(tmp_path):
+    frame_dir, data_dir = ddp_library(tmp_path)
+    other = (
+        tmp_path / "node-2-frames"
+    )  # another node's copy, its frames of a train video damaged past frame 0
+    shutil.copytree(frame_dir, other)
+    for jpeg in sorted((other / "lg/s/b").glob("*.jpg"))[1:]:
+        jpeg.write_bytes(b"")
+    flags = (
+        "--num_epochs",
+        "1",
+        "--epoch_num_frames",
+        "160",
+    )  # 10 clips per rank: some read the damaged frames
+    argvs = [train_argv(tmp_path, frame_dir, data_dir, *flags), train_argv(tmp_path, other, data_dir, *flags)]
+    rank_0, rank_1 = launch_ranks(tmp_path, argvs, timeout=400)
+    assert rank_1.returncode == 2 and "not a readable JPEG" in rank_1.stderr.strip().splitlines()[-1]
+    assert rank_0.returncode == 2, rank_0.stderr[-2000:]
+    last = rank_0.stderr.strip().splitlines()[-1]
+    assert last.startswith("error: rank 0 of 2: another rank stopped answering ("), last
+    assert "--dist_timeout (now 5 min)" in last and "Traceback" not in rank_0.stderr
 
 
 # A short schedule that learns the cues of the libraries below in seconds.

@@ -1,7 +1,9 @@
 """Processes and devices of a training run: one process, or one per GPU under DDP (``torchrun`` or ``-mgpu``).
 
 ``Dist`` says which process this is; the helpers below are the only places ranks talk to each other (a mean over
-ranks, a barrier, rank 0's decision broadcast to all), so that every rank takes the same branch.
+ranks, a barrier, rank 0's decision broadcast to all, every rank's word gathered), so that every rank takes the
+same branch. A rank that fails where the others would wait for it must say so first (``on_every_rank``): then all
+of them stop together, with the same message, instead of waiting in a collective until the timeout.
 """
 
 from __future__ import annotations
@@ -9,18 +11,24 @@ from __future__ import annotations
 import logging
 import os
 import socket
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
+from datetime import timedelta
+from typing import TYPE_CHECKING, TypeVar
 
 import torch
 import torch.distributed as torch_dist
 
 from model.predict import resolve_device
+from model.train.options import DIST_TIMEOUT_MIN
+from util.io import DataError
 
 if TYPE_CHECKING:
     from model.train.options import TrainOptions
 
 log = logging.getLogger(__name__)
+
+T = TypeVar("T")
 
 
 @dataclass
@@ -55,12 +63,17 @@ def set_exactness(deterministic: bool, on_cuda: bool) -> None:
         torch.use_deterministic_algorithms(True, warn_only=True)
 
 
-def init_distributed(device: str | None, backend: str = "auto", deterministic: bool = False) -> Dist:
+def init_distributed(
+    device: str | None,
+    backend: str = "auto",
+    deterministic: bool = False,
+    timeout_min: float = DIST_TIMEOUT_MIN,
+) -> Dist:
     """One process of a torchrun / -mgpu job (WORLD_SIZE > 1 in the environment), or a lone process.
 
     ``backend`` "auto" is NCCL on GPUs and gloo on CPU; gloo also runs on GPUs (slower), e.g. for two processes
     sharing one GPU, which NCCL refuses. Processes beyond the local GPU count share GPUs round-robin.
-    ``deterministic``: ``set_exactness``."""
+    ``deterministic``: ``set_exactness``. ``timeout_min``: how long a collective waits for a lost rank."""
     world_size = int(os.environ.get("WORLD_SIZE", "1"))
     rank, local_rank = int(os.environ.get("RANK", "0")), int(os.environ.get("LOCAL_RANK", "0"))
     resolved = resolve_device(device)
@@ -73,7 +86,7 @@ def init_distributed(device: str | None, backend: str = "auto", deterministic: b
         if backend == "auto":
             backend = "nccl" if resolved.type == "cuda" else "gloo"
         kwargs = {"device_id": resolved} if resolved.type == "cuda" and backend == "nccl" else {}
-        torch_dist.init_process_group(backend, **kwargs)
+        torch_dist.init_process_group(backend, timeout=timedelta(minutes=timeout_min), **kwargs)
     return Dist(rank, world_size, local_rank, resolved)
 
 
@@ -140,3 +153,63 @@ def from_rank_0(value, dist: Dist):
     box = [value]
     torch_dist.broadcast_object_list(box, src=0, device=comm_device(dist))
     return box[0]
+
+
+def gather_all(value, dist: Dist) -> list:
+    """Every rank's ``value`` (picklable), on every rank, in rank order."""
+    if not dist.active:
+        return [value]
+    values = [None] * dist.world_size
+    torch_dist.all_gather_object(values, value)
+    return values
+
+
+def on_every_rank(work: Callable[[], T], dist: Dist) -> T:
+    """``work()`` (which must hold no collective) on every rank, then a word from each: where it failed on some
+    rank (a DataError: a folder missing on one node, another FRAME_DIR), every rank raises the same DataError
+    naming the ranks, so that none waits for one that has gone. Another exception is re-raised as it is on its
+    rank (a bug keeps its traceback) and named on the others."""
+    if not dist.active:
+        return work()
+    result, error, word = None, None, None
+    try:
+        result = work()
+    except Exception as e:  # noqa: BLE001 - told to the other ranks, then raised again
+        error, word = e, str(e) if isinstance(e, DataError) else f"{type(e).__name__}: {e}"
+    words = gather_all(word, dist)
+    failed: dict[str, list[int]] = {}
+    for rank, text in enumerate(words):
+        if text is not None:
+            failed.setdefault(text, []).append(rank)
+    if not failed:
+        return result
+    if error is not None and not isinstance(error, DataError):
+        raise error
+    raise DataError("; ".join(f"{_ranks(ranks, dist.world_size)}: {text}" for text, ranks in failed.items()))
+
+
+def _ranks(ranks: list[int], world_size: int) -> str:
+    if len(ranks) == world_size:
+        return f"every rank of {world_size}"
+    return f"rank{'s' if len(ranks) > 1 else ''} {', '.join(map(str, ranks))} of {world_size}"
+
+
+def lost_rank(error: BaseException, dist: Dist, timeout_min: float) -> DataError | None:
+    """A collective that failed because another rank went away (its connection closed, or it said nothing for
+    ``--dist_timeout``), as a message for this rank; None for any other error."""
+    text = str(error)
+    markers = (
+        "Connection closed by peer",
+        "Connection reset by peer",
+        "Timed out",
+        "timed out",
+        "Broken pipe",
+    )
+    if not dist.active or not any(m in text for m in markers):
+        return None
+    first = text.strip().splitlines()[0][:200] if text.strip() else type(error).__name__
+    return DataError(
+        f"rank {dist.rank} of {dist.world_size}: another rank stopped answering ({first}); the first rank to "
+        f"fail says why in its own log. A rank that is only slow needs a longer --dist_timeout (now "
+        f"{timeout_min:g} min)"
+    )

@@ -9,7 +9,7 @@
   is trained.
 
 Each kind supplies the clip datasets, the batch preparation, the module trained, the forward pass on a clip, and
-the predict source of whole videos: nothing downstream asks which kind it has.
+the frame source of a video to predict: nothing downstream asks which kind it has.
 """
 
 from __future__ import annotations
@@ -34,8 +34,9 @@ from dataset.feature import (
     load_feature_info,
 )
 from dataset.frame import VAL_STREAM, EpochSampler, FrameClipDataset
+from dataset.source import FrameSource
 from dataset.transform import ClipAugment, center_crop, mixup_clips, to_clips
-from model.predict import DEFAULT_BATCH_SIZE, predict_scores, predict_videos
+from model.predict import model_frame_source
 from model.shift import DEFAULT_VARIANT
 from util.frame_dir import VIDEO_FILE, FrameDir
 from util.frame_folder import read_fps
@@ -125,16 +126,11 @@ class FrameInputs:
         """Whether the frames (a frame folder or a library file) of every video are there to predict."""
         return all(self.frames.has(v["video"], v.get(VIDEO_FILE)) for v in videos)
 
-    def predict(
-        self,
-        net: nn.Module,
-        config: dict,
-        videos: Sequence[dict],
-        device: torch.device,
-        precision: torch.dtype | None = None,
-    ) -> dict:
-        """Per-frame scores of whole videos under ``precision`` (the training's: ``predict_scores``)."""
-        return predict_videos(net, config, self.frames, videos, DEFAULT_BATCH_SIZE, device, precision)
+    def source(self, config: dict, video: dict) -> FrameSource:
+        """The frames of ``video`` for prediction (its frame folder, or its library file decoded at the model's
+        rate and size)."""
+        path = self.frames.locate(video["video"], video.get(VIDEO_FILE))
+        return model_frame_source(config, path, num_frames=int(video["num_frames"]))
 
 
 class FeatureInputs:
@@ -240,27 +236,10 @@ class FeatureInputs:
     def has(self, videos: Sequence[dict]) -> bool:
         return all(feature_path(self.frame_dir, v["video"]).is_file() for v in videos)
 
-    def predict(
-        self,
-        net: nn.Module,
-        config: dict,
-        videos: Sequence[dict],
-        device: torch.device,
-        precision: torch.dtype | None = None,
-    ) -> dict:
-        """The temporal head alone, on the precomputed features, under ``precision`` (the training's)."""
-        fps = float(config["fps"])
-        return {
-            v["video"]: predict_scores(
-                net,
-                config,
-                FeatureSource(feature_path(self.frame_dir, v["video"]), fps, v.get("num_frames")),
-                DEFAULT_BATCH_SIZE,
-                device,
-                precision=precision,
-            )
-            for v in videos
-        }
+    def source(self, config: dict, video: dict) -> FeatureSource:
+        """The precomputed features of ``video`` (the temporal head alone runs on them)."""
+        path = feature_path(self.frame_dir, video["video"])
+        return FeatureSource(path, float(config["fps"]), int(video["num_frames"]))
 
 
 class FeatureForward(nn.Module):

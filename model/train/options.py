@@ -41,6 +41,11 @@ RECORDED = ("git_commit", "resolved")
 _UNSET = object()
 
 
+# --dist_timeout's default, minutes: a lost rank (a crashed node) ends the job after this long, with a message,
+# not after NCCL's 10-minute watchdog (gloo's: 30).
+DIST_TIMEOUT_MIN = 5.0
+
+
 def _positive(value) -> str | None:
     return None if value > 0 else f"must be positive, not {value}"
 
@@ -169,6 +174,10 @@ class TrainOptions:
     dist_backend: str = opt("auto", "--dist_backend", choices=["auto", "nccl", "gloo"], role=RUNTIME,
         help="torch.distributed backend under torchrun / -mgpu: NCCL on GPUs, gloo on CPU (gloo also on GPUs, e.g. "
         "several processes sharing one GPU)")  # fmt: skip
+    dist_timeout: float = opt(DIST_TIMEOUT_MIN, "--dist_timeout", role=RUNTIME, type=float, check=_positive,
+        help="minutes a process of a torchrun / -mgpu job waits for the others in a collective: a lost rank "
+        "(a crashed node) ends the job after this long, with a message. Raise it if rank 0's own work between "
+        "epochs (checkpoints on a slow disk, the selection on many val games) takes longer")  # fmt: skip
     device: str = opt("auto", "--device", role=RUNTIME, help="auto, cpu, cuda or cuda:N")
     deterministic: bool = opt(False, "--deterministic", role=RUNTIME, action="store_true",
         help="exact on GPUs: a --resume then matches an uninterrupted run bit for bit, as it always does on a CPU. "

@@ -12,7 +12,14 @@ from typing import TYPE_CHECKING
 import torch.distributed as torch_dist
 
 from model.common import load_checkpoint, save_selection
-from model.predict import write_predictions
+from model.predict import (
+    DEFAULT_BATCH_SIZE,
+    ScoreSums,
+    predict_range,
+    shard_windows,
+    window_stride,
+    write_predictions,
+)
 from model.select import (
     class_threshold_record,
     describe_interval,
@@ -21,6 +28,7 @@ from model.select import (
     selection_record,
     val_interval,
 )
+from model.train.dist import gather_all
 from util.postprocess import DEFAULT_DISPLAY_THRESHOLD, DEFAULT_TARGET_PRECISION, PostProcess
 
 if TYPE_CHECKING:
@@ -32,25 +40,33 @@ PREDICT_SPLITS = ("val", "test", "challenge")
 
 
 def predict_sharded(trainer: Trainer, videos: Sequence[dict]) -> dict | None:
-    """Per-frame scores of ``videos`` (rank r predicts every world_size-th video); the union on rank 0, None
-    elsewhere."""
-    dist = trainer.dist
-    shard = list(videos)[dist.rank :: dist.world_size]
-    # In the training's precision (fp32 under --no-amp, fp16 where it trains in fp16), not predict's default: the
-    # epoch and the post-processing are chosen on the scores of the model as it was trained.
-    results = trainer.inputs.predict(
-        trainer.eval_net, trainer.config, shard, dist.device, trainer.precision.dtype
-    )
-    if not dist.active:
-        return results
-    gathered = [None] * dist.world_size if dist.is_main else None
-    torch_dist.gather_object(results, gathered, dst=0)
+    """Per-frame scores of ``videos``, every rank predicting an equal share of their windows (``shard_windows``:
+    by frame ranges, so that one long val game keeps every GPU busy); the union on rank 0, None elsewhere."""
+    dist, config, net = trainer.dist, trainer.config, trainer.eval_net
+    lengths = [int(v["num_frames"]) for v in videos]
+    share = shard_windows(lengths, int(config["clip_len"]), window_stride(config), dist.world_size)[dist.rank]
+    partial = {}
+    for index, start, stop in share:
+        source = trainer.inputs.source(config, videos[index])
+        # In the training's precision (fp32 under --no-amp, fp16 where it trains in fp16), not predict's
+        # default: the epoch and the post-processing are chosen on the scores of the model as it was trained.
+        partial[index] = predict_range(
+            net, config, source, start, stop, DEFAULT_BATCH_SIZE, dist.device, trainer.precision.dtype
+        )
+    gathered = [partial]
+    if dist.active:
+        gathered = [None] * dist.world_size if dist.is_main else None
+        torch_dist.gather_object(partial, gathered, dst=0)
     if not dist.is_main:
         return None
-    merged = {}
-    for part in gathered:
-        merged.update(part)
-    return {v["video"]: merged[v["video"]] for v in videos}
+    results = {}
+    for index, (video, length) in enumerate(zip(videos, lengths, strict=True)):
+        whole = ScoreSums(length, len(config["classes"]) + 1)
+        for part in gathered:
+            if index in part:
+                whole.merge(part[index])
+        results[video["video"]] = whole.result(length)
+    return results
 
 
 def predict_best(
@@ -93,9 +109,12 @@ def predict_best(
             continue
         if split == "val":
             results = val_results
-        elif not trainer.inputs.has(videos):
-            log.warning(
-                "skipping predictions on %s: some of its frame folders (or features) are missing", split
+        elif lacking := [r for r, has in enumerate(gather_all(trainer.inputs.has(videos), dist)) if not has]:
+            where = f" on rank {', '.join(map(str, lacking))}" if dist.active else ""
+            log.warning(  # every rank skips it: one without the frames would leave the others waiting
+                "skipping predictions on %s: some of its frame folders (or features) are missing%s",
+                split,
+                where,
             )
             continue
         else:
