@@ -163,8 +163,11 @@ class VideoFileSource(FrameSource):
             yield np.stack(buffer)
 
     def iter_range(self, start: int, stop: int, chunk_len: int) -> Iterator[np.ndarray]:
-        """Frames ``[start, stop)`` by seeking (``util.video_index``: the frames a decode from the start gives), in
-        blocks of about ``RANGE_BLOCK_BYTES`` (each block seeks once, to the keyframe before it)."""
+        """Frames ``[start, stop)``: from the first frame, decoded as ``iter_chunks`` decodes them; from a later one,
+        by one seek to the keyframe before it (``util.video_index``: the frames a decode from the start gives)."""
+        if start == 0:
+            yield from super().iter_range(start, stop, chunk_len)
+            return
         from util.video_index import VideoFrames
 
         frames = VideoFrames(self.path, self.fps, size=self.size)
@@ -174,18 +177,9 @@ class VideoFileSource(FrameSource):
                     f"{self.path}: {frames.num_frames} frames at {self.fps:g} fps, fewer than the {stop} expected "
                     "(parse the labels again against this video)"
                 )
-            width, height = frames.size
-            block = max(chunk_len, RANGE_BLOCK_BYTES // (3 * width * height))
-            for first in range(start, stop, block):
-                frames_read = frames.read(first, min(first + block, stop))
-                for i in range(0, len(frames_read), chunk_len):
-                    yield frames_read[i : i + chunk_len]
+            yield from frames.iter_range(start, stop, chunk_len)
         finally:
             frames.close()
-
-
-# A video file's range is decoded in blocks of this many bytes of frames (each block seeks once).
-RANGE_BLOCK_BYTES = 64 << 20
 
 
 def open_frame_source(

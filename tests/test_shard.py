@@ -103,17 +103,43 @@ def test_a_range_reads_its_frames_from_every_kind_of_source(tmp_path):
     np.testing.assert_array_equal(np.concatenate(list(source.iter_range(3, 14, 5))), features[3:14])
 
 
-def test_a_video_files_range_is_the_frames_of_a_decode_from_the_start(tmp_path, monkeypatch):
-    import dataset.source
+def test_a_video_files_range_is_the_frames_of_a_decode_from_the_start(tmp_path):
     from tests.conftest import SEEKING_X264
+    from util.video_index import VideoFrames
 
-    monkeypatch.setattr(dataset.source, "RANGE_BLOCK_BYTES", 9 * 64 * 36 * 3)  # blocks of 9 frames: 9 seeks
-    path = tmp_path / "v.mp4"
+    path = tmp_path / "v.mp4"  # a keyframe every 10 frames, B-frames
     write_index_video(path, fps=25.0, seconds=3.0, size=(64, 36), options=SEEKING_X264)
     source = VideoFileSource(path, fps=12.5, size=(64, 36))
     every = np.concatenate(list(source.iter_chunks(7)))
     assert len(every) == 38
-    for lo, hi in ((0, 38), (11, 29), (31, 38)):
-        np.testing.assert_array_equal(np.concatenate(list(source.iter_range(lo, hi, 7))), every[lo:hi])
+    for lo, hi in ((0, 38), (11, 29), (31, 38), (37, 38)):
+        chunks = list(source.iter_range(lo, hi, 7))
+        assert [len(c) for c in chunks[:-1]] == [7] * (len(chunks) - 1)
+        np.testing.assert_array_equal(np.concatenate(chunks), every[lo:hi])
+    frames = VideoFrames(path, 12.5, size=(64, 36))
+    list(frames.iter_range(30, 38, 7))
+    assert (
+        frames.decoded <= 20
+    )  # one seek, to the keyframe before source frame 60: not a decode from the start
     with pytest.raises(DataError, match="v.mp4: 38 frames at 12.5 fps, fewer than the 40 expected"):
         list(source.iter_range(30, 40, 7))
+
+
+def test_a_seek_that_lands_late_falls_back_to_reading_by_range(tmp_path, monkeypatch):
+    from tests.conftest import SEEKING_X264
+    from util.video_index import VideoFrames, VideoIndex
+
+    path = tmp_path / "v.mp4"
+    write_index_video(path, fps=25.0, seconds=2.0, size=(64, 36), options=SEEKING_X264)
+    every = np.concatenate(list(VideoFileSource(path, fps=25.0, size=(64, 36)).iter_chunks(8)))
+    late = VideoIndex.keyframe_before
+
+    def keyframe_after(self, source_frame):  # the keyframe after the one needed: its first frame is too late
+        return late(self, min(source_frame + 10, len(self.pts) - 1))
+
+    frames = VideoFrames(path, 25.0, size=(64, 36))
+    monkeypatch.setattr(VideoIndex, "keyframe_before", keyframe_after)
+    chunks = list(frames.iter_range(13, 41, 8))
+    monkeypatch.undo()
+    assert [len(c) for c in chunks] == [8, 8, 8, 4]
+    np.testing.assert_array_equal(np.concatenate(chunks), every[13:41])

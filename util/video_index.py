@@ -21,6 +21,7 @@ import logging
 import os
 import zipfile
 from collections import OrderedDict
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -259,6 +260,55 @@ class VideoFrames:
         self.used += stop - start
         return frames
 
+    def iter_range(self, start: int, stop: int, chunk_len: int) -> Iterator[np.ndarray]:
+        """Frames ``[start, stop)`` in order, in chunks of ``chunk_len``: one seek, then decoding forward, so a long
+        range costs what decoding it costs (``read`` seeks at every call). Where the stream does not give the
+        indexed frames in order (a seek that lands late, a damaged stretch), the rest is read as ``read`` reads it,
+        with its errors."""
+        if not 0 <= start <= stop <= self.num_frames:
+            raise IndexError(f"{self.path}: frames [{start}, {stop}) outside [0, {self.num_frames})")
+        wanted = self.index.pts[self.source[start:stop]].tolist()
+        done, chunk = 0, []
+        if wanted:
+            width, height = self.size
+            container, stream = self._stream()
+            context = stream.codec_context
+            skip = self.skip_unused and self._skippable()
+            needed = set(wanted)
+            key = self.index.keyframe_before(int(self.source[start]))
+            try:
+                container.seek(int(self.index.pts[key]), stream=stream, backward=True, any_frame=False)
+                for packet in container.demux(stream):
+                    if skip and packet.pts is not None:
+                        context.skip_frame = "DEFAULT" if packet.pts in needed else "NONREF"
+                    for frame in packet.decode():
+                        self.decoded += 1
+                        if frame.pts is None or frame.pts < wanted[done]:
+                            continue
+                        if frame.pts > wanted[done]:
+                            raise _Leave
+                        image = _convert(frame, width, height, "rgb24")
+                        while done < len(wanted) and wanted[done] == frame.pts:
+                            chunk.append(image)
+                            done += 1
+                            if len(chunk) == chunk_len:
+                                yield np.stack(chunk)
+                                chunk = []
+                        if done == len(wanted):
+                            raise _Leave  # all there: leave the demuxer
+            except (_Leave, av.error.FFmpegError):
+                pass
+            context.skip_frame = "DEFAULT"
+            self.close()
+        self.used += done
+        for first in range(start + done, stop, chunk_len):
+            chunk.extend(self.read(first, min(first + chunk_len, stop)))
+            if len(chunk) >= chunk_len:
+                yield np.stack(chunk[:chunk_len])
+                chunk = chunk[chunk_len:]
+        if chunk:
+            yield np.stack(chunk)
+
     def _decode(self, first: int, needed: set[int]) -> dict[int, np.ndarray]:
         """Decode from the keyframe before source frame ``first`` until every frame of ``needed`` (pts) is in.
 
@@ -318,6 +368,10 @@ class VideoFrames:
         by higher temporal layers, so other codecs decode every frame."""
         _, stream = self._stream()
         return stream.codec_context.name in SKIPPABLE_CODECS
+
+
+class _Leave(Exception):
+    """``VideoFrames.iter_range`` leaves the decoding loop (done, or a frame that is not the next one indexed)."""
 
 
 class VideoFramesCache:
