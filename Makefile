@@ -5,7 +5,8 @@
 #   make test-fast - the unit tests only (no end-to-end runs, no browser): the edit-test loop, under a minute
 #   make lint   - ruff check + ruff format --check
 #   make bench  - benchmarks of the hot paths (prints ratios against baselines measured in the same run)
-#   make gpu-check - prove every CUDA path on the GPU(s) here and measure them (gpu-report.json); no GPU: says so
+#   make gpu-check - prove every CUDA path on the GPU(s) here and measure them (gpu-report.json); no GPU: says so.
+#                    GPU_CHECK_ARGS="--plan --gpus 8 --capability 7.0": what it runs on such a node (no GPU needed)
 #   make app    - the web app on the demo model
 #   make clean  - remove demo/ outputs and caches (keeps .venv)
 
@@ -73,8 +74,10 @@ format: setup-dev
 bench: setup-dev fast-alloc
 	$(PY) -m benchmarks
 
+# GPU_CHECK_ARGS: more flags of benchmarks/gpu_check.py, e.g. --plan --gpus 8 --capability 7.0 (runs nothing).
+GPU_CHECK_ARGS ?=
 gpu-check: setup-dev
-	$(PY) -m benchmarks.gpu_check --out gpu-report.json
+	$(PY) -m benchmarks.gpu_check --out gpu-report.json $(GPU_CHECK_ARGS)
 
 app: setup fast-alloc
 	$(PY) app/app.py --model_dir $(DEMO_DIR)/model
