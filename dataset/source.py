@@ -9,15 +9,19 @@
 - ``iter_windows``: the sliding inference windows over a source.
 - ``VideoInput`` / ``resolve_input``: one input of step 5 (a frame folder or a video file) checked and described
   before anything is decoded.
+- ``FrameFit`` / ``aspect_fit``: a frame of another display aspect ratio than the model's, letterboxed (black
+  bars, step 5's default) or cropped about the centre into the model's frame size, never stretched silently.
 """
 
 from __future__ import annotations
 
+import contextlib
 import math
 import queue
 import threading
 from collections.abc import Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -50,11 +54,82 @@ def read_jpeg(path: str | Path) -> np.ndarray:
     return cv2.cvtColor(image, cv2.COLOR_BGR2RGB)
 
 
-def fit_frame(image: np.ndarray, size: tuple[int, int] | None) -> np.ndarray:
-    """Resize an (H, W, 3) frame to ``size`` = (width, height) when it differs."""
+def fit_frame(image: np.ndarray, size: tuple[int, int] | None, fit: FrameFit | None = None) -> np.ndarray:
+    """Resize an (H, W, 3) frame to ``size`` = (width, height) when it differs; with ``fit``, keeping its
+    aspect: resized to ``fit.inner``, then padded or cut about the centre to ``fit.size``."""
+    if fit is not None:
+        return fit.apply(fit_frame(image, fit.inner))
     if size is None or (image.shape[1], image.shape[0]) == tuple(size):
         return image
     return cv2.resize(image, tuple(size), interpolation=cv2.INTER_AREA)
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Another aspect ratio than the model's
+
+ASPECT_MODES = ("letterbox", "crop", "stretch")
+DEFAULT_ASPECT = "letterbox"
+# Display aspects closer than this share are the same: SoccerNet's 1280x720 and 398x224 (0.06 % apart) are.
+ASPECT_TOLERANCE = 0.01
+
+
+@dataclass(frozen=True)
+class FrameFit:
+    """How a frame of another aspect ratio goes into the frame size ``size`` = (width, height), keeping its
+    aspect: resized to ``inner`` (width, height), then cut about the centre where ``inner`` is larger (crop)
+    and padded with black about the centre where it is smaller (letterbox: bars above and below, or left and
+    right)."""
+
+    size: tuple[int, int]
+    inner: tuple[int, int]
+
+    def apply(self, frames: np.ndarray) -> np.ndarray:
+        """(..., inner height, inner width, 3) frames -> (..., height, width, 3); an odd row or column of bar or
+        of cut goes to the bottom or the right."""
+        (width, height), (inner_w, inner_h) = self.size, self.inner
+        if frames.shape[-3:-1] != (inner_h, inner_w):
+            raise ValueError(f"frames of {frames.shape[-2]}x{frames.shape[-3]}, not {inner_w}x{inner_h}")
+        top, left = max(inner_h - height, 0) // 2, max(inner_w - width, 0) // 2  # cut
+        cut = frames[..., top : top + min(inner_h, height), left : left + min(inner_w, width), :]
+        if cut.shape[-3:-1] == (height, width):
+            return np.ascontiguousarray(cut)
+        top, left = max(height - inner_h, 0) // 2, max(width - inner_w, 0) // 2  # bars
+        out = np.zeros((*frames.shape[:-3], height, width, frames.shape[-1]), frames.dtype)
+        out[..., top : top + cut.shape[-3], left : left + cut.shape[-2], :] = cut
+        return out
+
+    @property
+    def mode(self) -> str:
+        """ "letterbox" (the image inside the frame) or "crop" (the frame inside the image)."""
+        return "crop" if self.inner[0] > self.size[0] or self.inner[1] > self.size[1] else "letterbox"
+
+
+def aspect_change(display: tuple[float, float], size: tuple[int, int]) -> float:
+    """How much wider (> 1) or narrower (< 1) a frame of ``display`` = (width, height) is than ``size``."""
+    return (display[0] / display[1]) / (size[0] / size[1])
+
+
+def aspects_differ(display: tuple[float, float], size: tuple[int, int]) -> bool:
+    """Whether the aspect ratios differ by more than ``ASPECT_TOLERANCE``."""
+    return abs(aspect_change(display, size) - 1.0) > ASPECT_TOLERANCE
+
+
+def aspect_fit(display: tuple[float, float], size: tuple[int, int], mode: str) -> FrameFit | None:
+    """How a frame of display size ``display`` = (width, height) goes into ``size`` by ``mode``
+    (``ASPECT_MODES``): "letterbox" fits it inside, "crop" covers the frame with it, "stretch" (None)
+    resizes it to ``size``."""
+    if mode not in ASPECT_MODES:
+        raise DataError(f"aspect must be one of {', '.join(ASPECT_MODES)}, not {mode!r}")
+    if mode == "stretch":
+        return None
+    (width, height), (out_w, out_h) = display, size
+    scale = (min if mode == "letterbox" else max)(out_w / width, out_h / height)
+    inner_w, inner_h = max(1, round(width * scale)), max(1, round(height * scale))
+    if mode == "letterbox":  # the side that fits is the frame's, exactly
+        inner = (min(inner_w, out_w), min(inner_h, out_h))
+    else:
+        inner = (max(inner_w, out_w), max(inner_h, out_h))
+    return FrameFit((int(out_w), int(out_h)), inner)
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -101,7 +176,8 @@ class FrameSource:
 
 
 class JpegDirSource(FrameSource):
-    """A frame folder of step 1 (``000000.jpg`` ... plus ``fps.txt``), decoded by a small thread pool."""
+    """A frame folder of step 1 (``000000.jpg`` ... plus ``fps.txt``), decoded by a small thread pool; frames
+    resized to ``size`` (None: as stored), or with ``fit`` letterboxed or cropped into its size."""
 
     def __init__(
         self,
@@ -110,6 +186,7 @@ class JpegDirSource(FrameSource):
         size: tuple[int, int] | None = None,
         fps: float | None = None,
         num_threads: int = 4,
+        fit: FrameFit | None = None,
     ):
         self.video_dir = Path(video_dir)
         if not self.video_dir.is_dir():
@@ -117,11 +194,12 @@ class JpegDirSource(FrameSource):
         self.name = str(self.video_dir)
         self.fps = fps if fps is not None else read_fps(self.video_dir)
         self.num_frames = num_frames if num_frames is not None else count_frames(self.video_dir)
-        self.size = size
+        self.size = fit.size if fit is not None else size
+        self.fit = fit
         self.num_threads = max(1, num_threads)
 
     def _read(self, frame: int) -> np.ndarray:
-        return fit_frame(read_jpeg(self.video_dir / FRAME_NAME.format(frame)), self.size)
+        return fit_frame(read_jpeg(self.video_dir / FRAME_NAME.format(frame)), self.size, self.fit)
 
     def iter_chunks(self, chunk_len: int) -> Iterator[np.ndarray]:
         return self.iter_range(0, self.num_frames, chunk_len)
@@ -140,19 +218,37 @@ class JpegDirSource(FrameSource):
 
 
 class VideoFileSource(FrameSource):
-    """A video file decoded on the fly by ``util.video`` at ``fps`` and ``size`` (no JPEGs written)."""
+    """A video file decoded on the fly by ``util.video`` at ``fps`` and ``size`` (no JPEGs written); with
+    ``fit``, decoded at ``fit.inner`` (its aspect kept) and letterboxed or cropped into ``fit.size``."""
 
-    def __init__(self, path: str | Path, fps: float, size: tuple[int, int] | None):
+    def __init__(
+        self, path: str | Path, fps: float, size: tuple[int, int] | None, fit: FrameFit | None = None
+    ):
         self.path = Path(path)
         if not self.path.is_file():
             raise DataError(f"{self.path}: video file not found")
         self.name = str(self.path)
         self.fps = float(fps)
-        self.size = size
+        self.size = fit.size if fit is not None else size
+        self.fit = fit
         self.num_frames = None
 
+    def _decoded_size(self) -> tuple[int, int] | None:
+        return self.fit.inner if self.fit is not None else self.size
+
+    def _fitted(self, chunks: Iterator[np.ndarray]) -> Iterator[np.ndarray]:
+        if self.fit is None:
+            yield from chunks
+            return
+        for chunk in chunks:
+            yield self.fit.apply(chunk)
+
     def iter_chunks(self, chunk_len: int) -> Iterator[np.ndarray]:
-        width, height = self.size if self.size is not None else (None, None)
+        return self._fitted(self._decode_chunks(chunk_len))
+
+    def _decode_chunks(self, chunk_len: int) -> Iterator[np.ndarray]:
+        size = self._decoded_size()
+        width, height = size if size is not None else (None, None)
         buffer: list[np.ndarray] = []
         for _, image in read_frames(self.path, sample_fps=self.fps, height=height, width=width):
             buffer.append(image)
@@ -170,14 +266,14 @@ class VideoFileSource(FrameSource):
             return
         from util.video_index import VideoFrames
 
-        frames = VideoFrames(self.path, self.fps, size=self.size)
+        frames = VideoFrames(self.path, self.fps, size=self._decoded_size())
         try:
             if stop > frames.num_frames:
                 raise DataError(
                     f"{self.path}: {frames.num_frames} frames at {self.fps:g} fps, fewer than the {stop} expected "
                     "(parse the labels again against this video)"
                 )
-            yield from frames.iter_range(start, stop, chunk_len)
+            yield from self._fitted(frames.iter_range(start, stop, chunk_len))
         finally:
             frames.close()
 
@@ -187,12 +283,14 @@ def open_frame_source(
     fps: float | None = None,
     size: tuple[int, int] | None = None,
     num_frames: int | None = None,
+    fit: FrameFit | None = None,
 ) -> FrameSource:
-    """A frame folder or a video file. ``size`` = (width, height) the frames are resized to (None: as stored);
-    ``fps`` is required for a video file (its frames are resampled to it) and checked against a folder's fps.txt."""
+    """A frame folder or a video file. ``size`` = (width, height) the frames are resized to (None: as stored),
+    or ``fit``, how frames of another aspect go into its size (``aspect_fit``); ``fps`` is required for a
+    video file (its frames are resampled to it) and checked against a folder's fps.txt."""
     path = Path(path)
     if path.is_dir():
-        source = JpegDirSource(path, num_frames=num_frames, size=size)
+        source = JpegDirSource(path, num_frames=num_frames, size=size, fit=fit)
         if fps is not None and abs(source.fps - fps) > 1e-3 * fps:
             raise DataError(
                 f"{path}: frames are at {source.fps:g} fps but the model expects {fps:g} fps; "
@@ -201,7 +299,7 @@ def open_frame_source(
         return source
     if fps is None:
         raise DataError(f"{path}: a video file needs the frame rate to decode at")
-    return VideoFileSource(path, fps=fps, size=size)
+    return VideoFileSource(path, fps=fps, size=size, fit=fit)
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -380,7 +478,9 @@ class PrefetchSource(FrameSource):
 
 
 class VideoInput:
-    """One resolved input: a frame folder or a video file, with its id, frame rate and expected length."""
+    """One resolved input: a frame folder or a video file, with its id, frame rate and expected length, and
+    its frame size when known (``width`` x ``height`` stored, pixels ``sample_aspect_ratio`` wide: a folder's
+    first frame, a video's header)."""
 
     def __init__(self, video_id: str, path: Path, is_file: bool, source_fps: float, expected_frames: int):
         self.video_id = video_id
@@ -390,6 +490,14 @@ class VideoInput:
         self.expected_frames = expected_frames
         self.width = 0
         self.height = 0
+        self.sample_aspect_ratio = 1.0
+
+    @property
+    def display_size(self) -> tuple[float, float] | None:
+        """(width, height) as shown: the stored width times the sample aspect ratio (None: unknown)."""
+        if not self.width or not self.height:
+            return None
+        return self.width * (self.sample_aspect_ratio or 1.0), float(self.height)
 
 
 def resolve_input(
@@ -407,6 +515,7 @@ def resolve_input(
         video_id = video_name.strip("/") if video_name else video_id_of_file(path)
         result = VideoInput(video_id, path, True, info.fps, expected)
         result.width, result.height = info.width, info.height
+        result.sample_aspect_ratio = info.sample_aspect_ratio
     else:
         path = Path(frame_dir) / video_name if video_name else Path(frame_dir)
         if video_name and not (path / FPS_FILE).is_file():
@@ -424,6 +533,9 @@ def resolve_input(
             raise DataError(f"{path}: no frames (000000.jpg ...); extract the frames first")
         video_id = video_name.strip("/") if video_name else path.name
         result = VideoInput(video_id, path, False, fps, source.num_frames)
+        with contextlib.suppress(DataError):  # a missing first frame: reading says which
+            # The size the frames are stored at (step 1 writes them at their display aspect).
+            result.height, result.width = read_jpeg(path / FRAME_NAME.format(0)).shape[:2]
     if max_frames is not None:
         result.expected_frames = min(result.expected_frames, max_frames)
     return result

@@ -41,13 +41,19 @@ from typing import Any
 import numpy as np
 
 from dataset.source import (
+    ASPECT_MODES,
+    DEFAULT_ASPECT,
     FPS_TOLERANCE,
+    FrameFit,
     FrameSource,
     JpegDirSource,
     LimitedSource,
     PrefetchSource,
     ResampledSource,
     VideoInput,
+    aspect_change,
+    aspect_fit,
+    aspects_differ,
     resolve_input,
 )
 from model.common import load_model
@@ -78,26 +84,94 @@ TIMELINE_FILE = "timeline.png"
 EVENTS_CSV = "events.csv"
 
 
-def _model_config_for(config: dict, item: VideoInput) -> dict:
-    """The config to read ``item`` with: a video file is resized to the model's height when the config does
-    not record the size of the frames it was trained on."""
-    if not item.is_file or source_size(config) is not None or not item.height:
-        return config
-    height = int(config.get("frame_height") or item.height)
-    width = max(2, 2 * round(item.width * height / item.height / 2))
-    return {**config, "source_width": width, "source_height": height}
+def _ratio(width: float, height: float) -> str:
+    """An aspect ratio as people name it ("4:3", "16:9", "9:16") when it is one of those, else "1.85:1"."""
+    from fractions import Fraction
+
+    value = width / height
+    near = Fraction(value).limit_denominator(16)
+    if abs(float(near) / value - 1.0) < 0.005:
+        return f"{near.numerator}:{near.denominator}"
+    return f"{value:.2f}:1"
 
 
-def open_source(config: dict, item: VideoInput, max_frames: int | None, notes: list[str]) -> FrameSource:
+def _size_text(item: VideoInput) -> str:
+    display = item.display_size
+    shown = round(display[0])
+    if shown == item.width:
+        return f"{item.width}x{item.height}"
+    sar = item.sample_aspect_ratio
+    return f"{item.width}x{item.height} (shown {shown}x{item.height}, pixels {sar:.3g} wide)"
+
+
+def frame_geometry(
+    config: dict, item: VideoInput, aspect: str, notes: list[str]
+) -> tuple[tuple[int, int] | None, FrameFit | None]:
+    """How ``item``'s frames go into the model: (the size they are read at (None: as stored), how a frame of
+    another display aspect fits in it (None: resized to it)), with a note when its aspect is not the model's.
+
+    The model's frame is the size it was trained on (``source_size``). Frames whose display aspect (stored
+    width times the sample aspect ratio, over the height) differs from it by more than ``ASPECT_TOLERANCE``
+    are, by ``aspect`` (``ASPECT_MODES``): "letterbox" scaled to fit inside it and centred between black bars,
+    "crop" scaled to cover it and cut about the centre, "stretch" resized to it; the same aspect is resized as
+    always. A config that records no size (an old one) reads a video file at its height, its aspect kept, a
+    frame folder as stored, and the model's centre crop cuts a wider frame to its input; a frame narrower than
+    its input (``frame_width`` x ``frame_height``) is fitted into that."""
+    if aspect not in ASPECT_MODES:
+        raise DataError(f"aspect must be one of {', '.join(ASPECT_MODES)}, not {aspect!r}")
+    display = item.display_size
+    size = source_size(config)
+    if display is None:
+        return size, None
+    if size is None:
+        height = int(config.get("frame_height") or item.height)
+        as_read = (max(2, 2 * round(display[0] * height / display[1] / 2)), height) if item.is_file else None
+        model_input = (int(config.get("frame_width") or 0), height)
+        if (
+            not model_input[0]
+            or aspect_change(display, model_input) >= 1.0
+            or not aspects_differ(display, model_input)
+        ):
+            return as_read, None
+        size = model_input
+    if not aspects_differ(display, size):
+        return size, None
+    fit = aspect_fit(display, size, aspect)
+    width, height = size
+    said = (
+        f"{item.path}: {_size_text(item)} frames, {_ratio(*display)}, are not the model's {width}x{height} "
+        f"({_ratio(width, height)}): "
+    )
+    if fit is None:
+        factor = 1.0 / aspect_change(display, size)  # what stretching does to the width of every shape
+        wider = f"{factor - 1:.0%} wider" if factor > 1 else f"{1 - factor:.0%} narrower"
+        said += f"stretched to {width}x{height}, every shape {wider} than it is"
+    elif fit.mode == "letterbox":
+        bars = "left and right" if fit.inner[0] < width else "above and below"
+        said += f"letterboxed, scaled to {fit.inner[0]}x{fit.inner[1]} between black bars {bars}"
+    else:
+        kept = (width * height) / (fit.inner[0] * fit.inner[1])
+        cut = "left and right" if fit.inner[0] > width else "top and bottom"
+        said += f"cropped, scaled to {fit.inner[0]}x{fit.inner[1]} and cut at the {cut} ({kept:.0%} kept)"
+    notes.append(said + " (aspect: letterbox, crop or stretch)")
+    return size, fit
+
+
+def open_source(
+    config: dict, item: VideoInput, max_frames: int | None, notes: list[str], aspect: str = DEFAULT_ASPECT
+) -> FrameSource:
     """The frames the model reads: at its frame rate (a frame folder at another rate is resampled, with a
-    note) and size, cut at ``max_frames``."""
+    note) and size (another aspect ratio letterboxed, cropped or stretched by ``aspect``, with a note:
+    ``frame_geometry``), cut at ``max_frames``."""
     fps = float(config["fps"])
     if abs(item.source_fps - fps) > FPS_TOLERANCE * fps:
         notes.append(f"{item.path}: {item.source_fps:g} fps resampled to the model's {fps:g} fps")
+    size, fit = frame_geometry(config, item, aspect, notes)
     if item.is_file:
-        source = model_frame_source(_model_config_for(config, item), item.path)
+        read_as = config if size is None else {**config, "source_width": size[0], "source_height": size[1]}
+        source = model_frame_source(read_as, item.path, fit=fit)
     else:
-        source = JpegDirSource(item.path, fps=item.source_fps, size=source_size(config))
+        source = JpegDirSource(item.path, fps=item.source_fps, size=size, fit=fit)
         if abs(item.source_fps - fps) > FPS_TOLERANCE * fps:
             source = ResampledSource(source, fps)
     if max_frames is not None:
@@ -226,8 +300,8 @@ def run_inference(
     ``all_events`` those of results_spotting.json; paths are ``Path`` or None, ``video_frames`` counts the annotated
     video's frames (slow motion included), ``video_times_s`` gives each event's time in that video (None without
     one), ``in_reel`` whether each event is in it (a highlight reel of chosen classes or team leaves some out; None
-    without a video), ``notes`` are one-line remarks for the user (a resampled frame rate), ``seconds`` the time of
-    each stage (load, detect, render, total).
+    without a video), ``notes`` are one-line remarks for the user (a resampled frame rate, another aspect ratio
+    letterboxed), ``seconds`` the time of each stage (load, detect, render, total).
     """
     options = options or InferenceOptions()
     if changes:
@@ -261,8 +335,10 @@ def run_inference(
     truth = ground_truth_for(item, options.labels, fps, classes)
     seconds = {"load": time.perf_counter() - started}
     batch_size = options.batch_size or DEFAULT_BATCH_SIZE
+    # Another aspect ratio than the model's: "letterbox" (default), "crop" or "stretch", always with a note.
+    aspect = getattr(options, "aspect", None) or DEFAULT_ASPECT
     (scores, team, displacement), notes = detect(
-        model, config, item, options.max_frames, batch_size, options.device, progress
+        model, config, item, options.max_frames, batch_size, options.device, progress, aspect
     )
     seconds["detect"] = time.perf_counter() - started - seconds["load"]
     if truth is not None:  # the frames processed (--max_frames)
@@ -310,14 +386,16 @@ def detect(
     batch_size: int = DEFAULT_BATCH_SIZE,
     device: str | None = None,
     progress: Progress | None = None,
+    aspect: str = DEFAULT_ASPECT,
 ) -> tuple[np.ndarray, np.ndarray | None, list[str]]:
-    """Per-frame scores of ``item`` through the one predict path, decoding in a thread ahead of the model.
+    """Per-frame scores of ``item`` through the one predict path, decoding in a thread ahead of the model; a
+    frame of another aspect ratio than the model's is fitted by ``aspect`` (``open_source``).
 
     Returns ((scores (T, C+1), team P(right) (T,) or None, displacement (T,) or None), notes for the user, e.g.
-    a resampled frame rate).
+    a resampled frame rate, another aspect ratio letterboxed; each is logged as a warning).
     """
     notes: list[str] = []
-    source = PrefetchSource(open_source(config, item, max_frames, notes))
+    source = PrefetchSource(open_source(config, item, max_frames, notes, aspect))
     for note in notes:
         log.warning("%s", note)
     fps = float(config["fps"])

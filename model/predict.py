@@ -21,6 +21,7 @@ import torch
 from torch import nn
 
 from dataset.source import (
+    FrameFit,
     FrameSource,
     PrefetchSource,
     VideoFileSource,
@@ -47,9 +48,15 @@ def source_size(config: dict) -> tuple[int, int] | None:
     return None
 
 
-def model_frame_source(config: dict, path: str | Path, num_frames: int | None = None) -> FrameSource:
-    """Open a frame folder or a video file at the model's frame rate and frame size."""
-    return open_frame_source(path, fps=float(config["fps"]), size=source_size(config), num_frames=num_frames)
+def model_frame_source(
+    config: dict, path: str | Path, num_frames: int | None = None, fit: FrameFit | None = None
+) -> FrameSource:
+    """Open a frame folder or a video file at the model's frame rate and frame size, resized to it as training
+    read its frames; ``fit`` (``dataset.source.aspect_fit``: step 5, for a video of another aspect ratio)
+    keeps the frames' aspect instead, letterboxed or cropped into the model's size."""
+    return open_frame_source(
+        path, fps=float(config["fps"]), size=source_size(config), num_frames=num_frames, fit=fit
+    )
 
 
 def resolve_device(device: str | torch.device | None) -> torch.device:
