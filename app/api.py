@@ -1,6 +1,8 @@
 """The web app's JSON API (the pages use it too) and the result files it serves.
 
-``POST /api/jobs`` (multipart: the file in ``video``, options as form fields) -> 202 ``{id, url, status_url}``;
+``POST /api/jobs`` (multipart: the file in ``video``, options as form fields; or the video as the body,
+``?name=match.mp4`` and the options in the address) -> 202 ``{id, url, status_url}``; a resumable upload (the
+page's): ``POST /api/uploads`` then ``PUT``, ``GET``, ``DELETE /api/uploads/<id>`` (``app.upload``);
 ``GET /api/jobs/<id>`` -> the status (``state``: queued | running | done | failed | interrupted, ``percent``,
 ``eta_s``, and when done ``events`` and ``files``); ``POST /api/jobs/<id>/retry``; ``DELETE /api/jobs/<id>``;
 ``/api/jobs/<id>/files/<name>`` (Range requests answered 206); ``/classes.css`` (each class's colour);
@@ -16,7 +18,7 @@ from werkzeug.utils import secure_filename
 
 from app import model_info
 from app.jobs import EVENTS_FILE, RESULT_FILES, RETRY_STATES, JobRunner
-from app.upload import accept_upload
+from app.upload import accept_upload, drop_upload, receive_piece, start_upload, upload_status
 from model.folder import ModelFolder
 from util.io import DataError, load_json
 
@@ -110,6 +112,18 @@ def register_api(app: Flask, runner: JobRunner) -> None:
     def api_create():
         job_id, refusal = accept_upload(app, runner)
         return refusal if refusal is not None else created(job_id)
+
+    @app.post("/api/uploads")
+    def api_upload_start():
+        return start_upload(app)
+
+    @app.route("/api/uploads/<upload_id>", methods=["GET", "PUT", "DELETE"])
+    def api_upload(upload_id: str):
+        if request.method == "PUT":
+            return receive_piece(app, runner, upload_id)
+        if request.method == "DELETE":
+            return drop_upload(app, upload_id)
+        return upload_status(app, upload_id)
 
     @app.get("/api/jobs/<job_id>")
     def job_status(job_id: str):

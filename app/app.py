@@ -6,16 +6,19 @@ directory comes from ``--model_dir``, else ``SPOT_MODEL_DIR``, else the model ``
 Routes: ``/`` upload page; ``POST /upload`` (a plain form post); ``/jobs/<id>`` processing page; ``/jobs/<id>/result``
 result page; ``/jobs/<id>/files/<name>`` result files (Range requests answered 206). Anything that is not a job's own
 result file is a 404. The JSON API, which the pages use too: ``POST /api/jobs`` (multipart: the file in ``video``,
-options as form fields) -> 202 ``{id, url, status_url}``; ``GET /api/jobs/<id>`` -> the status (``state``: queued |
-running | done | failed | interrupted, ``percent``, ``eta_s``, and when done ``events`` and ``files``); ``POST
-/api/jobs/<id>/retry``; ``DELETE /api/jobs/<id>``; ``/api/jobs/<id>/files/<name>``.
+options as form fields; or the video as the body, ``?name=`` and the options in the address) -> 202 ``{id, url,
+status_url}``; ``POST /api/uploads`` then ``PUT``/``GET``/``DELETE /api/uploads/<id>`` (the page's resumable upload,
+``app.upload``); ``GET /api/jobs/<id>`` -> the status (``state``: queued | running | done | failed | interrupted,
+``percent``, ``eta_s``, and when done ``events`` and ``files``); ``POST /api/jobs/<id>/retry``; ``DELETE
+/api/jobs/<id>``; ``/api/jobs/<id>/files/<name>``.
 
 With a token (``--token`` / ``SPOT_APP_TOKEN``) every route but ``/healthz`` and the static assets needs it: a
 visit with ``?token=...`` sets a cookie, scripts send ``Authorization: Bearer ...``. Requests that change something
 (uploads, retries, deletes) from a browser must come from the app's own pages (same origin).
 
 ``main`` serves with waitress (Flask's own server only with ``--debug``) and stops cleanly on SIGINT / SIGTERM:
-the running job is interrupted, queued ones stay queued for the next start.
+the running job is interrupted, queued ones stay queued for the next start. Either server refuses a body over
+``--max_upload_gb`` (``MAX_CONTENT_LENGTH``; waitress is told it, ``app.serve``).
 
 This file holds the app's assembly (``create_app``), its pages and its command line; the rest has rooms of its own:
 ``app.access`` (the token, same-origin and loopback checks, refusals, security headers), ``app.upload`` (accepting
@@ -54,7 +57,16 @@ from app.jobs import JobRunner  # noqa: E402
 from app.model_info import default_threshold, model_card, model_outputs, model_ready, model_thresholds  # noqa: E402
 from app.options import SLOWMO_CHOICES  # noqa: E402
 from app.serve import STOP_TIMEOUT_S, serve  # noqa: E402
-from app.upload import ALLOWED_EXTENSIONS, accept_upload, human_size  # noqa: E402
+from app.upload import (  # noqa: E402
+    ALLOWED_EXTENSIONS,
+    CHUNK_BYTES,
+    DISK_MARGIN_BYTES,
+    UploadRequest,
+    accept_upload,
+    human_size,
+    sweep_uploads,
+    too_large_message,
+)
 from model.folder import ModelFolder  # noqa: E402
 from util.io import DataError  # noqa: E402
 
@@ -68,7 +80,9 @@ DEFAULT_JOBS_DIR = ROOT / "app" / "jobs"
 DEFAULTS: dict[str, Any] = {
     "MODEL_DIR": None,  # None: SPOT_MODEL_DIR, else demo/model
     "JOBS_DIR": None,  # None: SPOT_JOBS_DIR, else app/jobs
-    "MAX_CONTENT_LENGTH": 4 * 1024**3,
+    "MAX_CONTENT_LENGTH": 4 * 1024**3,  # the largest upload (request body), --max_upload_gb; waitress is told
+    "UPLOAD_DISK_MARGIN": DISK_MARGIN_BYTES,  # free disk an upload must leave in the jobs folder
+    "UPLOAD_CHUNK_BYTES": CHUNK_BYTES,  # the page's pieces of a resumable upload
     "WORKERS": 1,  # jobs processed at once; the others queue
     "MAX_JOBS": 50,  # finished jobs kept (oldest removed first)
     "MAX_JOB_AGE_S": 7 * 24 * 3600,
@@ -82,6 +96,9 @@ DEFAULTS: dict[str, Any] = {
 def create_app(config: dict | None = None) -> Flask:
     """The Flask app; ``config`` overrides DEFAULTS (and any Flask setting). Starts the job runner."""
     app = Flask(__name__)
+    app.request_class = (
+        UploadRequest  # a form's files are parsed onto the jobs' disk, not the temporary folder
+    )
     app.config.update(DEFAULTS)
     app.config.update(config or {})
     app.config["MODEL_DIR"] = Path(
@@ -100,6 +117,7 @@ def create_app(config: dict | None = None) -> Flask:
         inference_kwargs=app.config["INFERENCE_KWARGS"],
     )
     app.extensions["spot_jobs"] = runner
+    sweep_uploads(app)  # what uploads given up, or a server that died, left behind
     app.jinja_env.globals.update(human_size=human_size, max_upload=app.config["MAX_CONTENT_LENGTH"])
     _register_pages(app, runner)
     register_api(app, runner)
@@ -159,8 +177,7 @@ def _register_pages(app: Flask, runner: JobRunner) -> None:
 def _register_errors(app: Flask) -> None:
     @app.errorhandler(RequestEntityTooLarge)
     def too_large(_e):
-        limit = human_size(app.config["MAX_CONTENT_LENGTH"] or 0)
-        return refuse(413, f"The file is larger than the upload limit of {limit}.")
+        return refuse(413, too_large_message(app.config["MAX_CONTENT_LENGTH"] or 0))
 
     @app.errorhandler(HTTPException)
     def http_error(e: HTTPException):

@@ -168,7 +168,7 @@ def test_missing_file_and_bad_options_are_refused(client, match_video):
         response = upload(client, match_video.read_bytes(), **form)
         assert response.status_code == 400, form
     assert "thresholds must be" in response.get_json()["error"]
-    assert [p.name for p in Path(client.application.config["JOBS_DIR"]).iterdir()] == [".lock"]  # no job
+    assert _left_behind(client.application) == []  # no job, no file
 
 
 def test_file_over_the_limit_gets_a_413_page_with_the_limit(tiny_model_dir, tmp_path):
@@ -498,17 +498,18 @@ def test_the_token_guards_every_route(tiny_model_dir, tmp_path):
     client = flask_app.test_client()
     job = str(uuid.uuid4())
     urls = {"/", "/classes.css", f"/jobs/{job}", f"/jobs/{job}/result", f"/jobs/{job}/files/video",
-            f"/api/jobs/{job}", f"/api/jobs/{job}/files/video"}  # fmt: skip
+            f"/api/jobs/{job}", f"/api/jobs/{job}/files/video", f"/api/uploads/{job}"}  # fmt: skip
     routes = {r.rule for r in flask_app.url_map.iter_rules()} - {"/static/<path:filename>", "/healthz"}
     assert (
-        len(routes) == len(urls) + 3
-    )  # + POST /upload, POST /api/jobs, POST .../retry (DELETE shares a rule)
+        len(routes) == len(urls) + 4
+    )  # + POST /upload, POST /api/jobs, POST .../retry, POST /api/uploads (DELETE, PUT share a rule)
     for url in urls:
         assert client.get(url).status_code == 401, url
         assert client.get(url, headers={"Authorization": "Bearer wrong"}).status_code == 401, url
         assert client.get(url, headers={"Authorization": f"Bearer {TOKEN}"}).status_code != 401, url
     for method, url in (("post", "/upload"), ("post", "/api/jobs"), ("post", f"/api/jobs/{job}/retry"),
-                        ("delete", f"/api/jobs/{job}")):  # fmt: skip
+                        ("delete", f"/api/jobs/{job}"), ("post", "/api/uploads"), ("put", f"/api/uploads/{job}"),
+                        ("delete", f"/api/uploads/{job}")):  # fmt: skip
         assert getattr(client, method)(url).status_code == 401, url
         assert getattr(client, method)(url, headers={"Authorization": f"Bearer {TOKEN}"}).status_code != 401
     assert client.get("/healthz").status_code == 200 and client.get("/static/style.css").status_code == 200
@@ -678,3 +679,275 @@ def test_a_reel_of_one_class_and_team_leaves_the_other_actions_out_of_the_video(
     page = client.get(f"/jobs/{job_id}/result").get_data(as_text=True)
     assert page.count('title="not in the highlight reel you chose"') == chosen.count(False)
     assert "highlights of pass, drive, right team" in page
+
+
+# ---- uploads of a whole match: streamed to the job folder once, limits, interruptions, the free disk, resuming
+class Reads(io.BytesIO):
+    """A request body that records how much the app asks for at a time (and can fail after ``fail_after`` bytes,
+    as a socket does when the client goes away)."""
+
+    def __init__(self, data: bytes, fail_after: int | None = None) -> None:
+        super().__init__(data)
+        self.asked: list[int] = []
+        self.fail_after = fail_after
+
+    def _check(self, size: int) -> None:
+        self.asked.append(size)
+        if self.fail_after is not None and self.tell() >= self.fail_after:
+            raise ConnectionResetError("the client went away")
+
+    def read(self, size: int | None = -1) -> bytes:
+        self._check(-1 if size is None else size)
+        return super().read(size)
+
+    def readinto(self, buffer) -> int:
+        self._check(len(buffer))
+        return super().readinto(buffer)
+
+
+class Unread(io.BytesIO):
+    """A request body the app must not read (refused from its headers)."""
+
+    def read(self, size=-1):
+        raise AssertionError("the body was read")
+
+    readinto = read
+
+
+@pytest.fixture
+def held(tiny_model_dir, tmp_path):
+    """An app whose jobs are queued but never run (no worker process): the uploads alone are tested."""
+    flask_app = make_app(tiny_model_dir, tmp_path / "jobs")
+    flask_app.extensions["spot_jobs"]._submit = lambda job_id: None
+    yield flask_app
+    flask_app.extensions["spot_jobs"].shutdown()
+
+
+def _left_behind(flask_app) -> list[str]:
+    """Everything under the jobs folder but its lock and the (empty) folder of uploads in flight."""
+    jobs = Path(flask_app.config["JOBS_DIR"])
+    return sorted(
+        p.relative_to(jobs).as_posix()
+        for p in jobs.rglob("*")
+        if p.name != ".lock" and not (p.is_dir() and p.name == ".uploads" and not any(p.iterdir()))
+    )
+
+
+def post_raw(client, body, name: str = "match.mp4", length: int | None = None, **query):
+    """POST /api/jobs with the video as the body (curl -T); ``length``: a Content-Length other than the body's."""
+    overrides = {} if length is None else {"CONTENT_LENGTH": str(length)}
+    return client.post(
+        "/api/jobs",
+        query_string={"name": name, **query},
+        input_stream=body,
+        content_type="application/octet-stream",
+        environ_overrides=overrides,
+    )
+
+
+def test_a_raw_body_streams_into_the_job_folder_as_one_file_in_bounded_reads(held):
+    client = held.test_client()
+    data = os.urandom(5 << 20)
+    body = Reads(data)
+    reply = post_raw(client, body, name="Derby day.mkv", threshold="0.2", slowmo="1")
+    assert reply.status_code == 202, reply.get_data(as_text=True)
+    job_id = reply.get_json()["job_id"]
+    folder = Path(held.config["JOBS_DIR"]) / job_id
+    assert (folder / "input.mkv").read_bytes() == data
+    assert _left_behind(held) == sorted([job_id, f"{job_id}/input.mkv", f"{job_id}/{STATUS_FILE}"])
+    status = client.get(f"/api/jobs/{job_id}").get_json()
+    assert status["original_name"] == "Derby day.mkv" and status["state"] == "queued"
+    assert status["options"]["threshold"] == 0.2 and status["upload_bytes"] == len(data)
+    # Memory stays flat: read a MiB at a time, never the whole body at once.
+    assert body.asked and max(body.asked) <= 1 << 20 and -1 not in body.asked
+    # A raw body needs a name of a known kind, and valid options; nothing is kept.
+    assert post_raw(client, io.BytesIO(b"x"), name="").status_code == 400
+    assert "not a supported video" in post_raw(client, io.BytesIO(b"x"), name="a.exe").get_json()["error"]
+    assert post_raw(client, io.BytesIO(b"x"), threshold="7").status_code == 400
+    assert len(_left_behind(held)) == 3
+
+
+def test_an_upload_over_the_limit_is_refused_from_its_length_before_reading(tiny_model_dir, tmp_path):
+    limit = int(0.001 * 1024**3)  # --max_upload_gb 0.001
+    flask_app = make_app(tiny_model_dir, tmp_path / "jobs", MAX_CONTENT_LENGTH=limit)
+    client = flask_app.test_client()
+    reply = post_raw(client, Unread(b"x" * 16), length=limit + 1)
+    assert reply.status_code == 413 and "upload limit of 1 MiB" in reply.get_json()["error"]
+    form = client.post(
+        "/upload",
+        input_stream=Unread(b"x" * 16),
+        content_type="multipart/form-data; boundary=b",
+        environ_overrides={"CONTENT_LENGTH": str(5 * 10**9)},
+    )
+    assert form.status_code == 413 and "1 MiB" in form.get_data(as_text=True)
+    # A resumable upload that declares more than the limit is refused before any byte is sent.
+    start = client.post("/api/uploads", data={"name": "big.mp4", "size": str(limit + 1)})
+    assert start.status_code == 413 and "1 MiB" in start.get_json()["error"]
+    assert _left_behind(flask_app) == []
+    flask_app.extensions["spot_jobs"].shutdown()
+
+
+def test_without_a_length_the_limit_holds_while_streaming(tiny_model_dir, tmp_path):
+    """A chunked body (no Content-Length, as Flask's own server in --debug passes it) is cut at the limit."""
+    flask_app = make_app(tiny_model_dir, tmp_path / "jobs", MAX_CONTENT_LENGTH=1 << 20)
+    flask_app.extensions["spot_jobs"]._submit = lambda job_id: None
+    client = flask_app.test_client()
+    chunked = {"CONTENT_LENGTH": "", "HTTP_TRANSFER_ENCODING": "chunked", "wsgi.input_terminated": True}
+    over = client.post(
+        "/api/jobs?name=long.mp4",
+        input_stream=io.BytesIO(os.urandom((1 << 20) + 1)),
+        content_type="application/octet-stream",
+        environ_overrides=chunked,
+    )
+    assert over.status_code == 413 and "1 MiB" in over.get_json()["error"]
+    assert _left_behind(flask_app) == []
+    data = os.urandom(1 << 19)
+    under = client.post(
+        "/api/jobs?name=short.mp4",
+        input_stream=io.BytesIO(data),
+        content_type="application/octet-stream",
+        environ_overrides=chunked,
+    )
+    assert under.status_code == 202, under.get_data(as_text=True)
+    assert (
+        Path(flask_app.config["JOBS_DIR"]) / under.get_json()["job_id"] / "input.mp4"
+    ).read_bytes() == data
+    flask_app.extensions["spot_jobs"].shutdown()
+
+
+def test_an_interrupted_upload_leaves_nothing_behind(held):
+    client = held.test_client()
+    data = os.urandom(3 << 20)
+    # The connection drops after 2 MiB (the socket fails), or the body ends before its Content-Length.
+    for body, length in ((Reads(data, fail_after=2 << 20), None), (io.BytesIO(data), len(data) + 1000)):
+        reply = post_raw(client, body, length=length)
+        assert reply.status_code == 400 and "interrupted" in reply.get_json()["error"], reply.get_json()
+        assert _left_behind(held) == []
+    # The same through the form: a multipart body cut in the middle of the video.
+    boundary = "cut"
+    head = f'--{boundary}\r\nContent-Disposition: form-data; name="video"; filename="m.mp4"\r\n\r\n'.encode()
+    reply = client.post(
+        "/upload",
+        input_stream=io.BytesIO(head + data),
+        content_type=f"multipart/form-data; boundary={boundary}",
+        environ_overrides={"CONTENT_LENGTH": str(len(head) + len(data) + 500)},
+        headers={"Accept": "application/json"},
+    )
+    assert reply.status_code == 400
+    assert _left_behind(held) == []
+    assert client.get("/").status_code == 200
+
+
+def test_the_free_disk_is_checked_before_accepting(held, monkeypatch):
+    import shutil
+
+    client = held.test_client()
+    real = shutil.disk_usage
+    free = 64 << 20
+
+    def usage(path):
+        total, used, _ = real(path)
+        return type(real(path))(total, used, free)
+
+    monkeypatch.setattr(shutil, "disk_usage", usage)
+    held.config["UPLOAD_DISK_MARGIN"] = 32 << 20
+    reply = post_raw(client, Unread(b"x"), length=40 << 20)  # 40 MiB + the 32 MiB margin > 64 MiB free
+    assert reply.status_code == 507
+    message = reply.get_json()["error"]
+    assert "64 MiB free" in message and "72 MiB" in message and "jobs folder" in message
+    form = client.post(
+        "/api/jobs",
+        input_stream=Unread(b"x"),
+        content_type="multipart/form-data; boundary=b",
+        environ_overrides={"CONTENT_LENGTH": str(40 << 20)},
+    )
+    assert form.status_code == 507
+    start = client.post("/api/uploads", data={"name": "m.mp4", "size": str(40 << 20)})
+    assert start.status_code == 507 and "64 MiB free" in start.get_json()["error"]
+    assert _left_behind(held) == []
+    # What fits is accepted; a resumable upload in flight holds its room (the next one must fit beside it).
+    assert post_raw(client, io.BytesIO(b"x" * 1000)).status_code == 202
+    first = client.post("/api/uploads", data={"name": "m.mp4", "size": str(20 << 20)})
+    assert first.status_code == 201
+    second = client.post("/api/uploads", data={"name": "n.mp4", "size": str(20 << 20)})
+    assert second.status_code == 507, second.get_json()
+
+
+def test_a_resumable_upload_goes_on_from_where_it_stopped(held, match_video):
+    client = held.test_client()
+    data = os.urandom(3 << 20)
+    labels = (match_video.parent / "Labels-ball.json").read_bytes()
+    start = client.post(
+        "/api/uploads",
+        data={"name": "Final.mp4", "size": str(len(data)), "threshold": "0.4",
+              "labels": (io.BytesIO(labels), "Labels-ball.json")},
+        content_type="multipart/form-data",
+    )  # fmt: skip
+    assert start.status_code == 201, start.get_data(as_text=True)
+    session = start.get_json()
+    url = session["upload_url"]
+    assert session["offset"] == 0 and session["size"] == len(data) and session["chunk_bytes"] > 0
+
+    def put(offset: int, body, length: int | None = None):
+        overrides = {} if length is None else {"CONTENT_LENGTH": str(length)}
+        return client.put(
+            url,
+            input_stream=body,
+            content_type="application/octet-stream",
+            headers={"Upload-Offset": str(offset)},
+            environ_overrides=overrides,
+        )
+
+    first = put(0, io.BytesIO(data[: 1 << 20]))
+    assert first.status_code == 200 and first.get_json()["offset"] == 1 << 20
+    # A piece from the wrong place is refused with where to go on from.
+    wrong = put(5, io.BytesIO(data[5:100]))
+    assert wrong.status_code == 409 and wrong.get_json()["offset"] == 1 << 20
+    # The connection drops in the middle of the next piece: what arrived is kept, and the client asks where to
+    # go on from.
+    cut = put(1 << 20, Reads(data[1 << 20 :], fail_after=1 << 19))
+    assert cut.status_code == 400
+    offset = client.get(url).get_json()["offset"]
+    assert (1 << 20) < offset < len(data)  # more than before, not all
+    assert not [p for p in Path(held.config["JOBS_DIR"]).iterdir() if is_job_id(p.name)]  # no job yet
+    # Past the declared size: refused.
+    assert put(offset, io.BytesIO(data[offset:] + b"extra")).status_code == 413
+    done = put(offset, io.BytesIO(data[offset:]))
+    assert done.status_code == 202, done.get_data(as_text=True)
+    job_id = done.get_json()["job_id"]
+    folder = Path(held.config["JOBS_DIR"]) / job_id
+    assert (folder / "input.mp4").read_bytes() == data
+    assert (folder / "Labels-ball.json").read_bytes() == labels
+    status = client.get(f"/api/jobs/{job_id}").get_json()
+    assert status["original_name"] == "Final.mp4" and status["options"]["threshold"] == 0.4
+    assert status["options"]["labels"] is True
+    assert _left_behind(held) == sorted(
+        [job_id, f"{job_id}/input.mp4", f"{job_id}/Labels-ball.json", f"{job_id}/{STATUS_FILE}"]
+    )
+    assert client.get(url).status_code == 404  # the upload became the job
+    # An upload given up is deleted with nothing left; an unknown one is a 404; a bad start names its problem.
+    again = client.post("/api/uploads", data={"name": "Other.mp4", "size": "10"}).get_json()["upload_url"]
+    assert client.put(again, data=b"12345", headers={"Upload-Offset": "0"}).status_code == 200
+    assert client.delete(again).status_code == 200
+    assert client.get(again).status_code == 404 and len(_left_behind(held)) == 4
+    assert (
+        client.put(f"/api/uploads/{UNKNOWN_JOB}", data=b"1", headers={"Upload-Offset": "0"}).status_code
+        == 404
+    )
+    for form, said in (({"name": "x.txt", "size": "3"}, "not a supported video"), ({"name": "x.mp4"}, "size"),
+                       ({"name": "x.mp4", "size": "3", "slowmo": "9"}, "slow motion")):  # fmt: skip
+        reply = client.post("/api/uploads", data=form)
+        assert reply.status_code == 400 and said in reply.get_json()["error"], (form, reply.get_json())
+
+
+def test_a_resumable_upload_given_up_expires(held, monkeypatch):
+    client = held.test_client()
+    url = client.post("/api/uploads", data={"name": "m.mp4", "size": "10"}).get_json()["upload_url"]
+    assert client.put(url, data=b"123", headers={"Upload-Offset": "0"}).status_code == 200
+    staged = Path(held.config["JOBS_DIR"]) / ".uploads"
+    old = time.time() - 25 * 3600
+    for path in staged.rglob("*"):
+        os.utime(path, (old, old))
+    client.post("/api/uploads", data={"name": "n.mp4", "size": "10"})  # a new upload sweeps the old ones
+    assert client.get(url).status_code == 404
+    assert len(list(staged.iterdir())) == 1

@@ -257,3 +257,37 @@ def test_undecodable_video_shows_the_reason_and_a_way_back(page, server, tmp_pat
     page.screenshot(path=ARTIFACTS / "app-8-failed.png", full_page=True)
     page.click("#error-block a")
     page.wait_for_url(server + "/")
+
+
+def test_a_dropped_connection_goes_on_from_where_it_stopped(browser, tmp_path, video):
+    """The page sends the video in pieces; a piece whose connection drops is sent again from the offset the server
+    has, and the job's upload is the file, byte for byte."""
+    with serve(tmp_path, UPLOAD_CHUNK_BYTES=16 * 1024) as url:
+        context = browser.new_context(viewport={"width": 1280, "height": 900})
+        page = context.new_page()
+        errors: list[str] = []
+        page.on("pageerror", lambda e: errors.append(str(e)))
+        offsets: list[int] = []
+
+        def drop_the_second_piece(route) -> None:
+            if route.request.method == "PUT":
+                offsets.append(int(route.request.headers["upload-offset"]))
+                if len(offsets) == 2:
+                    route.abort("connectionreset")
+                    return
+            route.continue_()
+
+        page.route("**/api/uploads/*", drop_the_second_piece)
+        page.goto(url)
+        page.set_input_files("#video-input", str(video))
+        page.click("#upload-button")
+        page.wait_for_url(re.compile(r"/jobs/[0-9a-f-]{36}$"), timeout=30_000)
+        job_id = page.url.rsplit("/", 1)[-1]
+        size = video.stat().st_size
+        assert (tmp_path / "jobs" / job_id / "input.mp4").read_bytes() == video.read_bytes()
+        assert offsets[:3] == [0, 16 * 1024, 16 * 1024]  # the dropped piece again, from where the server was
+        assert offsets == sorted(offsets) and len(offsets) == -(-size // (16 * 1024)) + 1
+        assert not list((tmp_path / "jobs" / ".uploads").iterdir())  # the upload became the job
+        page.request.delete(f"{url}/api/jobs/{job_id}")  # no need to run it
+        context.close()
+        assert not errors, errors

@@ -4,12 +4,14 @@ uploads at once through the JSON API, status polls that stay fast while a job ru
 from __future__ import annotations
 
 import json
+import re
 import signal
 import socket
 import subprocess
 import sys
 import threading
 import time
+import urllib.error
 import urllib.request
 import uuid
 from pathlib import Path
@@ -182,3 +184,122 @@ def test_six_uploads_from_six_threads_all_finish_with_their_own_results(library,
                 assert json.load(reply)["video"] == name  # its own result
     finally:
         assert server.stop() < 5
+
+
+def _raw_request(url: str, head: str, body: bytes = b"", *, close_after: bool = False) -> str:
+    """Send ``head`` (request line and headers) and ``body`` on a socket; what came back until the server closed the
+    connection or was silent for a second ("" at once with ``close_after``: the client goes away)."""
+    host, port = url.removeprefix("http://").split(":")
+    chunks = []
+    with socket.create_connection((host, int(port)), timeout=10) as s:
+        s.sendall(head.encode() + b"\r\n" + body)
+        if close_after:
+            return ""
+        try:
+            while chunk := s.recv(65536):
+                chunks.append(chunk)
+                s.settimeout(1.0)
+        except TimeoutError:
+            pass
+    return b"".join(chunks).decode("latin-1")
+
+
+def _statuses(reply: str) -> list[int]:
+    return [int(code) for code in re.findall(r"^HTTP/1\.1 (\d{3}) ", reply, flags=re.MULTILINE)]
+
+
+def _jobs_left(jobs: Path) -> list[str]:
+    return sorted(
+        p.relative_to(jobs).as_posix()
+        for p in jobs.rglob("*")
+        if p.name != ".lock" and not (p.name == ".uploads" and not any(p.iterdir()))
+    )
+
+
+@pytest.mark.slow  # starts the server process
+def test_the_server_takes_its_body_limit_from_max_upload_gb(library, tmp_path):
+    jobs = tmp_path / "jobs"
+    server = Server(library["fast_model"], jobs, "--max_upload_gb", "0.001")  # 1 MiB
+    limit = int(0.001 * 1024**3)
+    try:
+        # Just over the limit, or 5 GB: refused from the headers with the app's own message (JSON for the API, the
+        # error page for a form), before a byte of the body is read; a client that asked to continue
+        # (Expect: 100-continue, as curl does) is not invited to send it.
+        for length, path, said in (
+            (
+                limit + 1,
+                "/api/jobs?name=big.mp4",
+                '{"error":"The file is larger than the upload limit of 1 MiB."}',
+            ),
+            (5 * 10**9, "/api/jobs?name=huge.mp4", "upload limit of 1 MiB."),
+            (5 * 10**9, "/upload", "The largest upload this server accepts is <strong>1 MiB</strong>"),
+        ):
+            head = (
+                f"POST {path} HTTP/1.1\r\nHost: 127.0.0.1:{server.port}\r\n"
+                f"Content-Type: application/octet-stream\r\nContent-Length: {length}\r\nExpect: 100-continue\r\n"
+            )
+            reply = _raw_request(server.url, head)
+            assert _statuses(reply) == [413] and said in reply, reply[:800]
+        # A client that goes away in the middle of the body leaves nothing.
+        head = (
+            f"POST /api/jobs?name=cut.mp4 HTTP/1.1\r\nHost: 127.0.0.1:{server.port}\r\n"
+            f"Content-Type: application/octet-stream\r\nContent-Length: {limit - 10}\r\n"
+        )
+        _raw_request(server.url, head, b"y" * (limit // 2), close_after=True)
+        # A body within the limit lands as one file equal to what was sent.
+        data = np.random.default_rng(0).bytes(limit - 10)
+        request = urllib.request.Request(
+            server.url + "/api/jobs?name=fits.mp4",
+            data=data,
+            headers={"Content-Type": "application/octet-stream"},
+        )
+        with urllib.request.urlopen(request, timeout=10) as reply:
+            job_id = json.load(reply)["id"]
+        assert (jobs / job_id / "input.mp4").read_bytes() == data
+        assert server.get("/healthz")["ok"]
+        assert {p.split("/")[0] for p in _jobs_left(jobs)} == {job_id}
+    finally:
+        assert server.stop() < 5
+
+
+@pytest.mark.slow  # starts the server process
+def test_a_limit_above_1_gib_reaches_waitress(library, tmp_path):
+    """waitress refuses bodies of 1 GiB or more unless told otherwise: with --max_upload_gb 2, 1.5 GiB is awaited
+    (100 Continue), 2.5 GiB refused; no file is left either way."""
+    jobs = tmp_path / "jobs"
+    server = Server(library["fast_model"], jobs, "--max_upload_gb", "2")
+    try:
+        for size, answer in ((int(1.5 * 1024**3), [100]), (int(2.5 * 1024**3), [413])):
+            head = (
+                f"POST /api/jobs?name=match.mp4 HTTP/1.1\r\nHost: 127.0.0.1:{server.port}\r\n"
+                f"Content-Type: application/octet-stream\r\nContent-Length: {size}\r\nExpect: 100-continue\r\n"
+            )
+            reply = _raw_request(server.url, head)
+            assert _statuses(reply) == answer, (size, reply[:300])
+        assert "upload limit of 2 GiB" in reply
+        assert server.get("/healthz")["ok"] and _jobs_left(jobs) == []
+    finally:
+        assert server.stop() < 5
+
+
+def test_serve_gives_waitress_the_apps_limit(tiny_model_dir, tmp_path, monkeypatch):
+    import waitress
+
+    from app.serve import serve
+    from tests.conftest import make_app
+
+    passed = {}
+
+    def create_server(app, **kw):
+        passed.update(kw)
+        raise OSError("no socket in this test")
+
+    monkeypatch.setattr(waitress, "create_server", create_server)
+    flask_app = make_app(tiny_model_dir, tmp_path / "jobs", MAX_CONTENT_LENGTH=int(4.5 * 1024**3))
+    with pytest.raises(OSError):
+        serve(flask_app, "127.0.0.1", _free_port(), threads=2)
+    assert passed["max_request_body_size"] == int(4.5 * 1024**3) + 1  # waitress refuses this size and more
+    # A piece of a resumable upload stays in memory (no spool file): the body is written to disk once.
+    from app.upload import CHUNK_BYTES
+
+    assert passed["inbuf_overflow"] > CHUNK_BYTES
