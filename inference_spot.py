@@ -6,7 +6,11 @@ FILE, decoded on the fly at the model's frame rate and size; no JPEGs written). 
 predictions.json (events with their time), events.csv (the same events for a spreadsheet), results_spotting.json (SoccerNet format, for a SoccerNet game),
 scores.npz (per-frame scores, to re-threshold without rerunning the model), timeline.png, and on request frames
 with overlays (--visualize, frames/) and a browser-playable H.264 video (--create_video, annotated.mp4) with the
-actions labelled, slowed down around each action, and a timeline bar.
+actions labelled and a timeline bar: the whole video at the source's resolution, slowed down around each action
+(every frame decoded and encoded: about as long as detection itself), or with --highlights SECONDS a highlight reel:
+the best-scoring actions (of --highlight_classes / --highlight_team), each +- SECONDS, merged where they overlap, in
+time order, at most --reel_share of the match (default 10 %, never under a minute or the whole video) and
+--reel_max_s (default 5 minutes), no slow motion unless --slowmo_factor asks; only the frames it shows are decoded.
 
 By default the model is used as training chose on val (MODEL_DIR/selection.json): that epoch, that post-processing
 (NMS window in seconds) and those display thresholds (per class, the lowest that held a target precision on val);
@@ -31,9 +35,15 @@ from tqdm import tqdm
 from tqdm.contrib.logging import logging_redirect_tqdm
 
 from model.inference import run_inference
-from model.inference_options import InferenceOptions
+from model.inference_options import (
+    DEFAULT_REEL_MAX_S,
+    DEFAULT_REEL_SHARE,
+    DEFAULT_SLOWMO_FACTOR,
+    REEL_MIN_S,
+    InferenceOptions,
+)
 from model.predict import DEFAULT_BATCH_SIZE
-from model.render import DEFAULT_SLOWMO_FACTOR, DEFAULT_SLOWMO_SPAN_S
+from model.render import DEFAULT_SLOWMO_SPAN_S
 from util.cli import add_prediction_flags, run_main, setup_logging
 
 
@@ -102,7 +112,8 @@ def get_args(argv: list[str] | None = None) -> argparse.Namespace:
         "--slowmo_factor",
         type=int,
         default=defaults.slowmo_factor,
-        help=f"slow motion around each action, N times slower; 1 turns it off (default: {DEFAULT_SLOWMO_FACTOR})",
+        help="slow motion around each action, N times slower; 1 turns it off (default: "
+        f"{DEFAULT_SLOWMO_FACTOR} in the whole video, off in a highlight reel)",
     )
     parser.add_argument(
         "--slowmo_span",
@@ -118,7 +129,8 @@ def get_args(argv: list[str] | None = None) -> argparse.Namespace:
         dest="highlights_s",
         type=float,
         metavar="SECONDS",
-        help="with --create_video: a highlight reel, each shown action +- SECONDS, instead of the whole match",
+        help="with --create_video: a highlight reel instead of the whole match: the best-scoring actions, each "
+        "+- SECONDS (overlapping windows merged, in time order), as many as fit in --reel_share and --reel_max_s",
     )
     parser.add_argument(
         "--highlight_classes",
@@ -129,12 +141,29 @@ def get_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument(
         "--highlight_team", choices=["left", "right"], help="with --highlights: that team's actions only"
     )
+    parser.add_argument(
+        "--reel_share",
+        type=float,
+        metavar="FRACTION",
+        help="with --highlights: the reel lasts at most this share of the match, slow motion included, but never "
+        f"less than {REEL_MIN_S:g} s (or the whole video, when shorter); 1: no share limit (default: "
+        f"{DEFAULT_REEL_SHARE:g})",
+    )
+    parser.add_argument(
+        "--reel_max_s",
+        type=float,
+        metavar="SECONDS",
+        help="with --highlights: the reel lasts at most SECONDS, whatever the match's length; 0: no cap (default: "
+        f"{DEFAULT_REEL_MAX_S:g}). --reel_share 1 --reel_max_s 0: every chosen action +- --highlights SECONDS",
+    )
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
     args = parser.parse_args(argv)
     if (args.highlight_classes is not None or args.highlight_team) and args.highlights_s is None:
         parser.error("--highlight_classes and --highlight_team need --highlights SECONDS")
     if args.highlights_s is not None and args.highlights_s <= 0:
         parser.error("--highlights SECONDS must be positive")
+    if (args.reel_share is not None or args.reel_max_s is not None) and args.highlights_s is None:
+        parser.error("--reel_share and --reel_max_s need --highlights SECONDS")
     if (args.video is None) == (args.frame_dir is None):
         parser.error("give either --video FILE or --frame_dir FRAME_DIR [--video_name VIDEO_ID]")
     return args
@@ -167,6 +196,20 @@ class _Bars:
             bar.close()
 
 
+def _video_line(result: dict, reel: bool) -> str:
+    """What the annotated video is: its length against the match's, and the time rendering it took."""
+    from util.video import probe_video
+
+    match_s = result["num_frames"] / result["fps"]
+    video_s = probe_video(result["video"]).duration_s
+    kind = "highlight reel" if reel else "whole annotated video"
+    shown = sum(t is not None for t in result.get("video_times_s") or [])
+    return (
+        f"{kind}: {video_s / 60:.1f} min of the {match_s / 60:.1f}-minute match ({100 * video_s / match_s:.1f} %), "
+        f"{shown} of the {len(result['events'])} events shown in it; rendered in {result['seconds']['render']:.1f} s"
+    )
+
+
 def main(args: argparse.Namespace) -> int:
     setup_logging(args.verbose)
     bars = _Bars()
@@ -187,6 +230,8 @@ def main(args: argparse.Namespace) -> int:
         f"{result['num_frames'] / max(result['seconds']['detect'], 1e-9):.1f} frames/s)"
     )
     print(result["summary"])
+    if result.get("video") is not None:
+        print(_video_line(result, args.highlights_s is not None))
     found = result.get("ground_truth_summary")
     if found:
         print(f"ground truth: {found['found']} of {found['events']} events found at delta 1 s, "

@@ -48,6 +48,7 @@ from app.folders import (
     saved_statuses,
     unlock_jobs_dir,
 )
+from app.options import resolved_slowmo
 from app.progress import RENDER_TO_DETECT, STAGES, TIMING_FILE, JobInterrupted, RenderTiming, _Progress
 from app.results import (
     RESULT_FILES,
@@ -359,6 +360,8 @@ class JobRunner:
         options["annotated"] = _annotated_kind(
             options.get("annotated", "auto"), folder / str(status.get("upload"))
         )
+        if "slowmo_factor" in options:  # "auto": off in a highlight reel, 3x in the whole video
+            options["slowmo_factor"] = resolved_slowmo(options["slowmo_factor"], options["annotated"])
         status = {**status, "options": options}
         self._move(job_id, "progress", options=options)
         progress = _Progress(self, job_id, status["started"], options["annotated"])

@@ -10,7 +10,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-AUTO_HIGHLIGHTS_AFTER_S = 600  # "auto": uploads longer than this get a highlight reel, not the whole match
+# "auto": uploads longer than this get a highlight reel (step 5's: 10 % of the match, at most 5 minutes, no slow
+# motion), not the whole match (decoded and encoded at the source's resolution: about as long as detection itself)
+AUTO_HIGHLIGHTS_AFTER_S = 600
 # The files of a finished job the app serves, by name (keys of run_inference's result); nothing else is served.
 RESULT_FILES = ("video", "predictions", "events_csv", "results_spotting", "timeline", "scores")
 
@@ -58,14 +60,16 @@ def _video_name(status: dict) -> str:
 def _events_document(result: dict) -> dict:
     """Events with ``video_time_s``, their time in the annotated video (slow motion stretches its clock; the video
     may run at the source's frame rate), as ``run_inference`` rendered it; the match time without a video. Events
-    a highlight reel of chosen classes or team left out have ``in_reel`` false."""
+    a highlight reel leaves out (not of its classes or team, or not among the best-scoring that fit its length:
+    their frame is not in the video, so they have no ``video_time_s``) have ``in_reel`` false."""
     fps, num_frames = float(result["fps"]), int(result["num_frames"])
     events = [dict(e) for e in result.get("events") or []]
     times = result.get("video_times_s") or [int(e["frame"]) / fps for e in events]
-    for event, seconds in zip(events, times, strict=True):
-        event["video_time_s"] = round(float(seconds), 4)
-    for event, shown in zip(events, result.get("in_reel") or [], strict=False):
-        if not shown:
+    chosen = result.get("in_reel")
+    for i, (event, seconds) in enumerate(zip(events, times, strict=True)):
+        if seconds is not None:
+            event["video_time_s"] = round(float(seconds), 4)
+        if (chosen is not None and i < len(chosen) and not chosen[i]) or seconds is None:
             event["in_reel"] = False
     return {
         "fps": fps,

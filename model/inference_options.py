@@ -20,6 +20,16 @@ from typing import Any
 
 from util.io import DataError
 
+# The drawing's defaults, here (nothing heavy) so that the web app's server can name them: slow motion in the whole
+# annotated video (a highlight reel has none unless asked), and the highlight reel's length, a share of the match,
+# never under REEL_MIN_S (or the whole video, when shorter) and at most a cap. 10 % and 5 minutes: a 90-minute
+# match gives a 5-minute reel, a 20-minute one 2 minutes, a 10-minute one 1 minute; at real density (~1,700 ball
+# actions a game) +- 5 s around every action covers most of the match, so the reel keeps the best-scoring ones.
+DEFAULT_SLOWMO_FACTOR = 3
+DEFAULT_REEL_SHARE = 0.10
+DEFAULT_REEL_MAX_S = 300.0
+REEL_MIN_S = 60.0
+
 
 @dataclass(frozen=True)
 class InferenceOptions:
@@ -40,7 +50,10 @@ class InferenceOptions:
     The drawing: ``visualize`` (frames/), ``create_video`` (annotated.mp4), ``slowmo_factor`` (each frame near an
     action repeated; 1 = off) over ``slowmo_span`` seconds each side (None: ``model.render``'s defaults),
     ``highlights_s`` (a highlight reel, each shown action +- that many seconds), of ``highlight_classes`` and
-    ``highlight_team`` ("left" / "right") only when given.
+    ``highlight_team`` ("left" / "right") only when given, filled with the best-scoring of those actions up to
+    ``reel_share`` of the match (1: no share limit) and at most ``reel_max_s`` seconds (0: no cap) (None: the
+    renderer's defaults, ``DEFAULT_REEL_SHARE`` and ``DEFAULT_REEL_MAX_S``). ``slowmo_factor`` None: slow motion
+    (``DEFAULT_SLOWMO_FACTOR``) in the whole video, none in a reel.
     """
 
     video: str | Path | None = None
@@ -63,6 +76,8 @@ class InferenceOptions:
     highlights_s: float | None = None
     highlight_classes: tuple[str, ...] | None = None
     highlight_team: str | None = None
+    reel_share: float | None = None
+    reel_max_s: float | None = None
 
     def __post_init__(self) -> None:
         if self.highlight_classes is not None and not isinstance(self.highlight_classes, tuple):
@@ -106,7 +121,12 @@ class InferenceOptions:
         """What is drawn, as ``model.render.RenderOptions`` (which checks it: DataError)."""
         from model.render import RenderOptions
 
-        given = {"slowmo_factor": self.slowmo_factor, "slowmo_span_s": self.slowmo_span}
+        given = {
+            "slowmo_factor": self.slowmo_factor,
+            "slowmo_span_s": self.slowmo_span,
+            "reel_share": self.reel_share,
+            "reel_max_s": self.reel_max_s,
+        }
         return RenderOptions(
             video=self.create_video,
             frames=self.visualize,

@@ -433,6 +433,34 @@ def test_a_highlight_reel_keeps_only_the_frames_around_each_action(model_dir, tm
         run_inference(model_dir, tmp_path / "y", video=source, create_video=True, highlight_team="left")
 
 
+def test_a_bounded_reel_keeps_the_best_actions_without_slow_motion(model_dir, clip, tmp_path):
+    """The reel of step 5 holds the best-scoring actions that fit its length, each frame once (no slow motion
+    unless asked); the actions left out have no time in it."""
+    from model.inference import run_inference
+    from model.render import RenderOptions, plan_reel
+
+    result = run_inference(
+        model_dir,
+        tmp_path,
+        video=clip,
+        score_threshold=0.0,
+        create_video=True,
+        highlights_s=0.2,
+        reel_max_s=1.0,
+    )
+    info = _video_streams(result["video"])
+    rate = float(info["rate"])
+    assert info["frames"] == result["video_frames"] <= round(1.0 * rate)  # at most the 1-second cap
+    events = result["events"]
+    at_rate = [{**e, "frame": round(e["frame"] * rate / FPS)} for e in events]
+    reel = plan_reel(at_rate, round(SECONDS * rate), rate, RenderOptions(highlights_s=0.2, reel_max_s=1.0))
+    assert result["video_frames"] == reel.frames == int(reel.covered.sum())  # each frame once: no slow motion
+    times = result["video_times_s"]
+    assert [t is not None for t in times] == [reel.shows(e["frame"]) for e in at_rate]
+    assert 0 < sum(t is not None for t in times) < len(events)  # a reel had to choose
+    assert times[max(range(len(events)), key=lambda i: (events[i]["score"], -events[i]["frame"]))] is not None
+
+
 def test_ground_truth_beside_the_predictions(video_run, clip, model_dir, tmp_path):
     """A library video's Labels-ball.json is found beside it: its events are drawn and marked under SoccerNet's
     matching at 1 s (the evaluator's hits at the same threshold), and predictions.json carries them."""
