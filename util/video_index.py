@@ -7,11 +7,12 @@ and ``VideoFrames.read(start, stop)`` returns the frames step 1 would have writt
 JPEG compression (the same decoder, the same swscale conversion).
 
 Indices are kept on disk between runs (``VideoIndex.load``: ``$SPOT_INDEX_CACHE``, keyed by the file's path, size,
-modification time and inode). A read seeks to the last keyframe at or before the first source frame it needs and
-decodes forward. For H.264, MPEG-2 and MPEG-4 (``SKIPPABLE_CODECS``), frames that no other frame references and that
-the clip does not use are skipped by the decoder (``skip_frame=NONREF``): the frames it returns are bit for bit
-those of a decode from the start. ``decoded`` / ``used`` count the work. A damaged or truncated file is a DataError
-naming it; a frame is never padded or repeated to hide one.
+modification time and inode, and by the PyAV and FFmpeg library versions that demuxed it). A read seeks to the last
+keyframe at or before the first source frame it needs and decodes forward. For H.264, MPEG-2 and MPEG-4
+(``SKIPPABLE_CODECS``), frames that no other frame references and that the clip does not use are skipped by the
+decoder (``skip_frame=NONREF``): the frames it returns are bit for bit those of a decode from the start.
+``decoded`` / ``used`` count the work. A damaged or truncated file is a DataError naming it; a frame is never padded
+or repeated to hide one.
 """
 
 from __future__ import annotations
@@ -34,8 +35,9 @@ from util.video import NearestFrameSampler, _convert, _open, error_reason, outpu
 log = logging.getLogger(__name__)
 
 # Where indices are kept between runs: $SPOT_INDEX_CACHE, else ~/.cache/spot-soccernet-ball/video-index ("off": none).
-# An index is reused only for the same file (absolute path, size, modification time, inode); demuxing reads the whole
-# file, so on a large library (SoccerNet-v2's 1,000 halves, ~150 GB at 224p) the cache saves minutes per run.
+# An index is reused only for the same file (absolute path, size, modification time, inode) under the same PyAV and
+# FFmpeg libraries (decoder_versions); demuxing reads the whole file, so on a large library (SoccerNet-v2's 1,000
+# halves, ~150 GB at 224p) the cache saves minutes per run.
 INDEX_CACHE_ENV = "SPOT_INDEX_CACHE"
 INDEX_FORMAT = 1
 # Codecs whose non-reference frames (skip_frame=NONREF) no other frame references: skipping them is exact.
@@ -123,10 +125,11 @@ class VideoIndex:
         except OSError:
             return cls.build(path)  # raises the DataError naming the file
         stamp = np.array([INDEX_FORMAT, stat.st_size, stat.st_mtime_ns, stat.st_ino], np.int64)
+        decoder = decoder_versions()
         file = cache / f"{hashlib.sha1(str(path.resolve()).encode()).hexdigest()}.npz"
         try:
             with np.load(file) as data:
-                if np.array_equal(data["stamp"], stamp):
+                if np.array_equal(data["stamp"], stamp) and str(data["decoder"]) == decoder:
                     return cls(
                         path=path,
                         time_base=float(data["time_base"]),
@@ -145,6 +148,7 @@ class VideoIndex:
                 np.savez(
                     f,
                     stamp=stamp,
+                    decoder=np.array(decoder),
                     time_base=index.time_base,
                     pts=index.pts,
                     keyframe=index.keyframe,
@@ -185,6 +189,15 @@ class VideoIndex:
         """The last keyframe at or before ``source_frame`` (0 when none is flagged)."""
         keys = np.flatnonzero(self.keyframe[: source_frame + 1])
         return int(keys[-1]) if len(keys) else 0
+
+
+def decoder_versions() -> str:
+    """PyAV's and its FFmpeg libraries' versions: another FFmpeg may demux a file into other packets or timestamps,
+    so a cached index is reused only under the same ones."""
+    libraries = ", ".join(
+        f"{name} {'.'.join(map(str, v))}" for name, v in sorted(av.library_versions.items())
+    )
+    return f"PyAV {av.__version__}; {libraries}"
 
 
 def index_cache_dir() -> Path | None:
