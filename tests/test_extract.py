@@ -123,6 +123,76 @@ def test_chroma_subsampling_of_the_jpegs(tmp_path, chroma, factors):
     assert _jpeg_sampling(first) == factors
 
 
+def _colour_bars(path: Path, matrix: str, frames: int = 5, size: tuple[int, int] = (160, 90)) -> np.ndarray:
+    """Saturated colour bars as H.264 in the YUV of ``matrix`` (bt709 or bt470bg, tagged); returns the RGB."""
+    import av
+
+    width, height = size
+    colours = [(30, 200, 40), (220, 30, 30), (40, 60, 210), (240, 220, 40), (128, 128, 128)]
+    rgb = np.zeros((height, width, 3), np.uint8)
+    for i, colour in enumerate(colours):
+        rgb[:, i * width // len(colours) : (i + 1) * width // len(colours)] = colour
+    space = {"bt709": "ITU709", "bt470bg": "ITU601"}[matrix]
+    with av.open(str(path), "w") as container:
+        stream = container.add_stream("libx264", rate=25)
+        stream.width, stream.height, stream.pix_fmt = width, height, "yuv420p"
+        stream.options = {"preset": "ultrafast", "crf": "10", "x264-params": f"colormatrix={matrix}"}
+        for _ in range(frames):
+            frame = av.VideoFrame.from_ndarray(rgb, format="rgb24").reformat(
+                format="yuv420p", dst_colorspace=space
+            )
+            container.mux(stream.encode(frame))
+        container.mux(stream.encode())
+    return rgb
+
+
+@pytest.mark.parametrize("matrix", ["bt709", "bt470bg"])
+def test_4_2_0_jpegs_compress_the_resized_yuv_planes_in_jpeg_colours(tmp_path, matrix):
+    import simplejpeg
+
+    video = tmp_path / "bars.mp4"
+    rgb = _colour_bars(video, matrix)
+    extract_video(video, tmp_path / "f", sample_fps=25, height=64)
+    jpegs = sorted((tmp_path / "f").glob("*.jpg"))
+    assert len(jpegs) == 5 and _jpeg_sampling(jpegs[0]) == [0x22, 0x11, 0x11]
+    # Step 1's JPEG is the reader's resized YUV planes (swscale, as for BGR), compressed: no RGB on the way.
+    planes = [p for _, p in VideoReader(video, 25, height=64, pixel_format="yuvj420p")]
+    assert [plane.shape for plane in planes[0]] == [(64, 114), (32, 57), (32, 57)]
+    for path, (y, cb, cr) in zip(jpegs, planes, strict=True):
+        assert path.read_bytes() == simplejpeg.encode_jpeg_yuv_planes(y, cb, cr, quality=90)
+    # In JPEG's colours (BT.601, full range) whatever the source's matrix: its pixels are the reader's to
+    # JPEG's error (most of it at the bars' edges), and the bars keep their colour (a BT.709 source read as
+    # BT.601, as the ffmpeg CLI writes it, would be 30 levels off in green).
+    reader = next(iter(read_frames(video, 25, height=64)))[1].astype(int)
+    decoded = cv2.cvtColor(cv2.imread(str(jpegs[0])), cv2.COLOR_BGR2RGB).astype(int)
+    assert np.abs(decoded - reader).mean() < 5
+    inner = np.concatenate([np.arange(i * 114 // 5 + 4, (i + 1) * 114 // 5 - 4) for i in range(5)])
+    assert np.abs(decoded[8:-8, inner] - reader[8:-8, inner]).mean() < 2.5
+    bars = cv2.resize(rgb, (114, 64), interpolation=cv2.INTER_AREA).astype(int)
+    assert np.abs(decoded[8:-8, inner] - bars[8:-8, inner]).max() <= 8
+
+
+def test_conversion_in_the_decoding_thread_gives_the_pools_frames(tmp_path, make_index_video):
+    video = tmp_path / "v.mp4"
+    make_index_video(video, fps=50, seconds=1)
+    for pixel_format in ("rgb24", "yuvj420p"):
+        pooled = [
+            (k, np.copy(a) if pixel_format == "rgb24" else [np.copy(p) for p in a])
+            for k, a in VideoReader(video, 25, height=45, pixel_format=pixel_format, threads=2)
+        ]
+        inline = [
+            (k, np.copy(a) if pixel_format == "rgb24" else [np.copy(p) for p in a])
+            for k, a in VideoReader(video, 25, height=45, pixel_format=pixel_format, threads=0)
+        ]
+        assert [k for k, _ in inline] == [k for k, _ in pooled] == list(range(25))
+        for (_, a), (_, b) in zip(inline, pooled, strict=True):
+            np.testing.assert_array_equal(
+                np.concatenate([np.ravel(x) for x in a]), np.concatenate([np.ravel(x) for x in b])
+            )
+    reader = VideoReader(video, 25, max_frames=7, threads=0)
+    assert [k for k, _ in reader] == list(range(7)) and reader.num_frames == 7
+
+
 def test_extract_variable_frame_rate(tmp_path, make_index_video):
     rng = np.random.default_rng(1)
     times = np.round(np.cumsum(rng.uniform(0.01, 0.08, 120)), 3)

@@ -3,8 +3,9 @@
 One reader serves every step: ``VideoReader`` / ``read_frames`` decode a video with PyAV (FFmpeg's decoders,
 multi-threaded), pick for each output time ``k / sample_fps`` the source frame nearest in time (so 29.97, 50 and
 variable-frame-rate sources give true 25 fps output), and convert/resize in a small thread pool. Frame
-extraction (step 1, ``util.extract``) writes what it reads as JPEGs; inference (step 5) reads the same frames as
-arrays. Writing video is ``util.video_writer``.
+extraction (step 1, ``util.extract``) writes what it reads as JPEGs (at its default 4:2:0 colour, from the
+resized YUV planes: ``yuvj420p``); inference (step 5) reads the same frames as arrays. Writing video is
+``util.video_writer``.
 """
 
 from __future__ import annotations
@@ -41,6 +42,8 @@ MIN_BAD_PACKETS = 10
 TRUNCATION_TOLERANCE_S = 2.0
 TRUNCATION_TOLERANCE_SHARE = 0.05
 _EPS_S = 1e-6
+# What VideoReader yields: HxWx3 arrays, or (yuvj420p) JPEG's Y, Cb, Cr planes for a JPEG encoder.
+PIXEL_FORMATS = ("rgb24", "bgr24", "yuvj420p")
 
 
 @dataclass(frozen=True)
@@ -217,13 +220,46 @@ def _convert(frame: Any, width: int, height: int, pixel_format: str) -> np.ndarr
     return array
 
 
+def _jpeg_planes(frame: Any, width: int, height: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """A decoded frame resized to ``width`` x ``height`` as JPEG's 4:2:0 planes (Y, Cb, Cr), uint8 views.
+
+    swscale resizes the decoder's YUV with the same filter as ``_convert`` and converts it to what a JPEG
+    holds (BT.601 matrix, full range), as the ffmpeg CLI feeds its JPEG encoder: no RGB on the way, which
+    costs a third of the resize and, in the JPEG encoder, the conversion back. A BT.709 source is converted to
+    BT.601, so its JPEGs' colours are right (the ffmpeg CLI leaves them BT.709). The planes keep swscale's row
+    padding.
+    """
+    reformatter = getattr(_thread_local, "planes_reformatter", None)
+    if reformatter is None or _thread_local.planes_pid != os.getpid():
+        reformatter = _thread_local.planes_reformatter = VideoReformatter()
+        _thread_local.planes_pid = os.getpid()
+    out = reformatter.reformat(
+        frame,
+        width=width,
+        height=height,
+        format="yuv420p",
+        dst_colorspace="ITU601",
+        dst_color_range="JPEG",
+        interpolation=INTERPOLATION,
+        threads=SCALE_THREADS,
+    )
+    planes = []
+    for plane in out.planes:
+        rows = np.frombuffer(plane, np.uint8).reshape(plane.height, plane.line_size)
+        planes.append(rows[:, : plane.width])
+    return planes[0], planes[1], planes[2]
+
+
 class VideoReader:
     """Decode ``path`` once: output frame k is the source frame nearest to time ``k / sample_fps``.
 
     Iterating yields ``(k, array)`` in order, arrays HxWx3 uint8 in ``pixel_format`` ("rgb24" or "bgr24"),
     resized to ``height`` / ``width`` (one side keeps the aspect ratio with an even other side; neither keeps the
-    source size). ``sample_fps=0`` keeps every decoded frame. ``fn(k, array)``, when given, runs in the
-    conversion threads and its result is yielded instead of the array (extraction encodes JPEGs there).
+    source size). ``pixel_format="yuvj420p"`` yields JPEG's (Y, Cb, Cr) planes instead (``_jpeg_planes``).
+    ``sample_fps=0`` keeps every decoded frame. ``fn(k, array)``, when given, runs in the conversion threads
+    and its result is yielded instead of the array (extraction encodes JPEGs there); ``threads`` of them, or
+    0: in the decoding thread. ``info``: the file's ``probe_video``, when the caller has it (one opening
+    less).
 
     After iteration: ``num_frames`` (output frames), ``fps`` (output rate), ``decoded_frames``, ``duration_s``
     (decoded). A damaged file raises DataError naming it.
@@ -239,18 +275,21 @@ class VideoReader:
         max_frames: int | None = None,
         threads: int = 2,
         decode_threads: int = 0,
+        info: VideoInfo | None = None,
     ) -> None:
         if sample_fps < 0:
             raise ValueError(f"sample_fps must be >= 0, got {sample_fps}")
+        if pixel_format not in PIXEL_FORMATS:
+            raise ValueError(f"pixel_format must be one of {', '.join(PIXEL_FORMATS)}, not {pixel_format!r}")
         self.path = Path(path)
-        self.info = probe_video(self.path)
+        self.info = info if info is not None else probe_video(self.path)
         self.sample_fps = float(sample_fps)
         self.size = output_size(
             self.info.width, self.info.height, height, width, self.info.sample_aspect_ratio
         )
         self.pixel_format = pixel_format
         self.max_frames = max_frames
-        self.threads = max(1, threads)
+        self.threads = max(0, threads)
         self.decode_threads = decode_threads
         self.num_frames = 0
         self.decoded_frames = 0
@@ -280,9 +319,19 @@ class VideoReader:
         width, height = self.size
 
         def job(k: int, frame: Any) -> Any:
-            array = _convert(frame, width, height, self.pixel_format)
+            if self.pixel_format == "yuvj420p":
+                array = _jpeg_planes(frame, width, height)
+            else:
+                array = _convert(frame, width, height, self.pixel_format)
             return array if fn is None else fn(k, array)
 
+        if self.threads == 0:  # in this thread, as frames come out of the decoder (its own threads decode)
+            for k, frame in self._sampled_frames():
+                if self.max_frames is not None and k >= self.max_frames:
+                    self.num_frames = self.max_frames
+                    break
+                yield k, job(k, frame)
+            return
         pending: collections.deque[tuple[int, Future]] = collections.deque()
         max_pending = 4 * self.threads
         pool = ThreadPoolExecutor(self.threads, thread_name_prefix="video-convert")
