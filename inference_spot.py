@@ -44,7 +44,7 @@ from model.inference_options import (
 )
 from model.predict import DEFAULT_BATCH_SIZE
 from model.render import DEFAULT_SLOWMO_SPAN_S
-from util.cli import add_prediction_flags, run_main, setup_logging
+from util.cli import ASPECT_MODES, add_prediction_flags, run_main, setup_logging
 
 
 def _class_list(text: str) -> list[str] | None:
@@ -101,6 +101,14 @@ def get_args(argv: list[str] | None = None) -> argparse.Namespace:
     )
     nms.add_argument("--nms_window_s", type=float, help="NMS window, +- seconds (default: the model's)")
     add_prediction_flags(parser, "the model's, config.json")
+    parser.add_argument(
+        "--aspect",
+        choices=ASPECT_MODES,
+        default=defaults.aspect,
+        help="a video of another aspect ratio than the model's frames (4:3, a vertical phone video): letterbox "
+        "(scaled to fit between black bars; default), crop (scaled to cover, the centre kept) or stretch (resized "
+        "to the model's size, shapes distorted); a warning and the result's notes always say which",
+    )
     parser.add_argument(
         "--batch_size",
         type=int,

@@ -76,6 +76,7 @@ def result_view(runner: JobRunner, job_id: str, status: dict) -> dict:
         "has_team": any(e.get("team") for e in events),
         "files": files,
         "fps": fps,
+        "notes": [n for n in doc.get("notes") or [] if isinstance(n, str)],
         "truth": doc.get("ground_truth_summary")
         if isinstance(doc.get("ground_truth_summary"), dict)
         else None,
@@ -93,6 +94,7 @@ def public_status(runner: JobRunner, job_id: str, status: dict) -> dict:
     if done:
         view = result_view(runner, job_id, status)
         public["events"] = view["events"]
+        public["notes"] = view["notes"]
         public["files"] = {
             name: url_for("api_job_file", job_id=job_id, name=name)
             for name, ok in view["files"].items()

@@ -410,7 +410,10 @@ class JobRunner:
         )
         kwargs = {"options": chosen}  # the worker calls run_inference(model_dir, output_dir, **kwargs)
         result = self._worker_process().run(self.model_dir, folder / OUTPUT_DIR, kwargs, progress)
-        store_json(folder / EVENTS_FILE, _events_document(result))
+        document = _events_document(result)
+        # What step 5 said about the input (another aspect ratio, ...), with the upload's name for the server's path.
+        document["notes"] = [_user_message(str(n), folder, status) for n in result.get("notes") or []]
+        store_json(folder / EVENTS_FILE, document)
         return result
 
     def _learn_render_ratio(self, progress: _Progress) -> None:

@@ -16,6 +16,7 @@ import math
 from pathlib import Path
 
 from model.inference_options import DEFAULT_SLOWMO_FACTOR, InferenceOptions
+from util.cli import ASPECT_MODES, DEFAULT_ASPECT
 from util.io import DataError
 
 SLOWMO_CHOICES = (1, 2, 3, 4)
@@ -36,7 +37,8 @@ def parse_options(
     ``slowmo`` is a factor of SLOWMO_CHOICES or "auto"; absent, ``default_slowmo``, where step 5's own default
     (DEFAULT_SLOWMO_FACTOR, the app's DEFAULT_SLOWMO) stands for "auto": no slow motion in a reel unless asked.
     ``reel_share`` / ``reel_max_s`` bound a highlight reel (step 5's defaults when absent).
-    ``thresholds=model`` (the form's checkbox), or no ``threshold`` when the model recorded per-class thresholds
+    ``aspect`` (``ASPECT_MODES``) fits a video of another aspect ratio than the model's; only recorded when it is
+    not the default (letterbox). ``thresholds=model`` (the form's checkbox), or no ``threshold`` when the model recorded per-class thresholds
     (``per_class``), keeps the model's per-class thresholds (no "threshold" in the options); a ``threshold``
     applies to every class. ``highlight_classes`` (repeated, or comma-separated) and ``highlight_team`` cut the
     highlight reel around those actions only: they must be among the model's ``outputs`` (``model_outputs``),
@@ -68,6 +70,11 @@ def parse_options(
             raise ValueError(
                 "a reel of chosen actions or of one team, or its bounds, must be annotated=highlights"
             )
+    aspect = form.get("aspect") or DEFAULT_ASPECT
+    if aspect not in ASPECT_MODES:
+        raise ValueError(f"aspect must be one of {', '.join(ASPECT_MODES)}")
+    if aspect != DEFAULT_ASPECT:
+        options["aspect"] = aspect
     return {**options, "slowmo_factor": slowmo, "annotated": annotated}
 
 
@@ -156,6 +163,7 @@ def inference_options(
         reel_share=options.get("reel_share") if reel else None,
         reel_max_s=options.get("reel_max_s") if reel else None,
         slowmo_factor=resolved_slowmo(options.get("slowmo_factor", 1), annotated),
+        aspect=options.get("aspect", DEFAULT_ASPECT),
     )
     return chosen.with_changes(**overrides) if overrides else chosen
 

@@ -28,14 +28,14 @@ STAGES = ("decoding", "detecting", "rendering")
 # decodes the video again at its own resolution, and encodes all of it, a highlight reel, or nothing).
 STAGE_WEIGHTS = {
     "full": {"decoding": 0.05, "detecting": 0.5, "rendering": 0.45},
-    "highlights": {"decoding": 0.05, "detecting": 0.8, "rendering": 0.15},
+    "highlights": {"decoding": 0.05, "detecting": 0.9, "rendering": 0.05},
     "none": {"decoding": 0.05, "detecting": 0.95, "rendering": 0.0},
 }
-# Measured by benchmarks/bench_app.py on a 2-core CPU (bf16 model, 224p): a 10-minute match rendered whole took 1.15x
-# its detection time, a 60-minute highlight reel 1.42x (ball actions are dense, ~1,700 a game: their +-5 s cover most
-# of a match, and the reel's slow motion adds frames). The server learns its own ratios from its finished jobs
-# (``RenderTiming``, kept in TIMING_FILE).
-RENDER_TO_DETECT = {"full": 1.15, "highlights": 1.42, "none": 0.0}
+# Measured on a 2-core CPU (224p): a 10-minute match rendered whole took 1.15x its detection time
+# (benchmarks/bench_app.py, bf16 model); the bounded reel of a dense 60-minute match (5 minutes, decoding only its
+# own frames, no slow motion) 14-28 s against ~140 s of detection, about 0.15x. The server learns its own ratios
+# from its finished jobs (``RenderTiming``, kept in TIMING_FILE).
+RENDER_TO_DETECT = {"full": 1.15, "highlights": 0.15, "none": 0.0}
 TIMING_FILE = "timing.json"  # what the server learned about its jobs' stage times (the ETA's guesses)
 PROGRESS_WRITE_INTERVAL_S = 0.3
 

@@ -28,6 +28,7 @@ from typing import Any
 import cv2
 import numpy as np
 
+from util.cli import ASPECT_MODES
 from util.frame_folder import FPS_FILE, FRAME_NAME, count_frames, read_fps
 from util.io import DataError
 from util.soccernet import video_id_of_file
@@ -67,8 +68,6 @@ def fit_frame(image: np.ndarray, size: tuple[int, int] | None, fit: FrameFit | N
 # ---------------------------------------------------------------------------------------------------------------
 # Another aspect ratio than the model's
 
-ASPECT_MODES = ("letterbox", "crop", "stretch")
-DEFAULT_ASPECT = "letterbox"
 # Display aspects closer than this share are the same: SoccerNet's 1280x720 and 398x224 (0.06 % apart) are.
 ASPECT_TOLERANCE = 0.01
 

@@ -41,8 +41,6 @@ from typing import Any
 import numpy as np
 
 from dataset.source import (
-    ASPECT_MODES,
-    DEFAULT_ASPECT,
     FPS_TOLERANCE,
     FrameFit,
     FrameSource,
@@ -70,6 +68,7 @@ from model.predict import (
 )
 from model.render import Progress, render
 from util import visualize as vis
+from util.cli import ASPECT_MODES, DEFAULT_ASPECT
 from util.io import DataError, store_json
 from util.metrics.analysis import mark_events
 from util.postprocess import PostProcess, store_scores
@@ -336,7 +335,7 @@ def run_inference(
     seconds = {"load": time.perf_counter() - started}
     batch_size = options.batch_size or DEFAULT_BATCH_SIZE
     # Another aspect ratio than the model's: "letterbox" (default), "crop" or "stretch", always with a note.
-    aspect = getattr(options, "aspect", None) or DEFAULT_ASPECT
+    aspect = options.aspect
     (scores, team, displacement), notes = detect(
         model, config, item, options.max_frames, batch_size, options.device, progress, aspect
     )

@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from util.cli import ASPECT_MODES, DEFAULT_ASPECT
 from util.io import DataError
 
 # The drawing's defaults, here (nothing heavy) so that the web app's server can name them: slow motion in the whole
@@ -78,6 +79,7 @@ class InferenceOptions:
     highlight_team: str | None = None
     reel_share: float | None = None
     reel_max_s: float | None = None
+    aspect: str = DEFAULT_ASPECT  # a video of another aspect ratio than the model's: ASPECT_MODES
 
     def __post_init__(self) -> None:
         if self.highlight_classes is not None and not isinstance(self.highlight_classes, tuple):
@@ -97,6 +99,8 @@ class InferenceOptions:
             raise DataError(f"max_frames {self.max_frames} must be at least 1")
         if self.batch_size is not None and self.batch_size < 1:
             raise DataError(f"batch size {self.batch_size} must be at least 1")
+        if self.aspect not in ASPECT_MODES:
+            raise DataError(f"aspect must be one of {', '.join(ASPECT_MODES)}, not {self.aspect!r}")
 
     @classmethod
     def field_names(cls) -> list[str]:

@@ -951,3 +951,33 @@ def test_a_resumable_upload_given_up_expires(held, monkeypatch):
     client.post("/api/uploads", data={"name": "n.mp4", "size": "10"})  # a new upload sweeps the old ones
     assert client.get(url).status_code == 404
     assert len(list(staged.iterdir())) == 1
+
+
+@pytest.mark.slow  # a job in the worker process (torch starts there)
+def test_a_4_3_upload_is_letterboxed_and_the_result_says_so(client, tmp_path):
+    from tests.conftest import write_index_video
+
+    video = tmp_path / "phone.mp4"
+    write_index_video(video, fps=25.0, seconds=2.0, size=(160, 120))  # 4:3, the tiny model's frames are 16:9
+    job_id = upload(client, video.read_bytes(), name="phone clip.mp4", annotated="none").get_json()["job_id"]
+    status = wait_for(client, job_id)
+    assert status["state"] == "done", status.get("error")
+    (note,) = [n for n in status["notes"] if "aspect" in n]  # (another note says the rate was resampled)
+    assert "phone clip.mp4" in note and "4:3" in note and "letterboxed" in note
+    assert str(client.application.config["JOBS_DIR"]) not in note  # the upload's name, not the server's path
+    page = client.get(f"/jobs/{job_id}/result").get_data(as_text=True)
+    assert 'id="notes"' in page and "letterboxed" in page
+
+
+def test_the_form_chooses_how_another_aspect_is_fitted(client):
+    from werkzeug.datastructures import MultiDict
+
+    from app.options import inference_options, parse_options
+
+    crop = parse_options(MultiDict({"aspect": "crop"}), default_threshold=0.5, default_slowmo=3)
+    assert inference_options(crop, Path("v.mp4"), "v.mp4", None).aspect == "crop"
+    default = parse_options(MultiDict(), default_threshold=0.5, default_slowmo=3)
+    assert "aspect" not in default and inference_options(default, Path("v"), "v", None).aspect == "letterbox"
+    with pytest.raises(ValueError, match="aspect must be one of letterbox, crop, stretch"):
+        parse_options(MultiDict({"aspect": "squash"}), default_threshold=0.5, default_slowmo=3)
+    assert 'name="aspect"' in client.get("/").get_data(as_text=True)

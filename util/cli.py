@@ -12,6 +12,9 @@ from util.io import DataError
 EXIT_USAGE = 2
 # How the predict path may run a model (model/predict.py): test-time augmentation, and the windows' default overlap.
 TTA_MODES = ("none", "flip")
+# How step 5 fits a video of another aspect ratio than the model's frames (dataset.source.aspect_fit).
+ASPECT_MODES = ("letterbox", "crop", "stretch")
+DEFAULT_ASPECT = "letterbox"
 DEFAULT_OVERLAP = 0.5
 
 
