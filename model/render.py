@@ -245,11 +245,7 @@ def _window_frames(
         frames = VideoFrames(item.path, fps)
         try:
             for lo, hi in windows:
-                k = lo
-                for chunk in frames.iter_range(lo, min(hi, frames.num_frames), CHUNK_FRAMES):
-                    for image in chunk:
-                        yield k, image
-                        k += 1
+                yield from _numbered(frames.iter_range(lo, min(hi, frames.num_frames), CHUNK_FRAMES), lo)
         finally:
             frames.close()
         return
@@ -263,11 +259,12 @@ def _window_frames(
                 yield k, image
         return
     for lo, hi in windows:
-        k = lo
-        for chunk in source.iter_range(lo, min(hi, source.num_frames), CHUNK_FRAMES):
-            for image in chunk:
-                yield k, image
-                k += 1
+        yield from _numbered(source.iter_range(lo, min(hi, source.num_frames), CHUNK_FRAMES), lo)
+
+
+def _numbered(chunks, first: int):
+    """(frame number, image) of the frames of ``chunks``, the first being frame ``first``."""
+    return enumerate((image for chunk in chunks for image in chunk), first)
 
 
 def render(
