@@ -312,7 +312,10 @@ class VideoFrames:
             except (_Leave, av.error.FFmpegError):
                 pass
             context.skip_frame = "DEFAULT"
-            self.close()
+            if done < len(
+                wanted
+            ):  # the rest by read(), from a fresh decoder; else the next seek flushes this one
+                self.close()
         self.used += done
         for first in range(start + done, stop, chunk_len):
             chunk.extend(self.read(first, min(first + chunk_len, stop)))
