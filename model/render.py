@@ -249,7 +249,6 @@ def _window_frames(
         finally:
             frames.close()
         return
-    source = JpegDirSource(item.path, fps=item.source_fps)
     if abs(item.source_fps - fps) > FPS_TOLERANCE * fps:
         shown = np.zeros(num_frames, bool)
         for lo, hi in windows:
@@ -258,6 +257,7 @@ def _window_frames(
             if shown[k]:
                 yield k, image
         return
+    source = JpegDirSource(item.path, fps=item.source_fps)
     for lo, hi in windows:
         yield from _numbered(source.iter_range(lo, min(hi, source.num_frames), CHUNK_FRAMES), lo)
 

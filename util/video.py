@@ -196,6 +196,17 @@ class NearestFrameSampler:
 _thread_local = threading.local()
 
 
+def _reformatter(kind: str) -> VideoReformatter:
+    """This thread's swscale context for ``kind`` of output. One per thread, reused across frames (a fresh one per
+    frame costs more than the scaling), and per process: a context made before a fork hangs in the child (its
+    worker threads are not there)."""
+    made = getattr(_thread_local, kind, None)
+    if made is None or made[0] != os.getpid():
+        made = (os.getpid(), VideoReformatter())
+        setattr(_thread_local, kind, made)
+    return made[1]
+
+
 def _convert(frame: Any, width: int, height: int, pixel_format: str) -> np.ndarray:
     """One decoded frame as an (height, width, 3) array in ``pixel_format`` ("bgr24" or "rgb24").
 
@@ -203,13 +214,7 @@ def _convert(frame: Any, width: int, height: int, pixel_format: str) -> np.ndarr
     pixels (up to 5 levels, 1.6 on average at 224p -> 112 px), and step 1 writes bgr24, so every reader of a
     video (training clips, inference) sees exactly the pixels step 1's JPEGs were compressed from.
     """
-    # One swscale context per thread, reused across frames (a fresh one per frame costs more than the scaling), and
-    # per process: a context made before a fork hangs in the child (its worker threads are not there).
-    reformatter = getattr(_thread_local, "reformatter", None)
-    if reformatter is None or _thread_local.pid != os.getpid():
-        reformatter = _thread_local.reformatter = VideoReformatter()
-        _thread_local.pid = os.getpid()
-    out = reformatter.reformat(
+    out = _reformatter("bgr").reformat(
         frame, width=width, height=height, format="bgr24", interpolation=INTERPOLATION, threads=SCALE_THREADS
     )
     array = out.to_ndarray()
@@ -229,11 +234,7 @@ def _jpeg_planes(frame: Any, width: int, height: int) -> tuple[np.ndarray, np.nd
     BT.601, so its JPEGs' colours are right (the ffmpeg CLI leaves them BT.709). The planes keep swscale's row
     padding.
     """
-    reformatter = getattr(_thread_local, "planes_reformatter", None)
-    if reformatter is None or _thread_local.planes_pid != os.getpid():
-        reformatter = _thread_local.planes_reformatter = VideoReformatter()
-        _thread_local.planes_pid = os.getpid()
-    out = reformatter.reformat(
+    out = _reformatter("planes").reformat(
         frame,
         width=width,
         height=height,
