@@ -14,6 +14,8 @@ import ipaddress
 from urllib.parse import urlencode, urlsplit
 
 from flask import current_app, jsonify, redirect, render_template, request
+from werkzeug.datastructures import MIMEAccept
+from werkzeug.http import parse_accept_header
 
 TOKEN_COOKIE = "spot_token"
 LOOPBACK_NAMES = ("localhost", "127.0.0.1", "::1")
@@ -34,11 +36,16 @@ def is_loopback(host: str) -> bool:
 
 
 def wants_json() -> bool:
-    return (
-        request.path.startswith("/api/")
-        or request.accept_mimetypes.best == "application/json"
-        or request.headers.get("X-Requested-With") == "XHR"
+    """Whether this request's client reads JSON (the API, scripts, the page's XHR), not an HTML page."""
+    return wants_json_for(
+        request.path, request.headers.get("Accept", ""), request.headers.get("X-Requested-With")
     )
+
+
+def wants_json_for(path: str, accept: str, requested_with: str | None) -> bool:
+    """``wants_json`` from the request's path and headers (the waitress parser has no Flask request)."""
+    best = parse_accept_header(accept, MIMEAccept).best
+    return path.startswith("/api/") or best == "application/json" or requested_with == "XHR"
 
 
 def refuse(status: int, message: str):

@@ -19,7 +19,7 @@ import time
 
 from flask import Flask
 
-from app.access import refuse, security_headers
+from app.access import refuse, security_headers, wants_json_for
 from app.jobs import JobRunner
 from app.upload import CHUNK_BYTES, too_large_message, upload_limit
 
@@ -79,12 +79,12 @@ def _refuse_as_the_app(server_map: dict, app: Flask) -> None:
             consumed = super().received(data)
             if isinstance(self.error, RequestEntityTooLarge):
                 self.expect_continue = False  # refused from its headers: no "100 Continue" first
-                wants_json = (
-                    str(getattr(self, "path", "")).startswith("/api/")
-                    or "application/json" in self.headers.get("ACCEPT", "")
-                    or self.headers.get("X_REQUESTED_WITH") == "XHR"
+                json = wants_json_for(
+                    str(getattr(self, "path", "")),
+                    self.headers.get("ACCEPT", ""),
+                    self.headers.get("X_REQUESTED_WITH"),
                 )
-                self.error = TooLarge("json" if wants_json else "html")
+                self.error = TooLarge("json" if json else "html")
             return consumed
 
     class Channel(HTTPChannel):
