@@ -671,3 +671,14 @@ def test_selection_records_how_far_luck_reaches_on_val():
     assert describe_interval(record).startswith(f"val mAP@1 {record['value']:.3f}, 95 % bootstrap interval")
     empty = [dict(v, events=[]) for v in videos]
     assert val_interval(results, empty, {"classes": classes, "fps": 25.0}, PostProcess(), 10) is None
+
+
+def test_a_dist_timeout_must_be_positive(tmp_path, capsys):
+    frame_dir, data_dir = tiny_library(tmp_path)
+    with pytest.raises(SystemExit):
+        train_e2e.get_args(train_argv(tmp_path, frame_dir, data_dir, "--dist_timeout", "0"))
+    assert "--dist_timeout" in capsys.readouterr().err
+    assert (
+        train_e2e.get_args(train_argv(tmp_path, frame_dir, data_dir, "--dist_timeout", "0.5")).dist_timeout
+        == 0.5
+    )
