@@ -20,8 +20,9 @@ variant runs ``--rounds`` times, interleaved; the best wall time counts (the mac
 seconds per frame are shown too. Removing the previous output is not timed.
 
 ``--levers`` measures, on the real video in this process, each lever of step 1 on its own against the same
-ffmpeg run: decoder threads, what is resized to (BGR, or JPEG's YUV as ffmpeg does), the JPEG encoder (OpenCV,
-simplejpeg, FFmpeg's mjpeg through PyAV), the swscale and conversion threads. ``python -m
+ffmpeg run: how the video is decoded (stretches between keyframes on every core, or one decoder with FFmpeg's
+frame threads), and on the one-decoder path: decoder threads, what is resized to (BGR, or JPEG's YUV as ffmpeg
+does), the JPEG encoder (OpenCV, simplejpeg, FFmpeg's mjpeg through PyAV), the swscale and conversion threads. ``python -m
 benchmarks.bench_extract --rounds 5`` for steadier figures.
 """
 
@@ -470,10 +471,14 @@ def _lever(
     threads: int = 2,
     decode_threads: int = 0,
     scale_threads: int = 1,
+    stretches: int = 0,
 ) -> Run:
+    """One sequential decode (FFmpeg's frame threads, a pool of ``threads`` converting), or with ``stretches``
+    threads each decoding, converting and writing stretches between keyframes (``util.video_stretches``)."""
     import util.video
     from util.frame_folder import FRAME_NAME
     from util.video import VideoReader
+    from util.video_stretches import decode_unordered
 
     def run() -> None:
         before = util.video.SCALE_THREADS
@@ -482,7 +487,9 @@ def _lever(
             reader = VideoReader(
                 video, FPS, 224, None, pixel_format, threads=threads, decode_threads=decode_threads
             )
-            for _ in reader.frames(encoder(str(folder / FRAME_NAME))):
+            write = encoder(str(folder / FRAME_NAME))
+            frames = decode_unordered(reader, write, stretches) if stretches else reader.frames(write)
+            for _ in frames:
                 pass
         finally:
             util.video.SCALE_THREADS = before
@@ -495,14 +502,23 @@ def levers(video: Path, name: str, frames: int, out: Path, q: int, rounds: int) 
 
     encoders = _encoders(DEFAULT_QUALITY, q)
     yuv, bgr = "yuvj420p", "bgr24"
+    cores = os.cpu_count() or 1
     planes = encoders["simplejpeg (from YUV planes)"]
     rows = [
         # (lever, setting, pixel format, encoder, keyword arguments of _lever)
         ("as shipped", "extract_video's defaults", None, None, {}),
+        (
+            "decoding",
+            f"stretches between keyframes, {cores} threads (now)",
+            yuv,
+            planes,
+            {"stretches": cores},
+        ),
+        ("decoding", "one decoder, FFmpeg's frame threads (before)", yuv, planes, {}),
         ("decoder threads", "1 (no frame threads)", yuv, planes, {"decode_threads": 1}),
         ("decoder threads", "2 frame threads", yuv, planes, {"decode_threads": 2}),
         ("decoder threads", "4 frame threads", yuv, planes, {"decode_threads": 4}),
-        ("resize to + encoder", "BGR + OpenCV (before)", bgr, encoders["OpenCV (from BGR)"], {}),
+        ("resize to + encoder", "BGR + OpenCV (first)", bgr, encoders["OpenCV (from BGR)"], {}),
         ("resize to + encoder", "BGR + simplejpeg", bgr, encoders["simplejpeg (from BGR)"], {}),
         (
             "resize to + encoder",

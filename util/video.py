@@ -316,14 +316,16 @@ class VideoReader:
     def __iter__(self) -> Iterator[tuple[int, Any]]:
         return self.frames()
 
-    def frames(self, fn: Callable[[int, np.ndarray], Any] | None = None) -> Iterator[tuple[int, Any]]:
+    def convert(self, frame: Any) -> Any:
+        """A decoded frame as this reader yields it: resized, in ``pixel_format``."""
         width, height = self.size
+        if self.pixel_format == "yuvj420p":
+            return _jpeg_planes(frame, width, height)
+        return _convert(frame, width, height, self.pixel_format)
 
+    def frames(self, fn: Callable[[int, np.ndarray], Any] | None = None) -> Iterator[tuple[int, Any]]:
         def job(k: int, frame: Any) -> Any:
-            if self.pixel_format == "yuvj420p":
-                array = _jpeg_planes(frame, width, height)
-            else:
-                array = _convert(frame, width, height, self.pixel_format)
+            array = self.convert(frame)
             return array if fn is None else fn(k, array)
 
         if self.threads == 0:  # in this thread, as frames come out of the decoder (its own threads decode)
