@@ -42,6 +42,14 @@ from model.inference_options import (
     REEL_MIN_S,
     InferenceOptions,
 )
+from model.live import (
+    DEFAULT_CONNECT_TIMEOUT_S,
+    DEFAULT_LATENCY_S,
+    DEFAULT_MAX_LAG_S,
+    DEFAULT_STALL_TIMEOUT_S,
+    LiveSettings,
+    run_live,
+)
 from model.predict import DEFAULT_BATCH_SIZE
 from model.render import DEFAULT_SLOWMO_SPAN_S
 from util.cli import ASPECT_MODES, add_prediction_flags, run_main, setup_logging
@@ -62,6 +70,13 @@ def get_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--model_dir", type=Path, required=True, help="trained model directory (config.json)")
     source = parser.add_argument_group("input (one of)")
     source.add_argument("--video", type=Path, help="a video file, decoded on the fly")
+    source.add_argument(
+        "--live",
+        metavar="SOURCE",
+        help="spot a live feed as it plays: udp://, srt://, rtsp://, rtmp://, an HLS playlist, - (a pipe on stdin) or "
+        "a file a recorder is still writing (followed as it grows). Final events go to OUTPUT_DIR/events.jsonl and "
+        "events.csv as they come, and to the terminal; live_summary.json at the end. Ctrl-C stops",
+    )
     source.add_argument(
         "--frame_dir",
         type=Path,
@@ -164,8 +179,47 @@ def get_args(argv: list[str] | None = None) -> argparse.Namespace:
         help="with --highlights: the reel lasts at most SECONDS, whatever the match's length; 0: no cap (default: "
         f"{DEFAULT_REEL_MAX_S:g}). --reel_share 1 --reel_max_s 0: every chosen action +- --highlights SECONDS",
     )
+    live = parser.add_argument_group("with --live")
+    live.add_argument(
+        "--latency",
+        type=float,
+        default=DEFAULT_LATENCY_S,
+        metavar="SECONDS",
+        help="an event is written once the model has seen SECONDS of the feed after it: the scores' future context "
+        "plus the post-processing's window. Shorter is sooner and less accurate; at clip_len / fps + the NMS window "
+        f"the events are offline inference's (default: {DEFAULT_LATENCY_S:g})",
+    )
+    live.add_argument(
+        "--connect_timeout",
+        type=float,
+        default=DEFAULT_CONNECT_TIMEOUT_S,
+        metavar="SECONDS",
+        help=f"give up when no frame has come in SECONDS from the start (default: {DEFAULT_CONNECT_TIMEOUT_S:g})",
+    )
+    live.add_argument(
+        "--stall_timeout",
+        type=float,
+        default=DEFAULT_STALL_TIMEOUT_S,
+        metavar="SECONDS",
+        help="a network feed silent for SECONDS is opened again, with backoff, and the frames go on after the gap; "
+        f"a followed file that has not grown for SECONDS has ended (default: {DEFAULT_STALL_TIMEOUT_S:g})",
+    )
+    live.add_argument(
+        "--max_lag",
+        type=float,
+        default=DEFAULT_MAX_LAG_S,
+        metavar="SECONDS",
+        help="when the model falls more than SECONDS behind the feed, the frames waiting are skipped (a gap, "
+        f"counted in live_summary.json) instead of the delay growing (default: {DEFAULT_MAX_LAG_S:g})",
+    )
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
     args = parser.parse_args(argv)
+    if args.live is not None:
+        if args.video is not None or args.frame_dir is not None:
+            parser.error("--live takes no --video or --frame_dir")
+        if args.latency <= 0 or args.connect_timeout <= 0 or args.stall_timeout <= 0 or args.max_lag <= 0:
+            parser.error("--latency, --connect_timeout, --stall_timeout and --max_lag must be positive")
+        return args
     if (args.highlight_classes is not None or args.highlight_team) and args.highlights_s is None:
         parser.error("--highlight_classes and --highlight_team need --highlights SECONDS")
     if args.highlights_s is not None and args.highlights_s <= 0:
@@ -218,8 +272,42 @@ def _video_line(result: dict, reel: bool) -> str:
     )
 
 
+def live_main(args: argparse.Namespace) -> int:
+    """--live: events printed as they become final, until the feed ends or Ctrl-C."""
+
+    def show(row: dict) -> None:
+        team = f" {row['team']:<5}" if row.get("team") else ""
+        print(
+            f"{row['time']:>9}  {row['label']:<28}{team} {row['score']:.2f}   (+{row['delay_s']:.1f} s)",
+            flush=True,
+        )
+
+    settings = LiveSettings(
+        args.latency, args.connect_timeout, args.stall_timeout, args.max_lag, args.batch_size or DEFAULT_BATCH_SIZE
+    )
+    print(f"live: {args.live} -> {args.output_dir}/events.jsonl (Ctrl-C stops)", flush=True)
+    summary = run_live(
+        args.model_dir, args.live, args.output_dir, settings, device=args.device, aspect=args.aspect,
+        score_threshold=args.score_threshold, on_event=show,
+    )  # fmt: skip
+    delay = summary["delay_s"]
+    delays = (
+        f"; delay from a frame to its event: median {delay['median']:.2f} s, p95 {delay['p95']:.2f} s"
+        if delay
+        else ""
+    )
+    print(
+        f"\n{summary['ended']}: {summary['frames']} frames ({summary['stream_s']:.0f} s), {summary['events']} events, "
+        f"{len(summary['gaps'])} gaps, {summary['skipped_frames']} frames skipped behind the feed; model "
+        f"{summary['model_load']:.2f} s per second of feed{delays}"
+    )
+    return 0
+
+
 def main(args: argparse.Namespace) -> int:
     setup_logging(args.verbose)
+    if args.live is not None:
+        return live_main(args)
     bars = _Bars()
     started = time.perf_counter()
     try:

@@ -1,0 +1,198 @@
+"""Live spotting (model/live.py, inference_spot.py --live): scores final behind the newest frame, events given once,
+a real-time UDP feed that drops and comes back."""
+
+from __future__ import annotations
+
+import threading
+import time
+from fractions import Fraction
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from model.common import load_model
+from model.live import (
+    LiveEvents,
+    LiveScorer,
+    LiveSettings,
+    event_margin,
+    iter_events,
+    live_geometry,
+    run_live,
+)
+from model.predict import _run_batch, model_frame_source, predict_scores, window_stride
+from tests.conftest import render_match, write_tiny_model
+from util.io import DataError
+from util.live_send import send_video
+from util.postprocess import PostProcess
+
+
+def free_port() -> int:
+    """A UDP port nothing listens on now."""
+    import socket
+
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def sharp_model(tmp_path_factory) -> Path:
+    return write_tiny_model(tmp_path_factory.mktemp("live-model"), sharpen=30.0)
+
+
+def _model(model_dir: Path):
+    model, config, _ = load_model(model_dir, device="cpu")
+    model.eval()
+
+    def run(windows):
+        with torch.inference_mode():
+            return _run_batch(model, windows, config, torch.device("cpu"), precision=torch.float32)
+
+    return model, config, run
+
+
+def _frames(config: dict, video: Path) -> np.ndarray:
+    return np.concatenate(list(model_frame_source(config, video).iter_chunks(64)))
+
+
+@pytest.mark.parametrize("stretch_len", [5, 23, 30])
+def test_with_a_full_context_the_live_scores_are_offline_inferences(sharp_model, match_video_6s, stretch_len):
+    model, config, run = _model(sharp_model)
+    frames = _frames(config, match_video_6s)[:stretch_len]
+    clip_len, stride = int(config["clip_len"]), window_stride(config)
+    scorer = LiveScorer(run, clip_len, stride, context=clip_len)
+    for image in frames:  # one frame at a time, as a feed gives them
+        scorer.push([image])
+    scorer.finish()
+
+    class Source:
+        num_frames, name = len(frames), "frames"
+
+        def iter_chunks(self, n):
+            yield from (frames[i : i + n] for i in range(0, len(frames), n))
+
+    # float32 on both sides: in bf16 a batch of 1 and a batch of 8 round differently (about 1e-3)
+    offline, team, _ = predict_scores(model, config, Source(), device="cpu", precision=torch.float32)
+    live = scorer.scores(0, len(frames))
+    assert np.allclose(live["scores"], offline, atol=1e-5)
+    assert np.allclose(live["team"], team, atol=1e-5)
+
+
+def test_a_final_score_never_changes_and_every_frame_gets_one(sharp_model, match_video_6s):
+    _, config, run = _model(sharp_model)
+    frames = _frames(config, match_video_6s)
+    clip_len = int(config["clip_len"])
+    for context in (0, 2, clip_len + 3):
+        hop = min(window_stride(config), context + 1)
+        scorer = LiveScorer(run, clip_len, hop, context)
+        first_seen: dict[int, np.ndarray] = {}
+        for image in frames:
+            scorer.push([image])
+            for t in range(len(first_seen), scorer.final_end):
+                first_seen[t] = scorer.scores(t, t + 1)["scores"][0]
+        scorer.finish()
+        end = scorer.scores(0, len(frames))
+        assert len(first_seen) <= len(frames) - min(context, len(frames) - clip_len)
+        for t, values in first_seen.items():
+            assert np.array_equal(values, end["scores"][t]), (context, t)
+        assert (scorer.count[: len(frames)] > 0).all()
+        assert np.allclose(end["scores"].sum(1), 1.0, atol=1e-4)
+
+
+def test_events_come_once_in_order_and_equal_the_offline_post_processing(sharp_model, match_video_6s):
+    from util.postprocess import scores_to_events
+
+    _, config, run = _model(sharp_model)
+    frames = _frames(config, match_video_6s)
+    fps, classes = float(config["fps"]), list(config["classes"])
+    post = PostProcess(nms_window_s=0.6, sigma_s=0.2, threshold=0.05)
+    clip_len = int(config["clip_len"])
+    scorer = LiveScorer(run, clip_len, window_stride(config), clip_len - 1)
+    events = LiveEvents(scorer, classes, post, fps)
+    given = []
+    for image in frames:
+        scorer.push([image])
+        given += events.new_events()
+    scorer.finish()
+    given += events.new_events()
+    arrays = scorer.scores(0, len(frames))
+    expected = scores_to_events(
+        arrays["scores"], classes, fps, team_scores=arrays["team"], **post.event_options(fps)
+    )
+    assert given == expected and len(given) > 3
+    assert (
+        event_margin(post, fps) == 3 + 4 + 1
+    )  # NMS +-3 frames, smoothing radius 4 (sigma 1 frame), the peak
+
+
+def test_a_latency_below_the_post_processings_window_is_refused():
+    with pytest.raises(DataError, match="longer --latency"):
+        live_geometry(clip_len=8, stride=4, latency_frames=3, margin=6)
+    assert live_geometry(8, 4, latency_frames=20, margin=6) == (14, 4)
+    assert live_geometry(8, 4, latency_frames=8, margin=6) == (
+        2,
+        3,
+    )  # a shorter hop: every frame has a window
+
+
+def _keyframes_every_half_second(video: Path, out: Path) -> Path:
+    import av
+
+    with av.open(str(video)) as source, av.open(str(out), "w") as sink:
+        stream = sink.add_stream("libx264", rate=Fraction(25))
+        stream.width, stream.height, stream.pix_fmt = 398, 224, "yuv420p"
+        stream.options = {
+            "preset": "veryfast",
+            "crf": "20",
+            "x264-params": "keyint=12:min-keyint=12:scenecut=0",
+        }
+        for frame in source.decode(video=0):
+            sink.mux(
+                stream.encode(av.VideoFrame.from_ndarray(frame.to_ndarray(format="rgb24"), format="rgb24"))
+            )
+        sink.mux(stream.encode())
+    return out
+
+
+def test_a_udp_feed_that_drops_and_comes_back(sharp_model, tmp_path):
+    """A synthetic match streamed in real time over UDP, stopped for 3 s and restarted."""
+
+    video = _keyframes_every_half_second(render_match(tmp_path / "match", seconds=20), tmp_path / "feed.mp4")
+    url = f"udp://127.0.0.1:{free_port()}"
+    stop, sent = threading.Event(), {}
+    pause_at, pause_s, latency_s = 8.0, 3.0, 3.0
+
+    def feed() -> None:
+        time.sleep(2.0)  # the reader is listening by then
+        sent["packets"] = send_video(video, url, pause=(pause_at, pause_s))
+        time.sleep(1.0)
+        stop.set()
+
+    threading.Thread(target=feed, daemon=True).start()
+    settings = LiveSettings(latency_s=latency_s, connect_timeout_s=20, stall_timeout_s=1.0)
+    summary = run_live(sharp_model, url, tmp_path / "live", settings, score_threshold=0.1, stop=stop)
+    live = list(iter_events(tmp_path / "live" / "events.jsonl"))
+    assert summary["events"] == len(live) > 0
+    keys = [(e["frame"], e["label"]) for e in live]
+    assert len(keys) == len(set(keys)), "an event written twice"
+    assert [k[0] for k in keys] == sorted(k[0] for k in keys)
+    assert len(summary["gaps"]) == 1 and summary["gaps"][0]["seconds"] == pytest.approx(pause_s, abs=0.6)
+    # Not checked yet (issue 35 stays open): that the events outside the gap equal offline inference's within one
+    # frame. Clear events agree before the gap but one of 13 (16 HIGH PASS) was missing in the run this test was
+    # written on, and after a gap the windows start at the gap, not on offline's grid.
+    assert summary["frames"] == pytest.approx(20 * 5.0 - pause_s * 5.0, abs=3)
+    assert summary["delay_s"]["p95"] <= latency_s + 1.0
+    text = (tmp_path / "live" / "events.csv").read_text().splitlines()
+    assert text[0].startswith("frame,time_s,time,label") and len(text) == len(live) + 1
+
+
+def test_a_feed_that_never_sends_a_frame_ends_with_a_clear_error(sharp_model, tmp_path):
+    url = f"udp://127.0.0.1:{free_port()}"
+    started = time.monotonic()
+    with pytest.raises(DataError, match="no video frame in 2 s"):
+        run_live(sharp_model, url, tmp_path / "live", LiveSettings(connect_timeout_s=2, stall_timeout_s=1))
+    assert time.monotonic() - started < 15
+    assert (tmp_path / "live" / "live_summary.json").is_file()
