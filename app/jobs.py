@@ -21,6 +21,11 @@ Each job runs ``model.inference.run_inference`` (the same function as ``inferenc
 (``app.progress``: percentages and the ETA), so pages and status polls stay fast while a job runs, and a crash in a
 decoder cannot take the server down. ``app.options`` turns a job's options into the ``InferenceOptions`` it runs,
 and ``app.results`` its results into what the app shows.
+
+Live jobs (``app.live``) run in the same slots (:meth:`JobRunner.start_live`): with ``workers`` N above 1 they hold
+at most N - 1 of them, so that uploads always have one; with one worker a live job takes it when no upload is queued
+or running, and uploads sent meanwhile wait until it is stopped. A live job never queues: it starts now or is
+refused, with the reason.
 """
 
 from __future__ import annotations
@@ -163,6 +168,9 @@ class JobRunner:
         self._cleanup_lock = threading.Lock()  # one cleanup at a time (it never holds the jobs' lock long)
         self._jobs: dict[str, _Job] = {}  # the jobs this runner holds, in the order they were queued
         self._stopping = False
+        self.workers = workers
+        self._live = 0  # live jobs holding a slot (app.live)
+        self._stop_hooks: list[Callable[[], None]] = []  # told first when the runner stops (app.live)
         self._workers = WorkerPool()  # one job process per thread of the pool
         self.jobs_dir.mkdir(parents=True, exist_ok=True)
         self._lock_handle = lock_jobs_dir(self.jobs_dir)
@@ -193,6 +201,8 @@ class JobRunner:
                 if job.state is State.QUEUED:
                     queued = [other for other in self._jobs.values() if other.state is State.QUEUED]
                     status["queue_position"] = queued.index(job) + 1  # (_Job compares by identity)
+                    if self._live:  # the page says why it waits: a live job runs until it is stopped
+                        status["live_jobs"] = self._live
                 return status
         return self.status_on_disk(job_id)
 
@@ -348,6 +358,11 @@ class JobRunner:
         finally:
             self._move(job_id, "release")  # refused when this worker never took it
 
+    @property
+    def stopping(self) -> bool:
+        """True once the server stops (stop()): running jobs are interrupted, none is started."""
+        return self._stopping
+
     def interrupted(self, job_id: str) -> bool:
         """True when a running job must stop (the server stops, or the job was deleted)."""
         with self._lock:
@@ -430,6 +445,59 @@ class JobRunner:
     def _fail(self, job_id: str, reason: str) -> None:
         self._move(job_id, "fail", finished=_now(), error=reason, eta_s=None)
 
+    # ---- live jobs: they take slots of the same pool (app.live)
+    def live_slots(self) -> int:
+        """The slots live jobs may hold together: all but one, so that uploads never starve; the only one."""
+        return max(1, self.workers - 1)
+
+    def start_live(self, run: Callable[[WorkerProcess], None]) -> str | None:
+        """Start ``run(job_process)`` on a slot now when the rule allows a live job one; else say why not (a live
+        job never queues)."""
+        with self._lock:
+            if self._stopping:
+                return "the server is stopping: it takes no new job"
+            why = self._no_live_slot()
+            if why is not None:
+                return why
+            self._live += 1
+            self._pool.submit(self._run_live, run)
+        return None
+
+    def _no_live_slot(self) -> str | None:
+        """Why the slot rule gives a new live job no slot now, or None (under the lock)."""
+        more = "start the server with " + ("--workers 2" if self.workers == 1 else "more --workers")
+        if self._live >= self.live_slots():
+            if self.workers == 1:
+                return f"a live feed is watched in the only worker slot: stop it first, or {more}"
+            return (f"live feeds may hold {self.live_slots()} of the {self.workers} worker slots at once (one stays "
+                    f"for uploads), and {self._live} are watched: stop one, or {more}")  # fmt: skip
+        if len(self._jobs) + self._live >= self.workers:
+            if self.workers == 1:
+                return f"the only worker slot is busy with an upload: start it again once that is done, or {more}"
+            return (f"all {self.workers} worker slots are busy (uploads and live feeds): start it again once one is "
+                    f"free, or {more}")  # fmt: skip
+        return None
+
+    def _run_live(self, run: Callable[[WorkerProcess], None]) -> None:
+        try:
+            run(self._worker_process())
+        except Exception:  # noqa: BLE001 - the live runner reports its own failures; never lose the slot
+            log.exception("live job")
+        finally:
+            with self._lock:
+                self._live -= 1
+
+    def on_stop(self, hook: Callable[[], None]) -> None:
+        """Call ``hook()`` first when the runner stops or shuts down (the live jobs are asked to stop)."""
+        self._stop_hooks.append(hook)
+
+    def _tell_stop_hooks(self) -> None:
+        for hook in self._stop_hooks:
+            try:
+                hook()
+            except Exception:  # noqa: BLE001 - a stop goes on whatever a hook does
+                log.exception("stop hook")
+
     # ---- restart and cleanup
     def _recover(self) -> None:
         """After a restart: running jobs lost their worker (interrupted, to run again); queued ones queue again."""
@@ -459,10 +527,12 @@ class JobRunner:
 
     def stop(self, timeout_s: float = 4.0) -> bool:
         """Stop for a server shutdown: queued jobs stay queued on disk, running ones are interrupted (they stop at
-        their next batch); waits up to ``timeout_s`` for them. True when every worker let go in time."""
+        their next batch); waits up to ``timeout_s`` for them. True when every worker let go in time. Live jobs
+        are interrupted too (their events written so far are kept)."""
         with self._lock:
             self._stopping = True
             waiting = {job_id: job.worker for job_id, job in self._jobs.items() if job.worker is not None}
+        self._tell_stop_hooks()
         self._pool.shutdown(wait=False, cancel_futures=True)
         self._workers.kill_all()  # the running jobs' processes go at once; their threads mark them interrupted
         deadline = time.monotonic() + timeout_s
@@ -482,7 +552,9 @@ class JobRunner:
         unlock_jobs_dir(handle)
 
     def shutdown(self, wait: bool = True) -> None:
-        """Stop taking jobs; with ``wait`` let queued and running ones finish first (tests)."""
+        """Stop taking jobs; with ``wait`` let queued and running ones finish first (tests; live jobs are asked to
+        stop)."""
+        self._tell_stop_hooks()
         self._pool.shutdown(wait=wait, cancel_futures=not wait)
         self._workers.kill_all()
         self._release_lock()
