@@ -7,6 +7,12 @@ page's): ``POST /api/uploads`` then ``PUT``, ``GET``, ``DELETE /api/uploads/<id>
 ``eta_s``, and when done ``events`` and ``files``); ``POST /api/jobs/<id>/retry``; ``DELETE /api/jobs/<id>``;
 ``/api/jobs/<id>/files/<name>`` (Range requests answered 206); ``/classes.css`` (each class's colour);
 ``/healthz``. Only a finished job's own result files are served, under names made from the upload's.
+
+Live jobs (``app.live``): ``POST /api/live`` (``url``, ``latency``, ``threshold``: form fields or a JSON object) ->
+202 ``{id, url, status_url}``, 400 naming the field at fault, 409 when no slot is free for it; ``GET /api/live``
+(every live job); ``GET /api/live/<id>?after=N`` -> its status and its events from the N-th on (``next``: the N of
+the next poll); ``DELETE /api/live/<id>`` stops a running one (its events are kept), and removes one that ended;
+``/api/live/<id>/files/events.csv`` and ``events.jsonl`` (the events so far while it runs).
 """
 
 from __future__ import annotations
@@ -17,7 +23,9 @@ from flask import Flask, Response, abort, jsonify, request, send_file, url_for
 from werkzeug.utils import secure_filename
 
 from app import model_info
+from app.access import refuse, wants_json
 from app.jobs import EVENTS_FILE, RESULT_FILES, RETRY_STATES, JobRunner
+from app.live import ACTIVE_STATES, LIVE_FILES, LiveRequestError, LiveRunner, live_options, shown_url
 from app.upload import accept_upload, drop_upload, receive_piece, start_upload, upload_status
 from model.folder import ModelFolder
 from util.io import DataError, load_json
@@ -166,3 +174,104 @@ def register_api(app: Flask, runner: JobRunner) -> None:
     @app.get("/healthz")
     def health():
         return jsonify(ok=True, model_ready=model_info.model_ready(ModelFolder(app.config["MODEL_DIR"])))
+
+
+# ---- live jobs
+
+LIVE_STOP_WAIT_S = 10.0  # a DELETE of a running live job waits this long for its end, then answers "stopping"
+
+
+def public_live(live: LiveRunner, job_id: str, status: dict, after: int = 0) -> dict:
+    """A live job's status as the API gives it, with its events from the ``after``-th on (read after the status:
+    once it says the job ended, every event is there)."""
+    events, total = live.events(job_id, after)
+    public = {k: v for k, v in status.items() if k not in ("source", "summary")}
+    public["source"] = shown_url(str(status.get("source") or ""))
+    summary = status.get("summary")
+    public["summary"] = {**summary, "source": public["source"]} if isinstance(summary, dict) else None
+    public.update(
+        stage=live.stage(job_id, status),
+        events=events,
+        num_events=total,
+        next=total,
+        url=url_for("live_page", job_id=job_id),
+        status_url=url_for("api_live_job", job_id=job_id),
+        files={
+            name: url_for("api_live_file", job_id=job_id, name=name)
+            for name in LIVE_FILES
+            if live.file(job_id, name) is not None
+        },
+    )
+    return public
+
+
+def start_live(app: Flask, live: LiveRunner) -> tuple[str | None, Response | None]:
+    """Start a live job from the request's fields (a form or a JSON object): (its id, None), or (None, the
+    refusal: 503 without a model, 400 naming the field at fault, 409 when no slot is free)."""
+    folder = ModelFolder(app.config["MODEL_DIR"])
+    if not model_info.model_ready(folder):
+        return None, refuse(
+            503, f"No model in {app.config['MODEL_DIR']}: run `make demo` or start with --model_dir."
+        )
+    fields = request.get_json(silent=True) if request.is_json else request.form
+    try:
+        options = live_options(fields if isinstance(fields, dict) else request.form, folder)
+    except LiveRequestError as e:
+        if wants_json():
+            return None, (jsonify(error=str(e), field=e.field), 400)
+        return None, refuse(400, str(e))
+    job_id, why = live.start(options)
+    if job_id is None:
+        return None, refuse(409, f"Not started: {why}.")
+    return job_id, None
+
+
+def live_created(job_id: str):
+    """The 202 reply to a live job started."""
+    return jsonify(id=job_id, url=url_for("live_page", job_id=job_id),
+                   status_url=url_for("api_live_job", job_id=job_id)), 202  # fmt: skip
+
+
+def register_live_api(app: Flask, live: LiveRunner) -> None:
+    @app.route("/api/live", methods=["GET", "POST"])
+    def api_live():
+        if request.method == "GET":
+            return jsonify(jobs=[public_live(live, s["id"], s, after=10**9) for s in live.all()])
+        job_id, refusal = start_live(app, live)
+        return refusal if refusal is not None else live_created(job_id)
+
+    @app.route("/api/live/<job_id>", methods=["GET", "DELETE"])
+    def api_live_job(job_id: str):
+        status = live.status(job_id)
+        if status is None:
+            return jsonify(error="no such live job"), 404
+        if request.method == "DELETE":
+            return _delete_live(live, job_id, status)
+        after = request.args.get("after", "0")
+        if not after.isdigit():
+            return jsonify(error=f"after: {after!r} is not a count of events (0, 1, ...)", field="after"), 400
+        return jsonify(public_live(live, job_id, status, int(after)))
+
+    @app.get("/api/live/<job_id>/files/<name>")
+    def api_live_file(job_id: str, name: str):
+        path = live.file(job_id, name)
+        if path is None:
+            abort(404)
+        data = path.read_bytes()
+        data = data[: data.rfind(b"\n") + 1]  # complete lines only: the job may be writing the last one
+        response = Response(data, mimetype=LIVE_FILES[name])
+        if request.args.get("download") == "1":
+            response.headers["Content-Disposition"] = f'attachment; filename="live-{job_id[:8]}-{name}"'
+        response.headers["Cache-Control"] = "no-store"
+        return response
+
+
+def _delete_live(live: LiveRunner, job_id: str, status: dict):
+    """A running live job stops (200 once it has, 202 while it still finishes); one that ended is removed."""
+    if status.get("state") in ACTIVE_STATES:
+        status = live.stop(job_id, LIVE_STOP_WAIT_S) or live.status(job_id) or status
+        code = 202 if status.get("state") in ACTIVE_STATES else 200
+        return jsonify(public_live(live, job_id, status)), code
+    if not live.remove(job_id):
+        return jsonify(error="it is still stopping; send the DELETE again in a moment"), 409
+    return jsonify(deleted=job_id)

@@ -4,13 +4,14 @@
 directory comes from ``--model_dir``, else ``SPOT_MODEL_DIR``, else the model ``make demo`` trains (demo/model).
 
 Routes: ``/`` upload page; ``POST /upload`` (a plain form post); ``/jobs/<id>`` processing page; ``/jobs/<id>/result``
-result page; ``/jobs/<id>/files/<name>`` result files (Range requests answered 206). Anything that is not a job's own
+result page; ``/live`` the Live page (a stream URL watched as it plays; ``/live/<id>`` one live job, ``app.live``);
+``/jobs/<id>/files/<name>`` result files (Range requests answered 206). Anything that is not a job's own
 result file is a 404. The JSON API, which the pages use too: ``POST /api/jobs`` (multipart: the file in ``video``,
 options as form fields; or the video as the body, ``?name=`` and the options in the address) -> 202 ``{id, url,
 status_url}``; ``POST /api/uploads`` then ``PUT``/``GET``/``DELETE /api/uploads/<id>`` (the page's resumable upload,
 ``app.upload``); ``GET /api/jobs/<id>`` -> the status (``state``: queued | running | done | failed | interrupted,
 ``percent``, ``eta_s``, and when done ``events`` and ``files``); ``POST /api/jobs/<id>/retry``; ``DELETE
-/api/jobs/<id>``; ``/api/jobs/<id>/files/<name>``.
+/api/jobs/<id>``; ``/api/jobs/<id>/files/<name>``; ``POST /api/live``, ``GET``/``DELETE /api/live/<id>`` (live jobs).
 
 With a token (``--token`` / ``SPOT_APP_TOKEN``) every route but ``/healthz`` and the static assets needs it: a
 visit with ``?token=...`` sets a cookie, scripts send ``Authorization: Bearer ...``. Requests that change something
@@ -24,7 +25,8 @@ This file holds the app's assembly (``create_app``), its pages and its command l
 ``app.access`` (the token, same-origin and loopback checks, refusals, security headers), ``app.upload`` (accepting
 an upload) and ``app.options`` (its options, and the ``InferenceOptions`` a job runs with), ``app.api`` (the JSON
 API and the result files), ``app.model_info`` (what the pages say about the model, from one ``ModelFolder`` per
-request), ``app.serve`` (waitress and the signals) and ``app.jobs`` (the job runner).
+request), ``app.serve`` (waitress and the signals), ``app.jobs`` (the job runner) and ``app.live`` (live jobs, in
+the runner's slots).
 """
 
 from __future__ import annotations
@@ -48,12 +50,22 @@ import logging  # noqa: E402
 import os  # noqa: E402
 from typing import Any  # noqa: E402
 
-from flask import Flask, abort, redirect, render_template, url_for  # noqa: E402
+from flask import Flask, abort, redirect, render_template, request, url_for  # noqa: E402
 from werkzeug.exceptions import HTTPException, RequestEntityTooLarge  # noqa: E402
 
 from app.access import check_access, is_loopback, refuse, security_headers, wants_json  # noqa: E402
-from app.api import created, register_api, result_view, send_result_file  # noqa: E402
+from app.api import (  # noqa: E402
+    created,
+    live_created,
+    public_live,
+    register_api,
+    register_live_api,
+    result_view,
+    send_result_file,
+    start_live,
+)
 from app.jobs import JobRunner  # noqa: E402
+from app.live import MAX_LATENCY_S, LiveRunner, min_latency_s, shown_url  # noqa: E402
 from app.model_info import default_threshold, model_card, model_outputs, model_ready, model_thresholds  # noqa: E402
 from app.options import SLOWMO_CHOICES  # noqa: E402
 from app.serve import STOP_TIMEOUT_S, serve  # noqa: E402
@@ -68,6 +80,7 @@ from app.upload import (  # noqa: E402
     too_large_message,
 )
 from model.folder import ModelFolder  # noqa: E402
+from model.live import DEFAULT_LATENCY_S  # noqa: E402 - numpy only, never torch
 from util.io import DataError  # noqa: E402
 
 __all__ = ["DEFAULTS", "create_app", "get_args", "human_size", "main", "serve"]
@@ -89,6 +102,7 @@ DEFAULTS: dict[str, Any] = {
     "DEFAULT_THRESHOLD": None,  # None: the display threshold the model recorded (selection.json), else 0.3
     "DEFAULT_SLOWMO": 3,  # as inference_spot.py's default; 1 = off
     "INFERENCE_KWARGS": {},  # InferenceOptions fields every job runs with (device, batch_size, ...)
+    "LIVE_SETTINGS": {},  # model.live.LiveSettings fields every live job runs with (connect_timeout_s, ...)
     "TOKEN": None,  # None: SPOT_APP_TOKEN, else no access control (fine on 127.0.0.1)
 }
 
@@ -117,10 +131,21 @@ def create_app(config: dict | None = None) -> Flask:
         inference_kwargs=app.config["INFERENCE_KWARGS"],
     )
     app.extensions["spot_jobs"] = runner
+    live = LiveRunner(
+        runner,
+        app.config["MODEL_DIR"],
+        settings=app.config["LIVE_SETTINGS"],
+        device=app.config["INFERENCE_KWARGS"].get("device"),
+        max_jobs=int(app.config["MAX_JOBS"]),
+        max_age_s=float(app.config["MAX_JOB_AGE_S"]),
+    )
+    app.extensions["spot_live"] = live
     sweep_uploads(app)  # what uploads given up, or a server that died, left behind
     app.jinja_env.globals.update(human_size=human_size, max_upload=app.config["MAX_CONTENT_LENGTH"])
     _register_pages(app, runner)
+    _register_live_pages(app, live)
     register_api(app, runner)
+    register_live_api(app, live)
     _register_errors(app)
     app.before_request(check_access)
     app.after_request(security_headers)
@@ -172,6 +197,38 @@ def _register_pages(app: Flask, runner: JobRunner) -> None:
     @app.get("/jobs/<job_id>/files/<name>")
     def job_file(job_id: str, name: str):
         return send_result_file(runner, job_id, name)
+
+
+def _register_live_pages(app: Flask, live: LiveRunner) -> None:
+    @app.route("/live", methods=["GET", "POST"])
+    def live_start():
+        if request.method == "POST":  # the page's form (its script sends the same as JSON-wanting fetch)
+            job_id, refusal = start_live(app, live)
+            if refusal is not None:
+                return refusal
+            if wants_json():
+                return live_created(job_id)
+            return redirect(url_for("live_page", job_id=job_id), code=303)
+        folder = ModelFolder(app.config["MODEL_DIR"])
+        ready = model_ready(folder)
+        runner: JobRunner = app.extensions["spot_jobs"]
+        return render_template(
+            "live.html",
+            job=None,
+            model_ready=ready,
+            model_dir=folder.path,
+            default_latency=DEFAULT_LATENCY_S,
+            min_latency=min_latency_s(folder) if ready else 0.0,
+            max_latency=MAX_LATENCY_S,
+            workers=runner.workers,
+            live_slots=runner.live_slots(),
+            jobs=[{**s, "source": shown_url(str(s.get("source") or ""))} for s in live.all()[:10]],
+        )
+
+    @app.get("/live/<job_id>")
+    def live_page(job_id: str):
+        status = live.status(job_id) or abort(404)
+        return render_template("live.html", job=public_live(live, job_id, status, after=10**9))
 
 
 def _register_errors(app: Flask) -> None:

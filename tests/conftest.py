@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import sys
+import threading
 from collections.abc import Callable, Sequence
 from fractions import Fraction
 from pathlib import Path
@@ -374,3 +375,56 @@ def feature_train_argv(data_dir: Path, feature_dir: Path, save_dir: Path, *extra
         "--num_epochs", "3", "--warm_up_epochs", "1", "--epoch_num_frames", "32", "--start_val_epoch", "1",
         "--device", "cpu", "-j", "0", *extra,
     ]  # fmt: skip
+
+
+# ---- live feeds (the web app's live tests: test_app_live.py, test_app_live_browser.py)
+
+
+def free_udp_port() -> int:
+    """A loopback UDP port nothing listens on now."""
+    import socket
+
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="session")
+def live_model_dir(tmp_path_factory) -> Path:
+    """``write_tiny_model`` with a sharpened classifier: peaked scores, so a few seconds of feed give events."""
+    return write_tiny_model(tmp_path_factory.mktemp("live-model"), sharpen=30.0)
+
+
+@pytest.fixture(scope="session")
+def live_feed_video(tmp_path_factory) -> Path:
+    """A 10-second synthetic match with a keyframe every half second: a reader that joins a feed late decodes it
+    from the next keyframe, half a second on at most (the library's videos have one keyframe)."""
+    import av
+
+    root = tmp_path_factory.mktemp("live-feed")
+    source_path, out = render_match(root / "match", seconds=10), root / "feed.mp4"
+    with av.open(str(source_path)) as source, av.open(str(out), "w") as sink:
+        stream = sink.add_stream("libx264", rate=Fraction(25))
+        stream.width, stream.height, stream.pix_fmt = 398, 224, "yuv420p"
+        stream.options = {
+            "preset": "veryfast",
+            "crf": "23",
+            "x264-params": "keyint=12:min-keyint=12:scenecut=0",
+        }
+        for frame in source.decode(video=0):
+            sink.mux(stream.encode(frame.reformat(format="yuv420p")))
+        sink.mux(stream.encode())
+    return out
+
+
+def send_feed(video: Path, url: str, stop: threading.Event) -> threading.Thread:
+    """A thread sending ``video`` to ``url`` in real time (``util.live_send``), again and again until ``stop``."""
+    from util.live_send import send_video
+
+    def loop() -> None:
+        while not stop.is_set():
+            send_video(video, url, stop=stop)
+
+    thread = threading.Thread(target=loop, name="live-feed", daemon=True)
+    thread.start()
+    return thread

@@ -498,7 +498,8 @@ def test_the_token_guards_every_route(tiny_model_dir, tmp_path):
     client = flask_app.test_client()
     job = str(uuid.uuid4())
     urls = {"/", "/classes.css", f"/jobs/{job}", f"/jobs/{job}/result", f"/jobs/{job}/files/video",
-            f"/api/jobs/{job}", f"/api/jobs/{job}/files/video", f"/api/uploads/{job}"}  # fmt: skip
+            f"/api/jobs/{job}", f"/api/jobs/{job}/files/video", f"/api/uploads/{job}", "/live", f"/live/{job}",
+            "/api/live", f"/api/live/{job}", f"/api/live/{job}/files/events.csv"}  # fmt: skip
     routes = {r.rule for r in flask_app.url_map.iter_rules()} - {"/static/<path:filename>", "/healthz"}
     assert (
         len(routes) == len(urls) + 4
@@ -509,7 +510,8 @@ def test_the_token_guards_every_route(tiny_model_dir, tmp_path):
         assert client.get(url, headers={"Authorization": f"Bearer {TOKEN}"}).status_code != 401, url
     for method, url in (("post", "/upload"), ("post", "/api/jobs"), ("post", f"/api/jobs/{job}/retry"),
                         ("delete", f"/api/jobs/{job}"), ("post", "/api/uploads"), ("put", f"/api/uploads/{job}"),
-                        ("delete", f"/api/uploads/{job}")):  # fmt: skip
+                        ("delete", f"/api/uploads/{job}"), ("post", "/live"), ("post", "/api/live"),
+                        ("delete", f"/api/live/{job}")):  # fmt: skip
         assert getattr(client, method)(url).status_code == 401, url
         assert getattr(client, method)(url, headers={"Authorization": f"Bearer {TOKEN}"}).status_code != 401
     assert client.get("/healthz").status_code == 200 and client.get("/static/style.css").status_code == 200

@@ -24,7 +24,8 @@
     document.getElementById("progress-block").hidden = false;
     var stateText = document.getElementById("state-text");
     if (s.state === "queued") {
-      stateText.textContent = "Waiting for its turn" + (s.queue_position ? " (" + s.queue_position + " in the queue)" : "") + "\u2026";
+      stateText.textContent = "Waiting for its turn" + (s.queue_position ? " (" + s.queue_position + " in the queue)" : "") + "\u2026" +
+        (s.live_jobs ? " A live feed holds " + (s.live_jobs === 1 ? "a worker" : s.live_jobs + " workers") + " until it is stopped (the Live page)." : "");
     } else {
       stateText.textContent = s.stage ? ({ decoding: "Decoding the video\u2026", detecting: "Detecting actions\u2026", rendering: "Rendering the annotated video\u2026" }[s.stage] || s.stage) : "Starting\u2026";
     }
