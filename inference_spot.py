@@ -283,7 +283,11 @@ def live_main(args: argparse.Namespace) -> int:
         )
 
     settings = LiveSettings(
-        args.latency, args.connect_timeout, args.stall_timeout, args.max_lag, args.batch_size or DEFAULT_BATCH_SIZE
+        args.latency,
+        args.connect_timeout,
+        args.stall_timeout,
+        args.max_lag,
+        args.batch_size or DEFAULT_BATCH_SIZE,
     )
     print(f"live: {args.live} -> {args.output_dir}/events.jsonl (Ctrl-C stops)", flush=True)
     summary = run_live(
@@ -301,6 +305,11 @@ def live_main(args: argparse.Namespace) -> int:
         f"{len(summary['gaps'])} gaps, {summary['skipped_frames']} frames skipped behind the feed; model "
         f"{summary['model_load']:.2f} s per second of feed{delays}"
     )
+    if summary["early_events"]:
+        print(
+            f"{summary['early_events']} events were written at the latency budget while a chain of NMS candidates "
+            "was still open: they may differ from offline inference's (a longer --latency waits for more)"
+        )
     return 0
 
 

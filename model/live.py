@@ -13,9 +13,13 @@ the last one aligned to the end included: the scores are offline's. With less, a
 to ``context + 1`` so that each frame has one).
 
 How an event is final (``LiveEvents``). The post-processing of the model folder (smoothing, peaks, NMS,
-displacement) runs on the final scores; an event is written once every score that could still change it is final:
-``margin`` frames past it (the NMS window, the smoothing radius, the displacement radius, and one frame for the
-peak). So the latency budget ``--latency S`` is ``(context + margin) / fps``: S must exceed ``margin / fps``.
+displacement) runs on the final scores; an event is written once no score still to come can change it
+(``util.postprocess.final_events_end``): at most ``margin`` frames past it (the NMS window, the smoothing radius,
+the displacement radius, and one frame for the peak), sooner where no candidate of its class is near. So the latency
+budget ``--latency S`` is ``(context + margin) / fps``: S must exceed ``margin / fps``. One case needs more: a chain
+of candidates of one class, each within the NMS window of the next and each higher, where a later one decides
+whether the first is suppressed. At the budget such an event is written as it stands (``early_events`` counts them:
+they may differ from offline's), so the budget always holds.
 
 A feed that drops (no frame for ``stall_timeout``) is opened again with backoff; its frames before the gap are
 finished as at the end of a video (the last window aligned to the end), so nothing before the gap is lost and no
@@ -44,7 +48,7 @@ from typing import Any
 import numpy as np
 
 from util.io import DataError
-from util.postprocess import PostProcess, scores_to_events
+from util.postprocess import PostProcess, final_events_end, scores_to_events
 
 log = logging.getLogger(__name__)
 
@@ -69,13 +73,17 @@ class LiveScorer:
     ``run(windows) -> {name: (len(windows), clip_len, ...)}`` runs the model on a batch of windows (each
     ``(clip_len, H, W, 3)``). ``push(frames)`` adds frames and runs the windows they complete; ``final_end``: the
     frames ``[0, final_end)`` have their final scores; ``finish()``: the stretch ended, every score is final.
+    ``origin``: the match's frame number of the stretch's first frame. The first window starts at the first frame,
+    the others on the grid of ``hop`` from the match's frame 0, as offline inference's windows: after a gap, the
+    scores are offline's again once the windows no longer reach back to the gap.
     """
 
     def __init__(self, run: Callable[[list[np.ndarray]], dict[str, np.ndarray]], clip_len: int, hop: int,
-                 context: int, batch_size: int = 8) -> None:  # fmt: skip
+                 context: int, batch_size: int = 8, origin: int = 0) -> None:  # fmt: skip
         if hop < 1 or hop > context + 1:
             raise ValueError(f"hop {hop} must be in [1, context + 1 = {context + 1}]")
         self.run, self.clip_len, self.hop, self.context = run, clip_len, hop, context
+        self.origin = origin
         self.batch_size = batch_size
         self.frames: list[np.ndarray] = []  # frames [first, n)
         self.first = 0
@@ -98,7 +106,8 @@ class LiveScorer:
         ready = []
         while self.next_start + self.clip_len <= self.n:
             ready.append(self.next_start)
-            self.next_start += self.hop
+            following = self.next_start + self.hop
+            self.next_start = following - (self.origin + following) % self.hop
         for i in range(0, len(ready), self.batch_size):
             self._add(ready[i : i + self.batch_size])
         keep_from = min(self.next_start, self.n - self.clip_len)
@@ -168,35 +177,58 @@ def event_margin(post: PostProcess, fps: float, displacement: int = 0) -> int:
 
 
 class LiveEvents:
-    """The events of a ``LiveScorer``'s final scores, each given once, as soon as nothing can change it."""
+    """The events of a ``LiveScorer``'s final scores, each given once, as soon as nothing can change it.
+
+    An event is given when no score still to come can change it (``final_events_end``), and at the latest
+    ``margin`` frames after it: one still in an open chain of NMS candidates then is counted in ``early``.
+    ``thresholds``: per class, the lowest score of the events wanted (the display thresholds): the lower
+    candidates cannot change those, so they are not waited for (the events below are given too, not final)."""
 
     def __init__(self, scorer: LiveScorer, classes: list[str], post: PostProcess, fps: float,
-                 displacement: int = 0) -> None:  # fmt: skip
+                 displacement: int = 0, thresholds: dict[str, float] | None = None) -> None:  # fmt: skip
         self.scorer, self.classes, self.post, self.fps = scorer, classes, post, fps
+        self.thresholds = thresholds
+        self.displacement = int(displacement)
         self.margin = event_margin(post, fps, displacement)
         self.lookback = max(round(LOOKBACK_S * fps), 4 * self.margin)
         self.done = 0  # events before this frame have been given
+        self.looked = 0  # final_end when last looked
+        self.early = 0  # events written before their NMS chain closed (they may differ from offline's)
 
     def new_events(self, every: int = 1) -> list[dict]:
-        """Events that became final since the last call, in frame order; nothing until ``every`` frames more
-        are settled (the post-processing runs over ``LOOKBACK_S`` of scores), or the stretch ended."""
+        """Events that became final since the last call, in frame order; nothing until ``every`` more frames
+        have final scores (the post-processing runs over ``LOOKBACK_S`` of scores), or the stretch ended."""
         end = self.scorer.final_end
-        settled = end if self.scorer.finished else end - self.margin
-        if settled - self.done < (1 if self.scorer.finished else every):
+        if end - self.looked < (1 if self.scorer.finished else every):
             return []
+        self.looked = end
         lo = max(0, self.done - self.lookback)
         arrays = self.scorer.scores(lo, end)
         if "scores" not in arrays:
             return []
+        options = self.post.event_options(self.fps)
+        displacement = arrays.get("displacement")
+        if self.scorer.finished:
+            settled = exact = end
+        else:
+            exact = lo + final_events_end(arrays["scores"], self.classes, self.fps, displacement=displacement,
+                                          displacement_radius=self.displacement, min_scores=self.thresholds,
+                                          **options)  # fmt: skip
+            # The budget holds: an event still in an open chain ``margin`` frames on is written as it stands.
+            settled = max(exact, end - self.margin)
+        if settled <= self.done:
+            return []
         events = scores_to_events(
             arrays["scores"], self.classes, self.fps, team_scores=arrays.get("team"),
-            displacement=arrays.get("displacement"), **self.post.event_options(self.fps),
+            displacement=displacement, **options,
         )  # fmt: skip
         found = []
         for event in events:
             frame = event["frame"] + lo
             if self.done <= frame < settled:
                 found.append({**event, "frame": frame})
+                wanted = self.thresholds is None or event["score"] >= self.thresholds[event["label"]]
+                self.early += int(frame >= exact and wanted)
         self.done = settled
         return found
 
@@ -509,6 +541,9 @@ class LiveSettings:
     stall_timeout_s: float = DEFAULT_STALL_TIMEOUT_S
     max_lag_s: float = DEFAULT_MAX_LAG_S
     batch_size: int = 8
+    # The model's autocast type: None, the device's default (bf16 on a CPU with native bf16, as offline inference);
+    # torch.float32 for none. (In bf16 a window run alone and in a batch of 8 differ by about 1e-3.)
+    precision: Any = None
 
 
 def live_geometry(clip_len: int, stride: int, latency_frames: int, margin: int) -> tuple[int, int]:
@@ -530,6 +565,7 @@ class LiveRun:
     frames: int = 0
     stretches: int = 0
     skipped_frames: int = 0
+    early_events: int = 0  # written at the latency budget before their NMS chain closed: may differ offline
     gaps: list[dict] = field(default_factory=list)
     delays_s: list[float] = field(default_factory=list)
     model_s: float = 0.0
@@ -552,6 +588,7 @@ class LiveRun:
             "stretches": self.stretches,
             "gaps": self.gaps,
             "skipped_frames": self.skipped_frames,
+            "early_events": self.early_events,
             "delay_s": None if delays is None else {
                 "median": round(float(np.median(delays)), 3), "p95": round(float(np.percentile(delays, 95)), 3),
                 "max": round(float(delays.max()), 3)},
@@ -623,7 +660,7 @@ def run_live(
 
     def run(windows: list[np.ndarray]) -> dict[str, np.ndarray]:
         with torch.inference_mode():
-            return _run_batch(model, windows, config, torch.device(device))
+            return _run_batch(model, windows, config, torch.device(device), precision=settings.precision)
 
     reader = StreamReader(source, fps, convert, connect_timeout_s=settings.connect_timeout_s,
                           stall_timeout_s=settings.stall_timeout_s)  # fmt: skip
@@ -657,6 +694,7 @@ def run_live(
             scorer.finish()
             emit(events.new_events())
             result.model_s += time.perf_counter() - t
+            result.early_events += events.early
         scorer = events = None
         arrivals.clear()
 
@@ -695,17 +733,27 @@ def run_live(
                 log.warning("live: %d frames (%.1f s) behind; skipped %d frames", len(batch), len(batch) / fps,
                             dropped)  # fmt: skip
                 batch = batch[dropped:]  # the frame numbers jump: a new stretch
-            for arrival in batch:
+            while batch:
+                arrival = batch[0]
                 if arrival.stretch != stretch or (scorer is not None and arrival.frame != offset + scorer.n):
                     close_stretch()
                     stretch, offset = arrival.stretch, arrival.frame
-                    scorer = LiveScorer(run, clip_len, hop, context, settings.batch_size)
-                    events = LiveEvents(scorer, classes, post, fps, int(config.get("displacement") or 0))
+                    scorer = LiveScorer(run, clip_len, hop, context, settings.batch_size, origin=offset)
+                    events = LiveEvents(
+                        scorer, classes, post, fps, int(config.get("displacement") or 0), thresholds
+                    )
                     result.stretches += 1
-                arrivals[arrival.frame] = arrival.arrived
+                # The frames that follow on in this stretch go in together: their windows run in batches.
+                size = 1
+                while (size < len(batch) and batch[size].stretch == stretch
+                       and batch[size].frame == arrival.frame + size):  # fmt: skip
+                    size += 1
+                group, batch = batch[:size], batch[size:]
+                for a in group:
+                    arrivals[a.frame] = a.arrived
                 t = time.perf_counter()
-                scorer.push([arrival.image])
-                result.frames += 1
+                scorer.push([a.image for a in group])
+                result.frames += len(group)
                 emit(events.new_events(every))
                 result.model_s += time.perf_counter() - t
             if events is not None:
@@ -719,6 +767,8 @@ def run_live(
     except KeyboardInterrupt:
         result.ended = "interrupted (Ctrl-C): the events written are final"
     finally:
+        if events is not None:  # interrupted in a stretch
+            result.early_events += events.early
         reader.close()
         events_log.close()
         result.gaps = reader.stats.gaps
@@ -730,8 +780,8 @@ def run_live(
 
 
 def iter_events(path: str | Path) -> Iterator[dict]:
-    """The events of an ``events.jsonl``, written so far."""
+    """The events of an ``events.jsonl``, written so far (a line still being written is left for the next read)."""
     with open(path, encoding="utf-8") as f:
         for line in f:
-            if line.strip():
+            if line.endswith("\n") and line.strip():
                 yield json.loads(line)

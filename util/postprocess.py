@@ -301,11 +301,7 @@ def scores_to_events(
     values = smooth_scores(scores[:, 1:], sigma)
     events = []
     for c, label in enumerate(classes):
-        column = values[:, c]
-        frames = find_peaks(column, threshold) if peaks else np.flatnonzero(column >= threshold)
-        origins, values_c = frames, column[frames]
-        if displacement is not None:
-            frames, origins, values_c = displace(frames, values_c, displacement, len(scores))
+        frames, origins, values_c = _candidates(values[:, c], threshold, peaks, displacement, len(scores))
         window = nms_window if class_windows is None else class_windows.get(label, nms_window)
         keep, kept_scores = _suppress(frames, values_c, window, soft, threshold)
         for frame, origin, score in zip(
@@ -317,6 +313,98 @@ def scores_to_events(
             events.append((frame, c, event))
     events.sort(key=lambda e: e[:2])
     return [e for _, _, e in events]
+
+
+def _candidates(
+    column: np.ndarray, threshold: float, peaks: bool, displacement: np.ndarray | None, num_frames: int
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """One class's candidates before NMS: (frames, the frames they came from, scores)."""
+    frames = find_peaks(column, threshold) if peaks else np.flatnonzero(column >= threshold)
+    origins, values = frames, column[frames]
+    if displacement is not None:
+        frames, origins, values = displace(frames, values, displacement, num_frames)
+    return frames, origins, values
+
+
+def final_events_end(
+    scores: np.ndarray,
+    classes: Sequence[str],
+    fps: float | None = None,
+    threshold: float = DEFAULT_THRESHOLD,
+    nms_window: int = 0,
+    *,
+    soft: bool = False,
+    sigma: float = 0.0,
+    peaks: bool = True,
+    displacement: np.ndarray | None = None,
+    displacement_radius: int = 0,
+    class_windows: Mapping[str, int] | None = None,
+    min_scores: Mapping[str, float] | None = None,
+    **_: Any,
+) -> int:
+    """For scores that will go on (more frames after the last row, none before it changing): the frame before
+    which ``scores_to_events`` of these scores gives the events of every longer series. Live spotting writes those.
+
+    The frames whose smoothed score, peak or displaced frame the next frames can change (the smoothing radius, the
+    last run of equal values, ``displacement_radius``) give unknown candidates; an unknown candidate can suppress
+    (or, by suppressing a candidate that would have suppressed it, bring back) the known ones within the NMS window
+    of it. Hard NMS: a candidate is settled once a settled higher one within the window is kept, or every higher one
+    within the window is settled and none is kept; chains of suppression are followed. Soft NMS: a candidate is
+    settled when no chain of candidates within the window of each other reaches the unknown ones.
+
+    ``min_scores``: per class, the lowest score of the events wanted (live spotting's display thresholds). Lower
+    candidates cannot change them: both NMS go from the highest candidate down, so they are left out.
+    """
+    scores = np.asarray(scores)
+    n = len(scores)
+    values = smooth_scores(scores[:, 1:], sigma)
+    radius = max(1, math.ceil(4 * sigma)) if sigma > 0 else 0
+    end = n
+    for c, label in enumerate(classes):
+        column = values[:, c]
+        exact = max(0, n - radius)  # smoothed values final before this frame
+        if peaks:  # a peak is a run of equal values higher than both neighbours: the last run is open
+            changes = np.flatnonzero(np.diff(column[:exact]) != 0)
+            known = int(changes[-1]) + 1 if len(changes) else 0
+        else:
+            known = exact
+        known = max(0, known - int(displacement_radius))  # unknown candidates land at known or after
+        frames, _, values_c = _candidates(column, threshold, peaks, displacement, n)
+        inside = frames < known
+        if min_scores is not None:
+            inside &= values_c >= min_scores.get(label, threshold)
+        frames, values_c = frames[inside], values_c[inside]
+        window = nms_window if class_windows is None else class_windows.get(label, nms_window)
+        end = min(end, known, _nms_settled_end(frames, values_c, window, soft, known))
+    return end
+
+
+def _nms_settled_end(frames: np.ndarray, scores: np.ndarray, window: int, soft: bool, known: int) -> int:
+    """The first of ``frames`` (sorted, all before ``known``) whose NMS outcome candidates at ``known`` or later
+    could change; ``known`` when none."""
+    if window <= 0 or len(frames) == 0:
+        return known
+    open_from = known - window  # within the window of an unknown candidate
+    if soft:
+        gaps = np.flatnonzero(
+            np.diff(frames) > window
+        )  # clusters of candidates within the window of each other
+        first = int(frames[gaps[-1] + 1]) if len(gaps) else int(frames[0])
+        return first if frames[-1] >= open_from else known
+    order = _priority(frames, scores).tolist()
+    state = np.zeros(len(frames), np.int8)  # 1 kept, 2 removed, 3 open (may change)
+    lo = np.searchsorted(frames, frames - window, "left")
+    hi = np.searchsorted(frames, frames + window, "right")
+    for i in order:  # higher ones first: their state is known when a lower one is looked at
+        near = state[lo[i] : hi[i]]
+        if (near == 1).any():
+            state[i] = 2
+        elif (near == 3).any() or frames[i] >= open_from:
+            state[i] = 3
+        else:
+            state[i] = 1
+    open_ = np.flatnonzero(state == 3)
+    return int(frames[open_[0]]) if len(open_) else known
 
 
 def displace(
