@@ -40,7 +40,7 @@ from util.ground_truth import check_coverage, dataset_or_none, labels_withheld, 
 from util.io import DataError, store_json
 from util.metrics.results import format_results, predictions_by_game, spotting_results
 from util.metrics.spotting import METRICS, TEAM_METRICS
-from util.postprocess import DEFAULT_TARGET_PRECISION
+from util.postprocess import DEFAULT_TARGET_PRECISION, TEAM_NMS_MODES
 from util.soccernet import CLASSES
 from util.submission import check_submission, write_results_spotting, zip_results
 
@@ -87,6 +87,11 @@ def get_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     sigma = post.add_mutually_exclusive_group()
     sigma.add_argument("--sigma", type=float, help="Gaussian smoothing of per-frame scores, frames (0 = off)")
     sigma.add_argument("--sigma_s", type=float, help="Gaussian smoothing of per-frame scores, seconds")
+    post.add_argument(
+        "--team_nms",
+        choices=TEAM_NMS_MODES,
+        help="NMS per (class, team), on p(class, team), or per class (events of a prediction file: by their team)",
+    )
     parser.add_argument(
         "-l", "--soccernet_path", metavar="LABEL_DIR", help="ground truth from Labels-ball.json"
     )

@@ -46,7 +46,8 @@ def _from_namespace(cls: type, args: Any) -> Any:
 @dataclass(frozen=True)
 class PostprocessFlags:
     """The post-processing the user asked for (None: not given): NMS window in frames at the model's rate or in
-    seconds, soft NMS, the lowest event score, Gaussian smoothing in frames or seconds."""
+    seconds, soft NMS, the lowest event score, Gaussian smoothing in frames or seconds, NMS per (class, team)
+    ("class_team") or per class ("class")."""
 
     nms_window: int | None = None
     nms_window_s: float | None = None
@@ -54,6 +55,7 @@ class PostprocessFlags:
     threshold: float | None = None
     sigma: float | None = None
     sigma_s: float | None = None
+    team_nms: str | None = None
 
     @classmethod
     def from_namespace(cls, args: Any) -> PostprocessFlags:
@@ -73,6 +75,7 @@ class PostprocessFlags:
             soft=self.soft_nms,
             sigma_s=sigma_s,
             threshold=self.threshold,
+            nms_per_team=None if self.team_nms is None else self.team_nms == "class_team",
         )
 
 
@@ -244,7 +247,9 @@ def nms_on_events(videos: list[dict], flags: PostprocessFlags, base: PostProcess
             events = [e for e in events if float(e["score"]) >= post.threshold]
         window = window_frames(post.nms_window_s, fps)
         if window > 0:
-            events = nms_events(events, window, soft=post.soft, threshold=post.threshold)
+            events = nms_events(
+                events, window, soft=post.soft, threshold=post.threshold, per_team=post.nms_per_team
+            )
         out.append(dict(video, events=events))
     log.info("prediction events post-processed: %s", "; ".join(sorted(used)) or "no video")
     return out

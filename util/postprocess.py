@@ -11,8 +11,11 @@ class probabilities (column 0 = background) into events ``{"frame", "label", "sc
    candidates within +-``nms_window`` frames by (distance / nms_window) ** 2; candidates that fall below
    ``threshold`` are dropped); ``nms_window=0`` switches NMS off.
 
-With ``team_scores`` (T,) = P(right) per frame, each event also gets ``team`` ("left" / "right") and
-``team_score`` (the probability of that team at the event's frame).
+With ``team_scores``, each event also gets ``team`` ("left" / "right") and ``team_score`` (the probability of
+that team for its class at the frame the model saw it). They are a team head's P(right) per frame (T,), or, for a
+model that spots the team as classes, the joint p(class, right) (T, C) (p(class, left) being ``scores - team``).
+NMS runs per class on the class scores, or with ``per_team`` per (class, team) on p(class, team): the two teams'
+events then neither suppress each other, and each is scored p(class, team).
 
 ``scores_to_events`` counts in frames; everything above it holds windows in seconds (:class:`PostProcess`), so a
 setting means the same at 10 fps as at 25 fps. ``POSTPROCESS_GRID`` is the small grid training searches on val
@@ -43,6 +46,20 @@ DEFAULT_TARGET_PRECISION = 0.8
 # The grid training searches on val: hard and soft NMS at four windows, with and without Gaussian smoothing.
 GRID_WINDOWS_S = (0.25, 0.5, 1.0, 2.0)
 GRID_SIGMAS_S = (0.0, 0.1)
+# NMS per (class, team) or per class (``--team_nms``); a model without the key: per (class, team) for team as
+# classes, per class otherwise (every older model).
+TEAM_NMS_MODES = ("class_team", "class")
+
+
+def team_nms_mode(config: Mapping[str, Any]) -> str:
+    """How a model config's events are suppressed: "class_team" or "class" (module docstring)."""
+    mode = config.get("team_nms")
+    if mode is None:
+        classes = bool(config.get("team")) and config.get("team_encoding") == "classes"
+        return "class_team" if classes else "class"
+    if mode not in TEAM_NMS_MODES:
+        raise ValueError(f"team_nms must be one of {', '.join(TEAM_NMS_MODES)}, not {mode!r}")
+    return str(mode)
 
 
 @dataclass(frozen=True)
@@ -52,7 +69,8 @@ class PostProcess:
     ``nms_window_s``: +- seconds around a kept event (0 = no NMS); ``soft``: soft instead of hard NMS;
     ``sigma_s``: Gaussian smoothing of the scores (0 = none); ``threshold``: the lowest score kept;
     ``class_windows_s``: ``((class, seconds), ...)``, the classes whose NMS window differs from ``nms_window_s``
-    (chosen per class on val with ``--per_class_nms``).
+    (chosen per class on val with ``--per_class_nms``); ``nms_per_team``: NMS per (class, team) on p(class, team)
+    rather than per class (``--team_nms``; for models that spot teams).
     """
 
     nms_window_s: float = DEFAULT_NMS_WINDOW_S
@@ -60,14 +78,16 @@ class PostProcess:
     sigma_s: float = 0.0
     threshold: float = DEFAULT_THRESHOLD
     class_windows_s: tuple[tuple[str, float], ...] = ()
+    nms_per_team: bool = False
 
     def __post_init__(self) -> None:
         for name in ("nms_window_s", "sigma_s"):
             value = getattr(self, name)
             if not (isinstance(value, int | float) and math.isfinite(value) and value >= 0):
                 raise ValueError(f"{name} must be a number >= 0, not {value!r}")
-        if not isinstance(self.soft, bool):
-            raise ValueError(f"soft must be true or false, not {self.soft!r}")
+        for name in ("soft", "nms_per_team"):
+            if not isinstance(getattr(self, name), bool):
+                raise ValueError(f"{name} must be true or false, not {getattr(self, name)!r}")
         if not (isinstance(self.threshold, int | float) and 0.0 <= self.threshold <= 1.0):
             raise ValueError(f"threshold must be in [0, 1], not {self.threshold!r}")
         windows = tuple((str(c), float(w)) for c, w in dict(self.class_windows_s).items())
@@ -85,6 +105,8 @@ class PostProcess:
         }
         if self.class_windows_s:
             options["class_windows"] = {c: window_frames(w, fps) for c, w in self.class_windows_s}
+        if self.nms_per_team:
+            options["per_team"] = True
         return options
 
     def describe(self, fps: float | None = None) -> str:
@@ -97,6 +119,8 @@ class PostProcess:
             nms = "no NMS"
         if self.class_windows_s:
             nms += " (" + ", ".join(f"{c} +-{w:g} s" for c, w in self.class_windows_s) + ")"
+        if self.nms_per_team:
+            nms += " per class and team"
         smooth = f", Gaussian smoothing sigma {self.sigma_s:g} s" if self.sigma_s > 0 else ""
         return f"{nms}{smooth}, threshold {self.threshold:g}"
 
@@ -105,11 +129,14 @@ class PostProcess:
         data["class_windows_s"] = dict(self.class_windows_s)  # {class: seconds} in selection.json
         if not data["class_windows_s"]:
             del data["class_windows_s"]  # files stay as they were without per-class windows
+        if not data["nms_per_team"]:
+            del data["nms_per_team"]  # and NMS per class, as before
         return data
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> PostProcess:
-        known = {k: data[k] for k in ("nms_window_s", "soft", "sigma_s", "threshold") if k in data}
+        names = ("nms_window_s", "soft", "sigma_s", "threshold", "nms_per_team")
+        known = {k: data[k] for k in names if k in data}
         windows = data.get("class_windows_s") or {}
         if not isinstance(windows, Mapping):
             raise ValueError(f"class_windows_s must be {{class: seconds}}, not {windows!r}")
@@ -144,10 +171,11 @@ def window_frames(seconds: float, fps: float) -> int:
     return max(1, int(math.floor(seconds * fps + 0.5)))
 
 
-def postprocess_grid(threshold: float = DEFAULT_THRESHOLD) -> list[PostProcess]:
-    """The post-processing candidates training compares on val (``GRID_*``)."""
+def postprocess_grid(threshold: float = DEFAULT_THRESHOLD, per_team: bool = False) -> list[PostProcess]:
+    """The post-processing candidates training compares on val (``GRID_*``), NMS per (class, team) with
+    ``per_team``."""
     return [
-        PostProcess(nms_window_s=w, soft=soft, sigma_s=sigma, threshold=threshold)
+        PostProcess(nms_window_s=w, soft=soft, sigma_s=sigma, threshold=threshold, nms_per_team=per_team)
         for sigma in GRID_SIGMAS_S
         for soft in (False, True)
         for w in GRID_WINDOWS_S
@@ -261,11 +289,52 @@ def _suppress(
     return keep, np.asarray(scores, np.float64)[keep]
 
 
-def _with_team(event: dict, p_right: float) -> dict:
-    right = p_right >= 0.5
-    event["team"] = TEAMS[1] if right else TEAMS[0]
-    event["team_score"] = float(p_right if right else 1.0 - p_right)
+def _with_team(event: dict, p_right: float, team: str | None = None) -> dict:
+    """``event`` with its ``team`` (the likelier one, or ``team`` when given) and ``team_score``."""
+    if team is None:
+        team = TEAMS[1] if p_right >= 0.5 else TEAMS[0]
+    event["team"] = team
+    event["team_score"] = float(p_right if team == TEAMS[1] else 1.0 - p_right)
     return event
+
+
+def team_columns(scores: np.ndarray, team_scores: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(p(class, left), p(class, right)), (T, C) each, of class scores (T, C + 1) and a team head's P(right) (T,)
+    or team-as-classes' joint p(class, right) (T, C)."""
+    values = np.asarray(scores, np.float64)[:, 1:]
+    team = np.asarray(team_scores, np.float64)
+    right = values * team[:, None] if team.ndim == 1 else team
+    return np.clip(values - right, 0.0, None), right
+
+
+def _p_right(scores: np.ndarray, team_scores: np.ndarray, frame: int, c: int) -> float:
+    """P(right | class ``c``) at ``frame``: a team head's P(right), or the joint p(c, right) / p(c)."""
+    if team_scores.ndim == 1:
+        return float(team_scores[frame])
+    total = float(scores[frame, c + 1])
+    return min(1.0, float(team_scores[frame, c]) / total) if total > 0 else 0.5
+
+
+def _check_team_scores(team_scores: np.ndarray, num_frames: int, num_classes: int) -> None:
+    if team_scores.ndim == 1 and len(team_scores) == num_frames:
+        return
+    if team_scores.shape != (num_frames, num_classes):
+        raise ValueError(
+            f"team scores of shape {team_scores.shape} for {num_frames} frames: expected ({num_frames},) P(right) "
+            f"or ({num_frames}, {num_classes}) p(class, right)"
+        )
+
+
+def _score_columns(
+    scores: np.ndarray, team_scores: np.ndarray | None, sigma: float, per_team: bool
+) -> list[tuple[str | None, np.ndarray]]:
+    """The series NMS runs on, smoothed: ``[(None, class scores (T, C))]``, or with ``per_team`` (and teams)
+    ``[("left", p(class, left)), ("right", p(class, right))]``."""
+    if not per_team or team_scores is None:
+        return [(None, smooth_scores(scores[:, 1:], sigma))]
+    return [
+        (t, smooth_scores(v, sigma)) for t, v in zip(TEAMS, team_columns(scores, team_scores), strict=True)
+    ]
 
 
 def scores_to_events(
@@ -281,6 +350,7 @@ def scores_to_events(
     team_scores: np.ndarray | None = None,
     displacement: np.ndarray | None = None,
     class_windows: Mapping[str, int] | None = None,
+    per_team: bool = False,
 ) -> list[dict[str, Any]]:
     """Per-frame scores (T, C + 1), column 0 background -> events sorted by frame (module docstring).
 
@@ -288,31 +358,34 @@ def scores_to_events(
     gives them from seconds), so ``fps`` only has to be positive when given. ``nms_window=0`` (the default) is no
     NMS; ``class_windows`` gives some classes a window of their own. With ``displacement`` (T,), T-DEED's
     predicted frames to the nearest event, each candidate moves to ``frame + round(displacement[frame])`` (kept in
-    the video; candidates that land on one frame keep the highest score) before NMS.
+    the video; candidates that land on one frame keep the highest score) before NMS. ``per_team``: NMS per (class,
+    team) (needs ``team_scores``; without them, per class).
     """
     scores = np.asarray(scores)
     if scores.ndim != 2 or scores.shape[1] != len(classes) + 1:
         raise ValueError(f"scores of shape {scores.shape}: expected (frames, {len(classes) + 1})")
     if fps is not None and not fps > 0:
         raise ValueError(f"fps {fps} is not positive")
-    for name, extra in (("team scores", team_scores), ("displacement", displacement)):
-        if extra is not None and len(extra) != len(scores):
-            raise ValueError(f"{name} of length {len(extra)} for {len(scores)} frames")
-    values = smooth_scores(scores[:, 1:], sigma)
+    if displacement is not None and len(displacement) != len(scores):
+        raise ValueError(f"displacement of length {len(displacement)} for {len(scores)} frames")
+    if team_scores is not None:
+        team_scores = np.asarray(team_scores)
+        _check_team_scores(team_scores, len(scores), len(classes))
     events = []
-    for c, label in enumerate(classes):
-        frames, origins, values_c = _candidates(values[:, c], threshold, peaks, displacement, len(scores))
-        window = nms_window if class_windows is None else class_windows.get(label, nms_window)
-        keep, kept_scores = _suppress(frames, values_c, window, soft, threshold)
-        for frame, origin, score in zip(
-            frames[keep].tolist(), origins[keep].tolist(), kept_scores.tolist(), strict=True
-        ):
-            event = {"frame": frame, "label": label, "score": score}
-            if team_scores is not None:  # the team seen where the model saw the event
-                _with_team(event, float(team_scores[origin]))
-            events.append((frame, c, event))
-    events.sort(key=lambda e: e[:2])
-    return [e for _, _, e in events]
+    for side, (team, values) in enumerate(_score_columns(scores, team_scores, sigma, per_team)):
+        for c, label in enumerate(classes):
+            frames, origins, values_c = _candidates(values[:, c], threshold, peaks, displacement, len(scores))
+            window = nms_window if class_windows is None else class_windows.get(label, nms_window)
+            keep, kept_scores = _suppress(frames, values_c, window, soft, threshold)
+            for frame, origin, score in zip(
+                frames[keep].tolist(), origins[keep].tolist(), kept_scores.tolist(), strict=True
+            ):
+                event = {"frame": frame, "label": label, "score": score}
+                if team_scores is not None:  # the team seen where the model saw the event
+                    _with_team(event, _p_right(scores, team_scores, origin, c), team)
+                events.append((frame, c, side, event))
+    events.sort(key=lambda e: e[:3])
+    return [e for *_, e in events]
 
 
 def _candidates(
@@ -340,6 +413,8 @@ def final_events_end(
     displacement_radius: int = 0,
     class_windows: Mapping[str, int] | None = None,
     min_scores: Mapping[str, float] | None = None,
+    team_scores: np.ndarray | None = None,
+    per_team: bool = False,
     **_: Any,
 ) -> int:
     """For scores that will go on (more frames after the last row, none before it changing): the frame before
@@ -353,15 +428,22 @@ def final_events_end(
     settled when no chain of candidates within the window of each other reaches the unknown ones.
 
     ``min_scores``: per class, the lowest score of the events wanted (live spotting's display thresholds). Lower
-    candidates cannot change them: both NMS go from the highest candidate down, so they are left out.
+    candidates cannot change them: both NMS go from the highest candidate down, so they are left out. With
+    ``per_team`` and ``team_scores``, each team's series p(class, team) is looked at, as ``scores_to_events``
+    suppresses them.
     """
     scores = np.asarray(scores)
     n = len(scores)
-    values = smooth_scores(scores[:, 1:], sigma)
+    team = None if team_scores is None else np.asarray(team_scores)
+    columns = [
+        values[:, c]
+        for _, values in _score_columns(scores, team, sigma, per_team)
+        for c in range(len(classes))
+    ]
     radius = max(1, math.ceil(4 * sigma)) if sigma > 0 else 0
     end = n
-    for c, label in enumerate(classes):
-        column = values[:, c]
+    for i, column in enumerate(columns):
+        label = classes[i % len(classes)]
         exact = max(0, n - radius)  # smoothed values final before this frame
         if peaks:  # a peak is a run of equal values higher than both neighbours: the last run is open
             changes = np.flatnonzero(np.diff(column[:exact]) != 0)
@@ -425,15 +507,21 @@ def displace(
 
 
 def nms_events(
-    events: Sequence[Mapping[str, Any]], window: int, *, soft: bool = False, threshold: float = 0.0
+    events: Sequence[Mapping[str, Any]],
+    window: int,
+    *,
+    soft: bool = False,
+    threshold: float = 0.0,
+    per_team: bool = False,
 ) -> list[dict[str, Any]]:
-    """The same NMS on an event list (``{frame, label, score, ...}``), per label; other fields are kept.
+    """The same NMS on an event list (``{frame, label, score, ...}``), per label (``per_team``: per label and
+    team); other fields are kept.
 
     ``window=0`` returns the events unchanged (sorted by frame).
     """
-    by_label: dict[str, list[Mapping[str, Any]]] = {}
+    by_label: dict[tuple[str, Any], list[Mapping[str, Any]]] = {}
     for event in events:
-        by_label.setdefault(event["label"], []).append(event)
+        by_label.setdefault((event["label"], event.get("team") if per_team else None), []).append(event)
     out = []
     for label_events in by_label.values():
         frames = np.array([int(e["frame"]) for e in label_events], np.int64)
@@ -467,7 +555,8 @@ def average_scores(score_sets: Sequence[Mapping[str, np.ndarray]]) -> dict[str, 
     return out
 
 
-# ---- per-frame scores on disk (.score.npz): an array per video id, plus "<video>::team" (P(right)) for a team head
+# ---- per-frame scores on disk (.score.npz): an array per video id, plus "<video>::team" for a team model (a team
+# head's P(right) (T,), or team-as-classes' p(class, right) (T, C))
 TEAM_KEY = "::team"
 DISPLACEMENT_KEY = "::displacement"  # "<video>::displacement": T-DEED's frames to the nearest event
 AUX_KEYS = (TEAM_KEY, DISPLACEMENT_KEY)
