@@ -186,6 +186,38 @@ def swap_team(team: torch.Tensor, flipped: torch.Tensor) -> torch.Tensor:
     return torch.where(flipped[:, None], 1.0 - team, team)
 
 
+def swap_team_classes(targets: torch.Tensor, flipped: torch.Tensor) -> torch.Tensor:
+    """Team-as-classes targets (B, T, 2C + 1: background, (class, left) x C, (class, right) x C) of horizontally
+    flipped clips: their left and right halves swap."""
+    num_classes = (targets.shape[-1] - 1) // 2
+    swapped = torch.cat(
+        [targets[..., :1], targets[..., 1 + num_classes :], targets[..., 1 : 1 + num_classes]], -1
+    )
+    return torch.where(flipped[:, None, None], swapped, targets)
+
+
+def frame_targets(
+    labels: torch.Tensor,
+    team: torch.Tensor,
+    team_mask: torch.Tensor,
+    flipped: torch.Tensor | None,
+    num_classes: int,
+    team_classes: bool = False,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """A batch's per-frame class targets and team targets, both of the clips as augmented (``flipped``: (B,) bool,
+    None = no flip): one-hot (B, T, C + 1) from ``labels`` (B, T) (0 = background); with ``team_classes``
+    (B, T, 2C + 1), each event in the half of its team, (class, left) then (class, right), an event of unknown
+    team (``team_mask`` 0) split evenly between them."""
+    if flipped is not None:
+        team = swap_team(team, flipped)
+    one_hot = F.one_hot(labels, num_classes + 1).float()
+    if not team_classes:
+        return one_hot, team
+    right = torch.where(team_mask > 0, team, 0.5).unsqueeze(-1).to(one_hot.dtype)
+    events = one_hot[..., 1:]
+    return torch.cat([one_hot[..., :1], events * (1.0 - right), events * right], -1), team
+
+
 def mixup_clips(
     clips: torch.Tensor,
     targets: torch.Tensor,

@@ -10,8 +10,10 @@ step already read (each of its files is then read once).
 
 ``E2EModel.forward(frames)`` takes (B, T, 3, H, W) uint8 or float in [0, 1] (it normalises with ImageNet
 mean/std itself) and returns a dict:
-- "logits": (B, T, num_classes + 1), class 0 = background;
-- "team": (B, T) logit, positive = "right", when ``config["team"]``;
+- "logits": (B, T, num_classes + 1), class 0 = background; with ``config["team_encoding"] == "classes"`` (team as
+  classes, the 2025 Team Ball Action Spotting winner's encoding) (B, T, 2 * num_classes + 1): background, then
+  (class, left) for every class, then (class, right) (:func:`output_count`);
+- "team": (B, T) logit, positive = "right", when ``config["team"]`` with the team head (``team_encoding`` "head");
 - "displacement": (B, T) frames from each frame to the nearest event (T-DEED's displacement head), when
   ``config["displacement"]`` (the radius R in frames) > 0: the post-processing moves each detected peak by it;
 - "stage_logits": list of (B, T, num_classes + 1), one per stage, for multi-stage heads (mstcn, asformer).
@@ -42,6 +44,7 @@ from model.modules import HEADS, SMOOTHING_WEIGHT, smoothing_loss
 from model.shift import DEFAULT_VARIANT, VARIANTS
 from model.usage import load_selection, save_selection, selected_epoch
 from util.io import DataError, atomic_open, store_json
+from util.postprocess import TEAM_NMS_MODES
 from util.soccernet import CLASSES
 
 __all__ = [
@@ -49,6 +52,7 @@ __all__ = [
     "HEADS",
     "SMOOTHING_WEIGHT",
     "DEFAULT_CONFIG",
+    "TEAM_ENCODINGS",
     "E2EModel",
     "ModelFolder",
     "PretrainedWeightsError",
@@ -63,11 +67,13 @@ __all__ = [
     "load_config",
     "load_model",
     "load_selection",
+    "output_count",
     "save_checkpoint",
     "save_config",
     "save_selection",
     "selected_epoch",
     "smoothing_loss",
+    "team_classes",
     "unwrap_model",
 ]
 
@@ -84,7 +90,8 @@ DEFAULT_CONFIG: dict[str, Any] = {
     "frame_height": 224,  # input size the model was trained on (after crop)
     "frame_width": 398,
     "fps": 25.0,  # frame rate the model was trained at
-    "team": False,  # extra per-frame left/right output
+    "team": False,  # spot the team (left/right) of each action too
+    "team_encoding": "head",  # how: a per-frame P(right) head, or "classes": (class, left) and (class, right) outputs
     "displacement": 0,  # T-DEED's displacement head: per-frame offset to the nearest event within this many frames
     "arch_variant": DEFAULT_VARIANT,  # whose arithmetic the network follows: model.shift.VARIANTS
     "pretrained": True,  # start from ImageNet weights
@@ -99,12 +106,28 @@ MODEL_KEYS = (
     "clip_len",
     "classes",
     "team",
+    "team_encoding",
     "displacement",
     "arch_variant",
     "frame_height",
     "frame_width",
     "fps",
 )
+
+
+# How a model spots the team: "head" = sn-teamspotting's per-frame P(right) beside the class logits; "classes" =
+# 2 x C class outputs + background ((class, left), (class, right)), a horizontal flip swapping the two halves.
+TEAM_ENCODINGS = ("head", "classes")
+
+
+def team_classes(config: dict[str, Any]) -> bool:
+    """Whether the model spots the team as classes (2 x C outputs + background) rather than with a team head."""
+    return bool(config.get("team")) and config.get("team_encoding", "head") == "classes"
+
+
+def output_count(config: dict[str, Any]) -> int:
+    """Columns of the logits: the classes (twice, left then right, for team as classes) + background."""
+    return len(config["classes"]) * (2 if team_classes(config) else 1) + 1
 
 
 def available_backbones() -> list[str]:
@@ -135,6 +158,16 @@ def check_config(config: dict[str, Any], source: str = "config") -> dict[str, An
     if config["arch_variant"] not in VARIANTS:
         raise DataError(
             f"{source}: unknown arch_variant {config['arch_variant']!r}; valid: {', '.join(VARIANTS)}"
+        )
+    if config["team_encoding"] not in TEAM_ENCODINGS:
+        raise DataError(
+            f"{source}: unknown team_encoding {config['team_encoding']!r}; valid: {', '.join(TEAM_ENCODINGS)}"
+        )
+    if config["team_encoding"] == "classes" and not config["team"]:
+        raise DataError(f"{source}: team_encoding classes needs a team model (team: true, --team)")
+    if config.get("team_nms") not in (None, *TEAM_NMS_MODES):
+        raise DataError(
+            f"{source}: unknown team_nms {config['team_nms']!r}; valid: {', '.join(TEAM_NMS_MODES)}"
         )
     if not isinstance(config["displacement"], int) or config["displacement"] < 0:
         raise DataError(f"{source}: displacement must be an integer >= 0, not {config['displacement']!r}")
@@ -169,9 +202,10 @@ class E2EModel(nn.Module):
             variant=self.config["arch_variant"],
         )
         self.head = HEADS[self.config["temporal_arch"]](
-            self.feature_dim, self.num_classes + 1, **head_options(self.config)
+            self.feature_dim, output_count(self.config), **head_options(self.config)
         )
-        self.team_head = nn.Linear(self.head.feature_dim, 1) if self.config["team"] else None
+        with_head = self.config["team"] and not team_classes(self.config)
+        self.team_head = nn.Linear(self.head.feature_dim, 1) if with_head else None
         self.displacement = int(self.config["displacement"])
         self.displacement_head = nn.Linear(self.head.feature_dim, 1) if self.displacement > 0 else None
         # Not persistent: constants, not weights.

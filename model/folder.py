@@ -165,9 +165,22 @@ class ModelFolder:
                 (self.epochs[-1] if self.epochs else None),
                 "the latest checkpoint (no selection.json)",
             )
-        return {"epoch": epoch, "postprocess": PostProcess(), "display_threshold": DEFAULT_DISPLAY_THRESHOLD,
+        post = PostProcess(nms_per_team=self._team_nms() == "class_team")
+        return {"epoch": epoch, "postprocess": post, "display_threshold": DEFAULT_DISPLAY_THRESHOLD,
                 "class_thresholds": {}, "target_precision": None, "why": why, "recorded": False,
                 "record": {}}  # fmt: skip
+
+    def _team_nms(self) -> str:
+        """The default post-processing's NMS: per (class, team) for a model spotting teams as classes (its
+        config's ``team_nms``), else per class."""
+        from util.postprocess import team_nms_mode
+
+        if not self.config_path.is_file():
+            return "class"
+        try:
+            return team_nms_mode(self.config_json)
+        except ValueError as e:
+            raise DataError(f"{self.config_path}: {e}") from None
 
     def _best_in_history(self) -> int | None:
         # Older model folders have no selection.json: the best val mAP that loss.json recorded, if any.

@@ -11,7 +11,7 @@ fly at the model's frame rate and size, no JPEGs written), turns scores into eve
 - ``results_spotting.json`` (SoccerNet's format): every event of the model's post-processing, as the evaluator
   and the SoccerNet server take them (for a SoccerNet game ``<league>/<season>/<game>[/<half>]``, the same rows
   ``eval_soccernet_ball.py --eval_dir`` writes);
-- ``scores.npz``: per-frame scores, the array of ``pred-*.score.npz`` (and ``<video>::team`` for a team head);
+- ``scores.npz``: per-frame scores, the array of ``pred-*.score.npz`` (and ``<video>::team`` for a team model);
 - ``events.csv``: the events shown, one row each (time_s, time, label, team, score, team_score, frame), for a
   spreadsheet or an editing tool;
 - ``timeline.png``: per-class score curves with the detected events, and the ground truth beside them when the
@@ -390,8 +390,9 @@ def detect(
     """Per-frame scores of ``item`` through the one predict path, decoding in a thread ahead of the model; a
     frame of another aspect ratio than the model's is fitted by ``aspect`` (``open_source``).
 
-    Returns ((scores (T, C+1), team P(right) (T,) or None, displacement (T,) or None), notes for the user, e.g.
-    a resampled frame rate, another aspect ratio letterboxed; each is logged as a warning).
+    Returns ((scores (T, C+1), team (P(right) (T,), or p(class, right) (T, C) for team as classes) or None,
+    displacement (T,) or None), notes for the user, e.g. a resampled frame rate, another aspect ratio letterboxed;
+    each is logged as a warning).
     """
     notes: list[str] = []
     source = PrefetchSource(open_source(config, item, max_frames, notes, aspect))

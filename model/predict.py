@@ -30,7 +30,7 @@ from dataset.source import (
     open_frame_source,
 )
 from dataset.transform import center_crop, to_clips
-from model.common import unwrap_model
+from model.common import team_classes, unwrap_model
 from util.cli import DEFAULT_OVERLAP, TTA_MODES
 from util.frame_dir import VIDEO_FILE, FrameDir
 from util.io import DataError, store_json
@@ -123,7 +123,8 @@ def autocast(device: torch.device, dtype: torch.dtype | None = None) -> contextl
     return torch.autocast("cuda", dtype=dtype)
 
 
-# Per-video results everywhere: (scores (T, C + 1), team P(right) (T,) or None, displacement in frames (T,) or None).
+# Per-video results everywhere: (scores (T, C + 1), team or None, displacement in frames (T,) or None); team is a team
+# head's P(right) (T,), or for team as classes the joint p(class, right) (T, C) (p(class, left) = scores - team).
 VideoScores = tuple[np.ndarray, np.ndarray | None, np.ndarray | None]
 
 
@@ -198,8 +199,21 @@ def window_stride(config: dict) -> int:
 
 def _numpy_outputs(output: dict, config: dict, flipped: bool = False) -> dict[str, np.ndarray]:
     """A forward pass's per-frame outputs as arrays: softmax scores, P(right) (of the unflipped clip: a mirrored
-    clip's left is the true right) and displacement in frames, those two when the config has them."""
-    out = {"scores": torch.softmax(output["logits"].float(), dim=-1).cpu().numpy()}
+    clip's left is the true right) and displacement in frames, those two when the config has them. Team as
+    classes gives the class scores p(class, left) + p(class, right) and, as "team", the joint p(class, right)
+    (T, C): sums both, so the means over windows and mirrors stay those of the 2C + 1 softmax itself."""
+    probs = torch.softmax(output["logits"].float(), dim=-1)
+    if team_classes(config):
+        num_classes = len(config["classes"])
+        left, right = probs[..., 1 : 1 + num_classes], probs[..., 1 + num_classes :]
+        if flipped:
+            left, right = right, left
+        out = {
+            "scores": torch.cat([probs[..., :1], left + right], -1).cpu().numpy(),
+            "team": right.cpu().numpy(),
+        }
+    else:
+        out = {"scores": probs.cpu().numpy()}
     if config.get("team") and output.get("team") is not None:
         p_right = torch.sigmoid(output["team"].float())
         out["team"] = (1.0 - p_right if flipped else p_right).cpu().numpy()
@@ -250,7 +264,8 @@ def predict_scores(
     """Per-frame scores of one video.
 
     Returns ``scores`` (num_frames, num_classes + 1) float32 softmax probabilities (column 0 = background) and
-    ``team`` (num_frames,) float32 P(right) when the model has a team head, else None, and ``displacement``
+    ``team`` (num_frames,) float32 P(right) when the model has a team head ((num_frames, num_classes) p(class,
+    right) for team as classes, its scores then p(class, left) + p(class, right)), else None, and ``displacement``
     (num_frames,) float32 frames to the nearest event when the model has a displacement head, else None. Windows
     of ``config["clip_len"]`` frames overlap by ``config["window_overlap"]`` (default half; the last one is
     aligned to the end of the video); each frame's outputs are the mean over the windows that contain it, and with
@@ -402,7 +417,7 @@ def scores_to_predictions(
 ) -> list[dict]:
     """Per-video predictions ``{video, fps, events: [{frame, label, score[, team, team_score]}]}``; events come
     from ``util.postprocess.scores_to_events`` under ``post`` (windows in seconds, read at the model's fps; None = the
-    default ``PostProcess()``), with the team head's P(right) when the model has one."""
+    default ``PostProcess()``), with the team of each event when the model spots teams."""
     fps = float(config["fps"])
     options = (post or PostProcess()).event_options(fps)
     predictions = []

@@ -21,7 +21,7 @@ from model.predict import scores_to_predictions
 from util.metrics.frame import frame_map
 from util.metrics.results import labels_by_game, predictions_by_game
 from util.metrics.spotting import soccernet_map, team_map
-from util.postprocess import PostProcess, postprocess_grid
+from util.postprocess import PostProcess, postprocess_grid, team_nms_mode
 
 # criterion -> (loss.json key, larger is better, what it is, for logs and selection.json)
 CRITERIA: dict[str, tuple[str, bool, str]] = {
@@ -47,7 +47,8 @@ def grid_scores(
     truth = labels_by_game(videos)
     team = bool(config.get("team"))
     rows = []
-    for post in grid if grid is not None else postprocess_grid():
+    per_team = team_nms_mode(config) == "class_team"
+    for post in grid if grid is not None else postprocess_grid(per_team=per_team):
         predicted = predictions_by_game(scores_to_predictions(results, config, post))
         spotting = soccernet_map(truth, predicted, classes)
         row: dict[str, Any] = {

@@ -4,11 +4,18 @@ Every tensor whose name and shape match is loaded. The class outputs are kept on
 classes in the same order: otherwise each tensor whose shape depends on the number of outputs (found by building
 the head once more with one output more, so it holds for every head in ``HEADS``) keeps its fresh initialisation,
 even where the shapes happen to agree. What was loaded, re-initialised, new and unused is returned for the log.
+
+Between the two team encodings (``model.common.TEAM_ENCODINGS``) over the same classes: a team-head model's class
+outputs start a team-as-classes model's, each class's split evenly between its two teams (every axis over the
+C + 1 outputs repeated for left and right, the logits' biases less log 2: the class scores are the source's, every
+team 0.5; exact for every head, whose later stages read the softmax of the earlier ones); its team head is unused.
+The other way round, the class outputs are re-initialised (the team head is new).
 """
 
 from __future__ import annotations
 
 import logging
+import math
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -16,7 +23,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from model.common import HEADS, _load, unwrap_model
+from model.common import HEADS, _load, output_count, team_classes, unwrap_model
 from model.folder import ModelFolder
 from util.io import DataError
 
@@ -32,6 +39,9 @@ class Transfer:
     epoch: int
     loaded: list[str] = field(default_factory=list)
     reinitialised: dict[str, str] = field(default_factory=dict)  # name -> why
+    split: dict[str, str] = field(
+        default_factory=dict
+    )  # name -> how (a team head's outputs into team classes)
     new: list[str] = field(default_factory=list)
     unused: list[str] = field(default_factory=list)
     loaded_parameters: int = 0
@@ -42,6 +52,8 @@ class Transfer:
             f"--init_from {self.source} (epoch {self.epoch}): loaded {len(self.loaded)} tensors "
             f"({self.loaded_parameters:,} of {self.total_parameters:,} parameters)"
         ]
+        if self.split:
+            lines.append("  split: " + ", ".join(f"{k} ({v})" for k, v in self.split.items()))
         if self.reinitialised:
             lines.append(
                 "  re-initialised: " + ", ".join(f"{k} ({v})" for k, v in self.reinitialised.items())
@@ -63,10 +75,25 @@ def parse_init_from(text: str) -> tuple[Path, int | None]:
 
 def class_dependent(config: dict, feature_dim: int) -> set[str]:
     """Names (in the model's state dict) of the head tensors whose shape depends on the number of outputs."""
-    num_outputs = len(config["classes"]) + 1
+    num_outputs = output_count(config)
     build = HEADS[config["temporal_arch"]]
     one, more = build(feature_dim, num_outputs).state_dict(), build(feature_dim, num_outputs + 1).state_dict()
     return {f"head.{k}" for k, v in one.items() if more[k].shape != v.shape}
+
+
+def split_class_outputs(tensor: torch.Tensor, shape: torch.Size, num_classes: int) -> torch.Tensor:
+    """A head tensor over C + 1 outputs as one over 2C + 1 of ``shape`` (background, (class, left) x C,
+    (class, right) x C): each axis over the outputs repeated for both teams; a bias (of logits) less log 2 on the
+    classes, so that the softmax gives each team half of its class's probability."""
+    index = torch.tensor([0, *range(1, num_classes + 1), *range(1, num_classes + 1)])
+    out = tensor
+    for dim, size in enumerate(shape):
+        if tensor.shape[dim] == num_classes + 1 and size == 2 * num_classes + 1:
+            out = out.index_select(dim, index)
+    if out.dim() == 1:
+        out = out.clone()
+        out[1:] -= math.log(2.0)
+    return out
 
 
 def init_from(model: nn.Module, config: dict, spec: str) -> Transfer:
@@ -90,6 +117,10 @@ def init_from(model: nn.Module, config: dict, spec: str) -> Transfer:
     target = net.state_dict()
     same_classes = list(source_config.get("classes") or []) == list(config["classes"])
     by_classes = set() if same_classes else class_dependent(config, net.feature_dim)
+    # Same classes, the other team encoding: the class outputs are split into teams, or re-initialised.
+    other_encoding = same_classes and team_classes(source_config) != team_classes(config)
+    outputs = class_dependent(config, net.feature_dim) if other_encoding else set()
+    split = other_encoding and team_classes(config)
     done = Transfer(str(folder), epoch, total_parameters=sum(v.numel() for v in target.values()))
     chosen = {}
     for name, value in target.items():
@@ -97,6 +128,12 @@ def init_from(model: nn.Module, config: dict, spec: str) -> Transfer:
             done.new.append(name)
         elif name in by_classes:
             done.reinitialised[name] = "class outputs over other classes"
+        elif name in outputs and split:
+            chosen[name] = split_class_outputs(source[name], value.shape, len(config["classes"]))
+            done.split[name] = "each class's outputs into left and right"
+            done.loaded_parameters += value.numel()
+        elif name in outputs:
+            done.reinitialised[name] = "class outputs of team-as-classes, not of a team head"
         elif source[name].shape != value.shape:
             done.reinitialised[name] = f"shape {tuple(source[name].shape)} here {tuple(value.shape)}"
         else:

@@ -16,13 +16,12 @@ from pathlib import Path
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 from tqdm import tqdm
 
-from dataset.transform import ClipAugment, swap_team
-from model.common import build_model, list_epochs
+from dataset.transform import ClipAugment, frame_targets
+from model.common import build_model, list_epochs, output_count, team_classes
 from model.predict import autocast, cpu_amp_enabled, cuda_capability, cuda_has_native_bf16
 from model.select import CRITERIA, best_epoch, criterion_used, validation_metrics
 from model.train.dist import Dist, barrier, from_rank_0, mean_over_ranks
@@ -110,10 +109,11 @@ class Trainer:
         clips, flipped = self.inputs.prepare(batch, device, augment, crop_hw, generator)
         team = batch["team"].to(device, non_blocking=True)
         team_mask = batch["team_mask"].to(device, non_blocking=True)
-        if flipped is not None:
-            team = swap_team(team, flipped)
-        num_outputs = len(self.config["classes"]) + 1
-        targets = F.one_hot(batch["labels"].to(device, non_blocking=True), num_outputs).float()
+        labels = batch["labels"].to(device, non_blocking=True)
+        # A mirrored clip's teams swap: in the team targets, or in the halves of team-as-classes targets.
+        targets, team = frame_targets(
+            labels, team, team_mask, flipped, len(self.config["classes"]), team_classes(self.config)
+        )
         radius = int(self.config["displacement"])
         # Masked targets (team, displacement) are stacked on a last axis so that mixup mixes them alike.
         masked = [team] + ([batch["displacement"].to(device, non_blocking=True)] if radius else [])
@@ -124,7 +124,7 @@ class Trainer:
                 clips, targets, values, value_masks, generator
             )
         extras: dict = {"focal_gamma": self.focal_gamma}
-        if self.config["team"]:
+        if self.config["team"] and not team_classes(self.config):
             extras.update(team=values[..., 0], team_mask=value_masks[..., 0])
         if radius:
             extras.update(
@@ -257,7 +257,7 @@ def make_trainer(
     if precision.warning and dist.is_main:
         log.warning("%s", precision.warning)
     scaler = torch.amp.GradScaler(dist.device.type, enabled=precision.scaled)
-    num_outputs = len(config["classes"]) + 1
+    num_outputs = output_count(config)
     class_weights = torch.tensor([1.0] + [args.fg_weight] * (num_outputs - 1), device=dist.device)
     crop = config.get("crop_dim")
     augment = ClipAugment(crop_hw=(config["frame_height"], config["frame_width"]) if crop else None)

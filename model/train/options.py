@@ -27,10 +27,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from model.common import TEAM_ENCODINGS
 from model.predict import DEFAULT_OVERLAP, TTA_MODES
 from model.select import CRITERIA
 from model.shift import DEFAULT_VARIANT, VARIANTS
-from util.postprocess import DEFAULT_TARGET_PRECISION
+from util.postprocess import DEFAULT_TARGET_PRECISION, TEAM_NMS_MODES
 
 EPOCH_NUM_FRAMES = 500_000
 FG_WEIGHT = 5.0
@@ -161,6 +162,13 @@ class TrainOptions:
         help="keep an EMA of the weights (e.g. 0.999); checkpoints and predictions use it")  # fmt: skip
     team: bool = opt(False, "--team", action=_BOOL,
         help="also train the left/right team head (--no-team: without, e.g. over a --config that had one)")  # fmt: skip
+    team_encoding: str = opt("head", "--team_encoding", choices=TEAM_ENCODINGS, older="head", older_config="head",
+        help="with --team, how the team is spotted: head = a per-frame P(right) beside the classes "
+        "(sn-teamspotting's); classes = 2 x C class outputs + background, (class, left) and (class, right), a "
+        "flip swapping the halves (the 2025 Team Ball Action Spotting winner's)")  # fmt: skip
+    team_nms: str | None = opt(None, "--team_nms", choices=TEAM_NMS_MODES, older=None, older_config="class",
+        help="NMS per (class, team), on p(class, team), or per class (default: class_team with --team_encoding "
+        "classes, class otherwise); recorded, so eval, inference and the app use it")  # fmt: skip
     # --pretrained / --no_pretrained (a pair of flags, built in ``build_parser``): None = not given.
     pretrained: bool | None = opt(None, "--pretrained", role=CONFIG,
         help="ImageNet weights (the default; with --init_from, whose weights replace them, not downloaded)")  # fmt: skip
@@ -235,6 +243,10 @@ class TrainOptions:
 
         if self.criterion == "team_map" and not self.team:
             raise DataError("--criterion team_map needs --team (a model with a team head)")
+        if self.team_encoding == "classes" and not self.team:
+            raise DataError("--team_encoding classes needs --team (it is how the team is spotted)")
+        if self.team_nms is not None and not self.team:
+            raise DataError("--team_nms needs --team (a model that spots teams)")
         if self.batch_size % (self.acc_grad_iter * world_size):
             raise DataError(
                 f"--batch_size {self.batch_size} must be a multiple of -ag ({self.acc_grad_iter}) x processes "

@@ -14,6 +14,7 @@ from model.shift import DEFAULT_VARIANT
 from model.train.options import TrainOptions, compared_on_resume, older_config_keys, older_flags
 from util.frame_dir import VIDEO_FILE, FrameDir
 from util.io import DataError
+from util.postprocess import team_nms_mode
 
 log = logging.getLogger(__name__)
 
@@ -52,6 +53,10 @@ def build_config(args: TrainOptions, classes: Sequence[str], fps: float, frame_s
         frame_width=input_w,
         fps=fps,
         team=bool(args.team),
+        team_encoding=args.team_encoding,
+        team_nms=team_nms_mode(
+            {"team": args.team, "team_encoding": args.team_encoding, "team_nms": args.team_nms}
+        ),
         displacement=int(args.displacement),
         tta=args.tta,
         window_overlap=float(args.window_overlap),
