@@ -213,7 +213,7 @@ class LiveEvents:
         else:
             exact = lo + final_events_end(arrays["scores"], self.classes, self.fps, displacement=displacement,
                                           displacement_radius=self.displacement, min_scores=self.thresholds,
-                                          **options)  # fmt: skip
+                                          team_scores=arrays.get("team"), **options)  # fmt: skip
             # The budget holds: an event still in an open chain ``margin`` frames on is written as it stands.
             settled = max(exact, end - self.margin)
         if settled <= self.done:
@@ -429,7 +429,7 @@ class StreamReader:
                 "height": ctx.height,
                 "sample_aspect_ratio": float(sar) if sar else 1.0,
             }
-        sampler = offset = None
+        sampler = None
         rate = stream.average_rate or stream.guessed_rate
         frame_s = 1.0 / float(rate) if rate else 1.0 / self.fps
         for frame in self._frames(container, stream):
@@ -442,13 +442,16 @@ class StreamReader:
             match_s = self._match_time(source_s, arrived)
             if sampler is None or match_s is None:  # a new stretch: a new connection, a jump or a reset
                 match_s = self._new_stretch(source_s, arrived)
-                sampler = NearestFrameSampler(self.fps)
-                offset = round(match_s * self.fps)
+                # On the grid of the match's frame 0, from the first frame time at or after this one: the frames
+                # are those offline inference of the whole match reads, and the frames before were lost.
+                sampler = NearestFrameSampler(
+                    self.fps, start_s=0.0, first_k=math.ceil(match_s * self.fps - 1e-6)
+                )
             self._last_match_s, self._last_source_s, self._last_arrival = match_s, source_s, arrived
             self._got = True
             self.stats.decoded += 1
             for k, picked in sampler.push(match_s, frame):
-                self.queue.put(Arrival(offset + k, self.convert(picked), arrived, self._stretch))
+                self.queue.put(Arrival(k, self.convert(picked), arrived, self._stretch))
 
     @staticmethod
     def _frames(container: Any, stream: Any) -> Iterator[Any]:

@@ -3,7 +3,7 @@
 For trying ``inference_spot.py --live`` without a camera, and for its tests and benchmark. The packets are copied,
 not encoded again, at the pace of their timestamps. ``pause=(at_s, for_s)`` stops sending at ``at_s`` seconds of
 the video for ``for_s`` seconds and goes on from where the video is by then (the keyframe at or after it), as a
-live feed that dropped: what was sent in the pause is lost, and the timestamps go on.
+live feed whose network dropped: what was sent in the pause is lost, and the timestamps go on from the same clock.
 
     python -m util.live_send match.mp4 udp://127.0.0.1:5000
 """
@@ -51,8 +51,7 @@ def send_video(
                     continue  # sent during the pause: lost
                 resume_s = None
             if pause is not None and out is not None and t >= pause[0]:
-                out.close()  # the feed drops
-                out = None
+                # The feed drops: nothing is sent, the encoder's clock runs on (the same muxer goes on after it)
                 stop.wait(pause[1])
                 resume_s, pause = pause[0] + pause[1], None
                 if t < resume_s or not packet.is_keyframe:

@@ -149,10 +149,12 @@ class NearestFrameSampler:
     ``sample_fps <= 0`` keeps every frame.
     """
 
-    def __init__(self, sample_fps: float) -> None:
+    def __init__(self, sample_fps: float, start_s: float | None = None, first_k: int = 0) -> None:
+        """``start_s``: the time of output frame 0 (default: the first frame's); ``first_k``: the first output
+        frame (a live feed going on after a gap: its frames keep the grid of the match's frame 0)."""
         self.sample_fps = float(sample_fps)
-        self.next_k = 0
-        self.start_s: float | None = None
+        self.next_k = first_k
+        self.start_s: float | None = start_s
         self.prev: tuple[float, Any] | None = None
 
     def _target(self, k: int) -> float:
