@@ -237,10 +237,28 @@ class Timing:
             self.wall_s, self.cpu_s, self.model_s, self.live = wall_s, cpu_s, model_s, live
 
 
+def time_modes(offline: dict[str, Callable[[], object]], live: Callable[[float], LiveResult],
+               latencies: list[float], rounds: int) -> dict[str | float, Timing]:  # fmt: skip
+    """Each offline mode and live at each latency, ``rounds`` times interleaved (the machine may be shared): the
+    best wall time of each."""
+    timings: dict[str | float, Timing] = {x: Timing() for x in [*offline, *latencies]}
+    for _ in range(rounds):
+        for mode, fn in offline.items():
+            start, cpu = time.perf_counter(), time.process_time()
+            fn()
+            wall_s = time.perf_counter() - start
+            timings[mode].keep_best(wall_s, time.process_time() - cpu, wall_s)
+        for latency in latencies:
+            cpu = time.process_time()
+            result = live(latency)
+            timings[latency].keep_best(result.seconds, time.process_time() - cpu, result.model_s, result)
+    return timings
+
+
 def runtime_rows(size: ModelSize, runtime: str, model_dir: Path, bf16: bool, frames: dict,
                  latencies: list[float], rounds: int) -> tuple[list[list], tuple[float, float] | None]:  # fmt: skip
-    """Offline, then live at each latency, under one runtime, rounds interleaved (the machine may be shared), best
-    wall time of each; and (real-time factor, live / offline) at the default latency. ``frames`` caches the feed."""
+    """Offline, then live at each latency, under one runtime; and (real-time factor, live / offline) at the
+    default latency. ``frames`` caches the feed."""
     import torch
 
     from model.folder import ModelFolder
@@ -256,39 +274,29 @@ def runtime_rows(size: ModelSize, runtime: str, model_dir: Path, bf16: bool, fra
     feed = frames["feed"]
     feed_s = len(feed) / size.fps
     source = ArraySource(feed, size.fps)
-
-    def offline() -> None:
-        predict_scores(model, config, source, DEFAULT_BATCH_SIZE, "cpu", precision=precision)
-
-    # torch.compile: one untimed pass (compiling included), so that offline's shapes are compiled before timing.
-    if runtime == "compile":
+    # The baseline: offline inference in its batches of 8 windows; and in batches of 1, as live runs them mostly.
+    offline = {f"offline (predict_scores, batch {n})": lambda n=n: predict_scores(
+        model, config, source, n, "cpu", precision=precision) for n in (DEFAULT_BATCH_SIZE, 1)}  # fmt: skip
+    if runtime == "compile":  # one untimed pass (compiling included): offline's shapes compiled before timing
         start = time.perf_counter()
-        offline()
+        next(iter(offline.values()))()
         compile_s += time.perf_counter() - start
     dtype = "bf16" if precision == torch.bfloat16 else "fp32"
     name = (
-        f"eager {dtype}" if runtime != "compile" else f"torch.compile, {dtype} (compiling {compile_s:.0f} s)"
+        f"torch.compile, {dtype} (compiling {compile_s:.0f} s)" if runtime == "compile" else f"eager {dtype}"
     )
     run = model_runner(model, config, precision)
-    selection = ModelFolder(
-        model_dir
-    ).selection  # untrained: the default post-processing and display threshold
+    # An untrained model folder's selection: the default post-processing and display threshold.
+    selection = ModelFolder(model_dir).selection
     post, thresholds = selection["postprocess"], display_thresholds(selection, list(config["classes"]), None)
     margin = event_margin(post, size.fps, 0)
     allowed = [x for x in latencies if round(x * size.fps) >= margin]
-    timings = {x: Timing() for x in ["offline", *allowed]}
-    for _ in range(rounds):
-        start, cpu = time.perf_counter(), time.process_time()
-        offline()
-        wall_s = time.perf_counter() - start
-        timings["offline"].keep_best(wall_s, time.process_time() - cpu, wall_s)
-        for latency in allowed:
-            cpu = time.process_time()
-            live = live_events(run, config, feed, post, latency, thresholds)
-            timings[latency].keep_best(live.seconds, time.process_time() - cpu, live.model_s, live)
-    base = timings["offline"]
-    rows = [[size.name, name, "offline (predict_scores)", "", base.wall_s / feed_s, base.cpu_s / feed_s, "",
-             "1.00x"]]  # fmt: skip
+    timings = time_modes(
+        offline, lambda x: live_events(run, config, feed, post, x, thresholds), allowed, rounds
+    )
+    base = timings[next(iter(offline))]
+    rows = [[size.name, name, mode, "", timings[mode].wall_s / feed_s, timings[mode].cpu_s / feed_s, "",
+             f"{timings[mode].wall_s / base.wall_s:.2f}x"] for mode in offline]  # fmt: skip
     for latency in latencies:
         t = timings.get(latency)
         if t is None:
@@ -333,8 +341,11 @@ def speed(args: argparse.Namespace) -> None:
               f"clip {size.clip_len}, {seconds:g} s of feed, best of {args.rounds}")  # fmt: skip
         rows, at_default = speed_rows(size, args.runtimes, args.latencies, args.rounds)
         print(tabulate(rows, headers=["model", "runtime", "mode", "context / hop (frames)", "real-time factor",
-                                      "CPU s per s of feed", "post-processing share", "vs offline"],
+                                      "CPU s per s of feed", "post-processing share", "vs offline, batch 8"],
                        floatfmt=".3f"))  # fmt: skip
+        if args.feed:  # run_live end to end on a real-time UDP feed (decoding included), all events written
+            summary = udp_run(make_model_dir(size), args.feed, DEFAULT_LATENCY_S, score_threshold=0.0)
+            print(udp_line(f"{args.feed} into the untrained {name} model", summary))
         if at_default:
             best = min(at_default, key=lambda r: at_default[r][0])
             factor, ratio = at_default[best]
@@ -485,26 +496,51 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def udp_run(demo: Demo, latency_s: float) -> dict:
-    """The first test game's video streamed over UDP in real time into ``run_live``: its summary."""
+def udp_run(model_dir: Path, video: Path, latency_s: float, score_threshold: float | None = None) -> dict:
+    """``video`` streamed over UDP in real time (``send_video``) into ``run_live``: its summary."""
     from model.live import LiveSettings, run_live
     from util.live_send import send_video
 
-    video = demo.videos / demo.test[0]["video"] / "224p.mp4"
     url = f"udp://127.0.0.1:{free_port()}"
     stop = threading.Event()
 
     def feed() -> None:
-        time.sleep(2.0)  # run_live listens by then
+        time.sleep(5.0)  # run_live listens by then (it loads the model first)
         send_video(video, url)
         time.sleep(1.0)
         stop.set()
 
     threading.Thread(target=feed, daemon=True).start()
     out = Path(tempfile.mkdtemp(prefix="bench-live-"))
-    return run_live(demo.model_dir, url, out, LiveSettings(latency_s=latency_s), stop=stop) | {
-        "output": str(out)
-    }
+    settings = LiveSettings(latency_s=latency_s)
+    summary = run_live(model_dir, url, out, settings, score_threshold=score_threshold, stop=stop)
+    return summary | {"output": str(out)}
+
+
+def udp_line(name: str, summary: dict) -> str:
+    """The UDP run in a line: its delays, all and while the feed went on (the events of the feed's last
+    ``latency`` seconds are written once it has stopped: a stall, or the end, decides when; a second more is
+    left out for the frames whose windows ran with those)."""
+    from model.live import iter_events
+
+    events = list(iter_events(Path(summary["output"]) / "events.jsonl"))
+    fps = summary["frames"] / summary["stream_s"]
+    last = summary["frames"] - round(
+        (summary["latency_s"] + 1.0) * fps
+    )  # 1 s more: the end's batch of windows
+    during = [e["delay_s"] for e in events if e["delay_s"] is not None and e["frame"] < last]
+
+    def stats(values: list[float]) -> str:
+        if not values:
+            return "-"
+        return f"median {np.median(values):.2f} s, p95 {np.percentile(values, 95):.2f} s, max {max(values):.2f} s"
+
+    delays = [e["delay_s"] for e in events if e["delay_s"] is not None]
+    return (f"UDP, {name} in real time, latency {summary['latency_s']:g} s: {summary['frames']} frames, "
+            f"{summary['events']} events written ({summary.get('early_events', 0)} early), model load "
+            f"{summary['model_load']} (model s per s of feed), {summary['skipped_frames']} frames skipped; delay from "
+            f"a frame's arrival to its event written: {stats(delays)}; of the {len(during)} events up to latency + 1 s "
+            f"before the feed's end: {stats(during)}; {summary['output']}")  # fmt: skip
 
 
 def table(args: argparse.Namespace) -> None:
@@ -523,12 +559,8 @@ def table(args: argparse.Namespace) -> None:
         "of feed from an event's frame to the frame after which it was given, median / p95 / max (no compute)"
     )
     if args.udp:
-        summary = udp_run(demo, DEFAULT_LATENCY_S)
-        delay = summary["delay_s"] or {}
-        print(f"UDP, {demo.test[0]['video']} in real time, latency {DEFAULT_LATENCY_S:g} s: {summary['frames']} frames, "
-              f"{summary['events']} events written, delay from arrival to event written median {delay.get('median')} s, "
-              f"p95 {delay.get('p95')} s, max {delay.get('max')} s; model load {summary['model_load']} "
-              f"(model s per s of feed); {summary['output']}")  # fmt: skip
+        game = demo.test[0]["video"]
+        print(udp_line(game, udp_run(demo.model_dir, demo.videos / game / "224p.mp4", DEFAULT_LATENCY_S)))
     print(machine_line())
 
 
@@ -545,6 +577,8 @@ def get_args(argv: list[str]) -> argparse.Namespace:
     parser.add_argument("--latencies", default=",".join(f"{x:g}" for x in LATENCIES_S), help="seconds")
     parser.add_argument("--seconds", type=float, help="speed: seconds of feed (default: 120 demo, 20 real)")
     parser.add_argument("--rounds", type=int, default=2, help="speed: rounds per measurement, best counts")
+    parser.add_argument("--feed", type=Path, help="speed: also stream this video over UDP in real time into "
+                        "run_live with each model (a real 720p H.264 stream shows the decoding's cost)")  # fmt: skip
     parser.add_argument("--quick", action="store_true", help="a tiny model, 4 s, eager only (a smoke test)")
     args = parser.parse_args(argv)
     args.models, args.runtimes = args.models.split(","), args.runtimes.split(",")
@@ -554,6 +588,8 @@ def get_args(argv: list[str]) -> argparse.Namespace:
     unknown = sorted(set(args.models) - set(model_sizes())) + sorted(set(args.runtimes) - set(RUNTIMES))
     if unknown:
         parser.error(f"unknown model size or runtime: {', '.join(unknown)}")
+    if args.feed is not None and not args.feed.is_file():
+        parser.error(f"--feed {args.feed}: no such video file")
     return args
 
 

@@ -42,7 +42,7 @@ def test_live_benchmark_prints_real_time_factors_against_offline(tmp_path, monke
     monkeypatch.chdir(tmp_path)  # its inputs are cached under ./bench-out
     bench_live.main(["--quick"])
     out = capsys.readouterr().out
-    assert "offline (predict_scores)" in out and "eager fp32" in out
+    assert "offline (predict_scores, batch 8)" in out and "eager fp32" in out
     # 1 s at 5 fps is below the default post-processing's margin: hard NMS +-5 frames, and the next frame.
     assert "live 1 s" in out and "refused: margin is 6 frames (1.2 s)" in out
     assert "live 4 s" in out and "14 / 4" in out  # context = 20 - 6 frames, hop = the offline stride
