@@ -128,6 +128,7 @@ def test_the_live_page_watches_a_udp_feed_fills_its_timeline_stops_and_offers_th
             page.click("#live-remove")  # a second DELETE: the job and its files go
             page.wait_for_url(base + "/live")
             assert not (tmp_path / "jobs" / "live" / job_id).exists()
+            page.goto("about:blank")  # nothing in flight when the server stops (a reset is a console error)
     finally:
         stop.set()
         flask_app.extensions["spot_jobs"].shutdown()
