@@ -11,7 +11,9 @@ through ``LiveScorer`` + ``LiveEvents`` as ``run_live`` does (no network), for a
 at the latency budgets 1, 2, 8 s and ``model.live.DEFAULT_LATENCY_S`` (a budget below the post-processing's margin
 is refused, as ``run_live`` refuses it), under each runtime: eager fp32, eager bf16 autocast (CPUs with native bf16),
 ``torch.compile`` (with bf16 where native). The baseline, in the same run on the same frames with the same model and
-precision: offline inference (``predict_scores``), so each row says what live costs against offline per frame.
+precision: offline inference (``predict_scores``, in its batches of 8 windows; and in batches of 1, as live mostly
+runs them), so each row says what live costs against offline per frame. ``--feed VIDEO`` adds ``run_live`` end to end
+on VIDEO streamed over UDP in real time (decoding included) into each size's model, every event written.
 
 Table (``--table``): on the demo's test games (``make demo`` first), mAP@1 and Team mAP@1 of the live events at each
 latency budget beside offline's, the events made as ``run_live`` makes them (the model folder's post-processing and
@@ -20,8 +22,10 @@ the ground truth of ``Labels-ball.json``). A budget below the margin is refused 
 shrunk to fit. Then one test game streamed over UDP in real time (``send_video`` -> ``run_live``): the delay from a
 frame's arrival to its event written.
 
-    python -m benchmarks.bench_live                     # speed, both sizes (minutes)
+    python -m benchmarks.bench_live                     # speed, both sizes, eager (about 6 minutes on 2 cores)
+    python -m benchmarks.bench_live --runtimes fp32,bf16,compile    # and torch.compile (15 minutes)
     python -m benchmarks.bench_live --table             # the latency table and the UDP run (about 5 minutes)
+    python -m benchmarks.bench_live --models real --runtimes bf16 --latencies 4 --feed VIDEO
 """
 
 from __future__ import annotations
@@ -573,7 +577,8 @@ def get_args(argv: list[str]) -> argparse.Namespace:
     parser.add_argument("--udp", action=argparse.BooleanOptionalAction, default=True,
                         help="--table: also one test game over UDP in real time (2 minutes)")  # fmt: skip
     parser.add_argument("--models", default="demo,real", help="speed: model sizes (demo, real, tiny)")
-    parser.add_argument("--runtimes", default=",".join(RUNTIMES), help="speed: of " + ", ".join(RUNTIMES))
+    parser.add_argument("--runtimes", default="fp32,bf16",
+                        help="speed: of " + ", ".join(RUNTIMES) + " (default: fp32,bf16; compile takes minutes)")  # fmt: skip
     parser.add_argument("--latencies", default=",".join(f"{x:g}" for x in LATENCIES_S), help="seconds")
     parser.add_argument("--seconds", type=float, help="speed: seconds of feed (default: 120 demo, 20 real)")
     parser.add_argument("--rounds", type=int, default=2, help="speed: rounds per measurement, best counts")
