@@ -292,7 +292,8 @@ def live_main(args: argparse.Namespace) -> int:
     print(f"live: {args.live} -> {args.output_dir}/events.jsonl (Ctrl-C stops)", flush=True)
     summary = run_live(
         args.model_dir, args.live, args.output_dir, settings, device=args.device, aspect=args.aspect,
-        score_threshold=args.score_threshold, on_event=show,
+        score_threshold=args.score_threshold, nms_window=args.nms_window, nms_window_s=args.nms_window_s,
+        on_event=show,
     )  # fmt: skip
     delay = summary["delay_s"]
     delays = (

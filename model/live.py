@@ -19,13 +19,15 @@ the displacement radius, and one frame for the peak), sooner where no candidate 
 budget ``--latency S`` is ``(context + margin) / fps``: S must exceed ``margin / fps``. One case needs more: a chain
 of candidates of one class, each within the NMS window of the next and each higher, where a later one decides
 whether the first is suppressed. At the budget such an event is written as it stands (``early_events`` counts them:
-they may differ from offline's), so the budget always holds.
+they may differ from offline's), so the budget holds, but for one wait: the first ``clip_len`` frames of a feed (and
+after each gap) have no score until the first whole window has arrived.
 
 A feed that drops (no frame for ``stall_timeout``) is opened again with backoff; its frames before the gap are
 finished as at the end of a video (the last window aligned to the end), so nothing before the gap is lost and no
 event is written twice. After the gap the frame numbers go on from the source's timestamps when they continued (a
 live encoder's clock), else from the wall clock. When the model falls behind by more than ``max_lag_s``, the
-frames waiting are dropped as a gap (counted and logged), so the latency never grows without bound.
+frames waiting longer are dropped as a gap (counted and logged), looked at before each batch of windows: the delay
+stays within ``max_lag_s`` + the latency + one batch. The feed is read while the model loads.
 """
 
 from __future__ import annotations
@@ -292,6 +294,15 @@ class GrowingFile(io.RawIOBase):
 
     def readable(self) -> bool:
         return True
+
+    def seekable(self) -> bool:  # an MP4 is read by seeking (its index may be at the end)
+        return True
+
+    def seek(self, offset: int, whence: int = io.SEEK_SET) -> int:
+        return self.f.seek(offset, whence)
+
+    def tell(self) -> int:
+        return self.f.tell()
 
     def readinto(self, buffer: Any) -> int:
         waited = 0.0
@@ -611,12 +622,15 @@ def run_live(
     device: str | None = None,
     aspect: str | None = None,
     score_threshold: float | None = None,
+    nms_window: int | None = None,
+    nms_window_s: float | None = None,
     on_event: Callable[[dict], None] | None = None,
     stop: threading.Event | None = None,
 ) -> dict[str, Any]:
     """Spot the actions of a live ``source`` until it ends, ``stop`` is set or Ctrl-C; events go to
     ``output_dir``'s events.jsonl / events.csv as they become final (and to ``on_event``). Returns the summary
-    (also written to live_summary.json)."""
+    (also written to live_summary.json). ``nms_window`` (frames) or ``nms_window_s``: the NMS window instead of the
+    model's (a shorter one leaves more of a short latency budget to the model's context)."""
     import torch
 
     from dataset.source import FrameFit, VideoInput
@@ -632,10 +646,12 @@ def run_live(
     output_dir = Path(output_dir)
     folder = ModelFolder.of(model_dir)
     device = _device(device)
-    model, config, epoch = load_model(folder, device=device)
-    model.eval()
+    config = dict(folder.config)
+    model = epoch = (
+        None  # loaded once the feed is being read: a UDP feed's first packets are not lost meanwhile
+    )
     fps, classes = float(config["fps"]), list(config["classes"])
-    post: PostProcess = folder.selection["postprocess"]
+    post: PostProcess = folder.selection["postprocess"].with_overrides(nms_window, nms_window_s, fps)
     thresholds = display_thresholds(folder.selection, classes, score_threshold)
     clip_len, stride = int(config["clip_len"]), window_stride(config)
     margin = event_margin(post, fps, int(config.get("displacement") or 0))
@@ -675,7 +691,6 @@ def run_live(
     offset = 0
     arrivals: dict[int, float] = {}
     stretch = None
-    max_waiting = max(1, round(settings.max_lag_s * fps))
     every = max(1, round(0.2 * fps))  # events are looked for every 0.2 s of stream
 
     def emit(found: list[dict]) -> None:
@@ -703,6 +718,7 @@ def run_live(
 
     reader.start()
     try:
+        model, config, epoch = load_model(folder, device=device)
         carry = None
         while not stop.is_set():
             item, carry = carry, None
@@ -730,13 +746,19 @@ def run_live(
                     pending = more  # handled once this batch is in
                     break
                 batch.append(more)
-            if len(batch) > max_waiting:  # fallen behind: drop all but the newest, as a gap
-                dropped = len(batch) - max_waiting
-                result.skipped_frames += dropped
-                log.warning("live: %d frames (%.1f s) behind; skipped %d frames", len(batch), len(batch) / fps,
-                            dropped)  # fmt: skip
-                batch = batch[dropped:]  # the frame numbers jump: a new stretch
             while batch:
+                # Fallen behind: the frames that arrived more than max_lag ago are skipped, as a gap (the frame
+                # numbers jump: a new stretch). Looked at before each batch of windows, so a batch's own time
+                # cannot let the delay grow.
+                late = time.monotonic() - settings.max_lag_s
+                if batch[0].arrived < late:
+                    dropped = next((i for i, a in enumerate(batch) if a.arrived >= late), len(batch))
+                    result.skipped_frames += dropped
+                    log.warning("live: more than %.1f s behind the feed; skipped %d frames (%.1f s)",
+                                settings.max_lag_s, dropped, dropped / fps)  # fmt: skip
+                    batch = batch[dropped:]
+                    if not batch:
+                        break
                 arrival = batch[0]
                 if arrival.stretch != stretch or (scorer is not None and arrival.frame != offset + scorer.n):
                     close_stretch()
@@ -747,9 +769,12 @@ def run_live(
                     )
                     result.stretches += 1
                 # The frames that follow on in this stretch go in together: their windows run in batches.
-                size = 1
-                while (size < len(batch) and batch[size].stretch == stretch
-                       and batch[size].frame == arrival.frame + size):  # fmt: skip
+                size, most = 1, min(len(batch), settings.batch_size * hop)  # one batch of windows at most
+                while (
+                    size < most
+                    and batch[size].stretch == stretch
+                    and batch[size].frame == arrival.frame + size
+                ):
                     size += 1
                 group, batch = batch[:size], batch[size:]
                 for a in group:

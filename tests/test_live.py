@@ -319,3 +319,32 @@ def test_reading_the_events_while_one_is_being_written_gives_the_complete_ones(t
     path = tmp_path / "events.jsonl"
     path.write_text('{"frame": 3, "label": "PASS"}\n{"frame": 9, "lab')
     assert list(iter_events(path)) == [{"frame": 3, "label": "PASS"}]
+
+
+def test_a_shorter_nms_window_fits_a_short_latency(sharp_model, tmp_path):
+    """--live --latency 1 with the model's NMS window (+-1 s) is refused; with --nms_window_s 0.4 it fits."""
+    missing = str(tmp_path / "no-such-feed.ts")
+    with pytest.raises(DataError, match="longer --latency"):
+        run_live(sharp_model, missing, tmp_path / "a", LiveSettings(latency_s=1.0))
+    with pytest.raises(DataError, match="no such file"):  # past the geometry: it would read the feed
+        run_live(sharp_model, missing, tmp_path / "b", LiveSettings(latency_s=1.0), nms_window_s=0.4)
+
+
+def test_a_model_behind_the_feed_skips_frames_and_the_delay_stays_bounded(sharp_model, tmp_path, monkeypatch):
+    """Frames waiting longer than --max_lag are skipped (counted), checked before each batch of windows: the delay
+    stays within max_lag + the latency + one batch, however long the backlog."""
+    import model.predict
+
+    real = model.predict._run_batch
+
+    def slow(*args, **kwargs):
+        time.sleep(0.3)
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(model.predict, "_run_batch", slow)
+    video = render_match(tmp_path / "match", seconds=20)  # a file: its 100 frames come at once
+    settings = LiveSettings(latency_s=3.0, max_lag_s=1.0, batch_size=2, precision=torch.float32)
+    summary = run_live(sharp_model, str(video), tmp_path / "live", settings, score_threshold=0.0)
+    assert summary["skipped_frames"] > 20, str(summary)
+    assert summary["frames"] + summary["skipped_frames"] == 100
+    assert summary["delay_s"]["max"] <= 1.0 + 3.0 + 2.0, str(summary)
