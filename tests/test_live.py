@@ -23,24 +23,16 @@ from model.live import (
     run_live,
 )
 from model.predict import _run_batch, model_frame_source, predict_scores, window_stride
-from tests.conftest import render_match, write_tiny_model
+from tests.conftest import free_udp_port, render_match, write_tiny_model
 from util.io import DataError
 from util.live_send import send_video
 from util.postprocess import PostProcess
 
 
-def free_port() -> int:
-    """A UDP port nothing listens on now."""
-    import socket
-
-    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-@pytest.fixture(scope="module")
-def sharp_model(tmp_path_factory) -> Path:
-    return write_tiny_model(tmp_path_factory.mktemp("live-model"), sharpen=30.0)
+@pytest.fixture
+def sharp_model(live_model_dir) -> Path:
+    """A tiny model with peaked scores (conftest's, shared with the app's live tests)."""
+    return live_model_dir
 
 
 def _model(model_dir: Path):
@@ -263,7 +255,7 @@ def test_a_udp_feed_that_drops_and_comes_back(tmp_path):
     model_dir = write_tiny_model(tmp_path / "model", sharpen=30.0)
     save_selection(model_dir, {"epoch": 0, "postprocess": {"nms_window_s": 0.4}, "display_threshold": 0.1})
     video = _keyframes_every_half_second(render_match(tmp_path / "match", seconds=20), tmp_path / "feed.mp4")
-    url = f"udp://127.0.0.1:{free_port()}"
+    url = f"udp://127.0.0.1:{free_udp_port()}"
     stop, sent = threading.Event(), {}
     # The events of the last latency_s before a stall wait for it to be seen: at most latency_s + stall_s.
     pause_at, pause_s, latency_s, stall_s = 8.0, 3.0, 3.0, 1.0
@@ -307,7 +299,7 @@ def test_a_udp_feed_that_drops_and_comes_back(tmp_path):
 
 
 def test_a_feed_that_never_sends_a_frame_ends_with_a_clear_error(sharp_model, tmp_path):
-    url = f"udp://127.0.0.1:{free_port()}"
+    url = f"udp://127.0.0.1:{free_udp_port()}"
     started = time.monotonic()
     with pytest.raises(DataError, match="no video frame in 2 s"):
         run_live(sharp_model, url, tmp_path / "live", LiveSettings(connect_timeout_s=2, stall_timeout_s=1))
