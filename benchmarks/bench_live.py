@@ -67,11 +67,15 @@ class ModelSize:
     height: int
     width: int
     seconds: float  # of feed, by default
+    extra: tuple[tuple[str, object], ...] = ()  # more config keys
 
 
 def model_sizes() -> dict[str, ModelSize]:
-    """The sizes this benchmark times: the demo's network and the real one (``tiny`` for --quick)."""
+    """The sizes this benchmark times: the demo's network, the real one, T-DEED's SoccerNet-Ball challenge network
+    as ``import_checkpoint.py`` rebuilds it (``tdeed``: rny002_gsf + T-DEED's head, 796x448 at 12.5 fps, clip 100,
+    windows overlapping by 3/4, displacement radius 4), and ``tiny`` for --quick."""
     from model.common import DEFAULT_CONFIG
+    from model.published.tdeed import TDEED_OVERLAP
     from synthetic.demo import DEMO
 
     demo_width = 2 * round(398 * DEMO["height"] / 224 / 2)  # step 1's width at the demo's height (16:9)
@@ -81,6 +85,8 @@ def model_sizes() -> dict[str, ModelSize]:
         ModelSize("real", DEFAULT_CONFIG["feature_arch"], DEFAULT_CONFIG["temporal_arch"],
                   DEFAULT_CONFIG["clip_len"], float(DEFAULT_CONFIG["fps"]), DEFAULT_CONFIG["frame_height"],
                   DEFAULT_CONFIG["frame_width"], 20.0),
+        ModelSize("tdeed", "rny002_gsf", "tdeed", 100, 12.5, 448, 796, 20.0,
+                  (("arch_variant", "tdeed"), ("displacement", 4), ("window_overlap", TDEED_OVERLAP))),
         ModelSize("tiny", "rny002", "gru", 8, 5.0, 32, 56, 4.0),
     ]  # fmt: skip
     return {s.name: s for s in sizes}
@@ -190,7 +196,7 @@ def make_model_dir(size: ModelSize) -> Path:
         config = default_config(
             feature_arch=size.feature_arch, temporal_arch=size.temporal_arch, clip_len=size.clip_len,
             fps=size.fps, frame_height=size.height, frame_width=size.width, source_height=size.height,
-            source_width=size.width, team=True, pretrained=False,
+            source_width=size.width, team=True, pretrained=False, **dict(size.extra),
         )  # fmt: skip
         torch.manual_seed(0)
         save_config(model_dir, config)
@@ -576,7 +582,7 @@ def get_args(argv: list[str]) -> argparse.Namespace:
     parser.add_argument("--demo_dir", type=Path, default=Path("demo"), help="--table: the demo's outputs")
     parser.add_argument("--udp", action=argparse.BooleanOptionalAction, default=True,
                         help="--table: also one test game over UDP in real time (2 minutes)")  # fmt: skip
-    parser.add_argument("--models", default="demo,real", help="speed: model sizes (demo, real, tiny)")
+    parser.add_argument("--models", default="demo,real", help="speed: model sizes (demo, real, tdeed, tiny)")
     parser.add_argument("--runtimes", default="fp32,bf16",
                         help="speed: of " + ", ".join(RUNTIMES) + " (default: fp32,bf16; compile takes minutes)")  # fmt: skip
     parser.add_argument("--latencies", default=",".join(f"{x:g}" for x in LATENCIES_S), help="seconds")
