@@ -37,7 +37,7 @@ import sys
 import tempfile
 import threading
 import time
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from pathlib import Path
@@ -45,7 +45,7 @@ from pathlib import Path
 import numpy as np
 from tabulate import tabulate
 
-from dataset.source import FrameSource
+from benchmarks.bench_inference import ArraySource
 from model.live import DEFAULT_LATENCY_S, LiveEvents, LiveScorer, event_margin, live_geometry
 from model.predict import DEFAULT_BATCH_SIZE
 from util.io import DataError
@@ -90,17 +90,6 @@ def model_sizes() -> dict[str, ModelSize]:
         ModelSize("tiny", "rny002", "gru", 8, 5.0, 32, 56, 4.0),
     ]  # fmt: skip
     return {s.name: s for s in sizes}
-
-
-class ArraySource(FrameSource):
-    """Frames already in memory (offline inference's input)."""
-
-    def __init__(self, frames: np.ndarray, fps: float):
-        self.frames, self.fps, self.num_frames, self.name = frames, fps, len(frames), "memory"
-
-    def iter_chunks(self, chunk_len: int) -> Iterator[np.ndarray]:
-        for start in range(0, len(self.frames), chunk_len):
-            yield self.frames[start : start + chunk_len]
 
 
 def machine_line() -> str:

@@ -395,26 +395,31 @@ def live_model_dir(tmp_path_factory) -> Path:
     return write_tiny_model(tmp_path_factory.mktemp("live-model"), sharpen=30.0)
 
 
-@pytest.fixture(scope="session")
-def live_feed_video(tmp_path_factory) -> Path:
-    """A 10-second synthetic match with a keyframe every half second: a reader that joins a feed late decodes it
-    from the next keyframe, half a second on at most (the library's videos have one keyframe)."""
+def keyframes_every_half_second(video: Path, out: Path, crf: int = 23) -> Path:
+    """``video`` encoded again with a keyframe every half second (12 frames at 25 fps): a reader that joins a feed
+    late, or again after a drop, decodes it from the next keyframe (the library's videos have one keyframe)."""
     import av
 
-    root = tmp_path_factory.mktemp("live-feed")
-    source_path, out = render_match(root / "match", seconds=10), root / "feed.mp4"
-    with av.open(str(source_path)) as source, av.open(str(out), "w") as sink:
+    with av.open(str(video)) as source, av.open(str(out), "w") as sink:
         stream = sink.add_stream("libx264", rate=Fraction(25))
         stream.width, stream.height, stream.pix_fmt = 398, 224, "yuv420p"
         stream.options = {
             "preset": "veryfast",
-            "crf": "23",
+            "crf": str(crf),
             "x264-params": "keyint=12:min-keyint=12:scenecut=0",
         }
         for frame in source.decode(video=0):
-            sink.mux(stream.encode(frame.reformat(format="yuv420p")))
+            rgb = av.VideoFrame.from_ndarray(frame.to_ndarray(format="rgb24"), format="rgb24")
+            sink.mux(stream.encode(rgb))
         sink.mux(stream.encode())
     return out
+
+
+@pytest.fixture(scope="session")
+def live_feed_video(tmp_path_factory) -> Path:
+    """A 10-second synthetic match with a keyframe every half second."""
+    root = tmp_path_factory.mktemp("live-feed")
+    return keyframes_every_half_second(render_match(root / "match", seconds=10), root / "feed.mp4")
 
 
 def send_feed(video: Path, url: str, stop: threading.Event) -> threading.Thread:

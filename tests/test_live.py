@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import threading
 import time
-from fractions import Fraction
 from pathlib import Path
 
 import numpy as np
@@ -23,7 +22,7 @@ from model.live import (
     run_live,
 )
 from model.predict import _run_batch, model_frame_source, predict_scores, window_stride
-from tests.conftest import free_udp_port, render_match, write_tiny_model
+from tests.conftest import free_udp_port, keyframes_every_half_second, render_match, write_tiny_model
 from util.io import DataError
 from util.live_send import send_video
 from util.postprocess import PostProcess
@@ -205,25 +204,6 @@ def test_a_latency_below_the_post_processings_window_is_refused():
     )  # a shorter hop: every frame has a window
 
 
-def _keyframes_every_half_second(video: Path, out: Path) -> Path:
-    import av
-
-    with av.open(str(video)) as source, av.open(str(out), "w") as sink:
-        stream = sink.add_stream("libx264", rate=Fraction(25))
-        stream.width, stream.height, stream.pix_fmt = 398, 224, "yuv420p"
-        stream.options = {
-            "preset": "veryfast",
-            "crf": "20",
-            "x264-params": "keyint=12:min-keyint=12:scenecut=0",
-        }
-        for frame in source.decode(video=0):
-            sink.mux(
-                stream.encode(av.VideoFrame.from_ndarray(frame.to_ndarray(format="rgb24"), format="rgb24"))
-            )
-        sink.mux(stream.encode())
-    return out
-
-
 def _offline_events(model_dir: Path, video: Path, threshold: float) -> list[dict]:
     """Offline inference's events of a whole video (float32), with the model folder's post-processing."""
     from model.folder import ModelFolder
@@ -254,7 +234,9 @@ def test_a_udp_feed_that_drops_and_comes_back(tmp_path):
     # suppression outlasts the budget, so every event is final when written (early_events 0) and equals offline's.
     model_dir = write_tiny_model(tmp_path / "model", sharpen=30.0)
     save_selection(model_dir, {"epoch": 0, "postprocess": {"nms_window_s": 0.4}, "display_threshold": 0.1})
-    video = _keyframes_every_half_second(render_match(tmp_path / "match", seconds=20), tmp_path / "feed.mp4")
+    video = keyframes_every_half_second(
+        render_match(tmp_path / "match", seconds=20), tmp_path / "feed.mp4", crf=20
+    )
     url = f"udp://127.0.0.1:{free_udp_port()}"
     stop, sent = threading.Event(), {}
     # The events of the last latency_s before a stall wait for it to be seen: at most latency_s + stall_s.
