@@ -19,7 +19,7 @@ Formats (--format; detected from the checkpoint's keys when left out):
   tdeed            T-DEED's SoccerNet-Ball models: SOURCE is checkpoint_best.pt, --config the JSON it was trained
                    with (config/SoccerNetBall/SoccerNetBall_challenge1.json for rny002_gsf, _challenge2 for
                    rny008_gsf): 796x448 frames at 12.5 fps (25 fps at stride 2), clips of 100, displacement head.
-                   Its second (SoccerNet-v2) head is dropped.
+                   Its second (SoccerNet-v2) head is kept (joint_head): train_e2e.py --joint fine-tunes both.
   sn-teamspotting  the 2025 Team Ball Action Spotting baseline: checkpoint_best.pt with --config
                    config/SoccerNetBall/SoccerNetBall_baseline.json: T-DEED plus a team head (P(right)).
 

@@ -16,7 +16,10 @@ mean/std itself) and returns a dict:
 - "team": (B, T) logit, positive = "right", when ``config["team"]`` with the team head (``team_encoding`` "head");
 - "displacement": (B, T) frames from each frame to the nearest event (T-DEED's displacement head), when
   ``config["displacement"]`` (the radius R in frames) > 0: the post-processing moves each detected peak by it;
-- "stage_logits": list of (B, T, num_classes + 1), one per stage, for multi-stage heads (mstcn, asformer).
+- "stage_logits": list of (B, T, num_classes + 1), one per stage, for multi-stage heads (mstcn, asformer);
+- "joint_logits": (B, T, len(joint_classes) + 1), the second dataset's classes, in training mode only, when
+  ``config["joint_classes"]`` (a model trained jointly on two datasets, ``--joint``): every other step uses the
+  first head.
 
 Training adds a loss on every stage of "stage_logits" (when present, else on "logits") and, for those heads,
 ``SMOOTHING_WEIGHT * smoothing_loss(stage)`` per stage (MS-TCN's truncated MSE, :func:`smoothing_loss`).
@@ -93,6 +96,7 @@ DEFAULT_CONFIG: dict[str, Any] = {
     "team": False,  # spot the team (left/right) of each action too
     "team_encoding": "head",  # how: a per-frame P(right) head, or "classes": (class, left) and (class, right) outputs
     "displacement": 0,  # T-DEED's displacement head: per-frame offset to the nearest event within this many frames
+    "joint_classes": None,  # a second class head over these classes (joint training, --joint); None: none
     "arch_variant": DEFAULT_VARIANT,  # whose arithmetic the network follows: model.shift.VARIANTS
     "pretrained": True,  # start from ImageNet weights
     "channels_last": True,  # NHWC convolutions (faster with AMP on GPUs)
@@ -108,6 +112,7 @@ MODEL_KEYS = (
     "team",
     "team_encoding",
     "displacement",
+    "joint_classes",
     "arch_variant",
     "frame_height",
     "frame_width",
@@ -169,6 +174,11 @@ def check_config(config: dict[str, Any], source: str = "config") -> dict[str, An
         raise DataError(
             f"{source}: unknown team_nms {config['team_nms']!r}; valid: {', '.join(TEAM_NMS_MODES)}"
         )
+    joint = config["joint_classes"]
+    if joint is not None and not (
+        isinstance(joint, list) and joint and all(isinstance(c, str) for c in joint)
+    ):
+        raise DataError(f"{source}: joint_classes must be null or a non-empty list of class names")
     if not isinstance(config["displacement"], int) or config["displacement"] < 0:
         raise DataError(f"{source}: displacement must be an integer >= 0, not {config['displacement']!r}")
     if not isinstance(config["clip_len"], int) or config["clip_len"] < 1:
@@ -208,6 +218,9 @@ class E2EModel(nn.Module):
         self.team_head = nn.Linear(self.head.feature_dim, 1) if with_head else None
         self.displacement = int(self.config["displacement"])
         self.displacement_head = nn.Linear(self.head.feature_dim, 1) if self.displacement > 0 else None
+        joint = self.config["joint_classes"]
+        # The second dataset's class head (joint training): background + its classes, on the same features.
+        self.joint_head = nn.Linear(self.head.feature_dim, len(joint) + 1) if joint else None
         # Not persistent: constants, not weights.
         self.register_buffer("pixel_mean", torch.tensor(IMAGENET_MEAN).view(1, 1, 3, 1, 1), persistent=False)
         self.register_buffer("pixel_std", torch.tensor(IMAGENET_STD).view(1, 1, 3, 1, 1), persistent=False)
@@ -247,6 +260,8 @@ class E2EModel(nn.Module):
             # Regressed in units of the radius (targets in [-1, 1]), returned in frames.
             offset = self.displacement_head(out["features"]).squeeze(-1)
             result["displacement"] = offset * self.displacement
+        if self.joint_head is not None and self.training:
+            result["joint_logits"] = self.joint_head(out["features"])
         return result
 
 

@@ -10,6 +10,10 @@ outputs start a team-as-classes model's, each class's split evenly between its t
 C + 1 outputs repeated for left and right, the logits' biases less log 2: the class scores are the source's, every
 team 0.5; exact for every head, whose later stages read the softmax of the earlier ones); its team head is unused.
 The other way round, the class outputs are re-initialised (the team head is new).
+
+A model trained jointly on two datasets (``--joint``) has a second class head, ``joint_head``: a run with
+``--joint`` over the same second classes keeps it, one over others re-initialises it, and a run without ``--joint``
+drops it (listed as unused).
 """
 
 from __future__ import annotations
@@ -121,11 +125,15 @@ def init_from(model: nn.Module, config: dict, spec: str) -> Transfer:
     other_encoding = same_classes and team_classes(source_config) != team_classes(config)
     outputs = class_dependent(config, net.feature_dim) if other_encoding else set()
     split = other_encoding and team_classes(config)
+    # The second class head (joint training): kept only over the same second classes.
+    same_joint = source_config.get("joint_classes") == config.get("joint_classes")
     done = Transfer(str(folder), epoch, total_parameters=sum(v.numel() for v in target.values()))
     chosen = {}
     for name, value in target.items():
         if name not in source:
             done.new.append(name)
+        elif name.startswith("joint_head.") and not same_joint:
+            done.reinitialised[name] = "second head over other classes"
         elif name in by_classes:
             done.reinitialised[name] = "class outputs over other classes"
         elif name in outputs and split:

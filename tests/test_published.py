@@ -182,10 +182,11 @@ def test_an_imported_folder_records_its_origin_and_the_authors_post_processing(i
     source = tdeed["source"]
     assert source["format"] == "tdeed" and source["licence"].startswith("GPL-3.0")
     assert len(source["sha256"]) == 64 and source["weights_file"] == "checkpoint_best.pt"
-    assert source["dropped"] == [
-        "_pred_fine._fc2._fc_out.weight (18, 368)",
-        "_pred_fine._fc2._fc_out.bias (18,)",
-    ]
+    assert source["dropped"] == []  # its second, SoccerNet-v2 head is kept: joint_head over v2's 17 classes
+    from util.soccernet import CLASSES_V2
+
+    assert tdeed["joint_classes"] == list(CLASSES_V2)
+    assert any("second (SoccerNet-v2) head kept as joint_head" in note for note in source["notes"])
     assert "jointly with SoccerNet-v2" in source["trained_on"] and "12.5 fps" in source["trained_on"]
     assert (tdeed["fps"], tdeed["frame_width"], tdeed["frame_height"], tdeed["clip_len"]) == (
         12.5,
@@ -486,6 +487,36 @@ def test_fine_tuning_an_imported_tdeed_model_on_the_synthetic_library(imported, 
     source = torch.load(imported["tdeed"] / "checkpoint_000.pt", weights_only=True)
     key = "backbone.s3.b1.conv1.shift.fuse.0.weight"  # T-DEED's GSF, loaded and then trained
     assert tuned[key].shape == source[key].shape and not torch.equal(tuned[key], source[key])
+    assert (tmp_path / "tuned" / "selection.json").is_file()
+
+
+@pytest.mark.slow
+def test_an_imported_two_head_tdeed_model_fine_tunes_jointly_keeping_both_heads(imported, tmp_path, caplog):
+    """T-DEED's challenge model, trained on Ball and SoccerNet-v2 at once, trained on in the same way: its second
+    head carries on over a v2-style dataset of v2's 17 classes (issue 36)."""
+    import train_e2e
+    from tests.conftest import event, feature_library, make_library
+    from util.soccernet import CLASSES_V2
+
+    frame_dir, data_dir = feature_library(tmp_path / "ball")
+    v2 = {"train": [{"video": "v2/g/1", "num_frames": 32, "events": [event(8, "Goal"), event(20, "Corner")]}]}
+    v2_frames, v2_data = make_library(tmp_path / "v2", v2)
+    (v2_data / "class.txt").write_text("\n".join(CLASSES_V2) + "\n")
+    argv = [
+        str(data_dir), str(frame_dir), "-s", str(tmp_path / "tuned"), "--init_from", str(imported["tdeed"]),
+        "--joint", str(v2_data), str(v2_frames), "--clip_len", "8", "--batch_size", "2", "--num_epochs", "1",
+        "--warm_up_epochs", "0", "--epoch_num_frames", "16", "--start_val_epoch", "0", "--device", "cpu", "-j", "0",
+        "--no-augment",
+    ]  # fmt: skip
+    caplog.set_level("INFO")
+    assert run_main(train_e2e.main, train_e2e.get_args(argv)) == 0
+    assert "joint_head" not in caplog.text  # loaded: not re-initialised, new or unused
+    config = load_config(tmp_path / "tuned")
+    assert config["classes"] == ["PASS", "DRIVE"] and config["joint_classes"] == list(CLASSES_V2)
+    tuned = torch.load(tmp_path / "tuned" / "checkpoint_000.pt", weights_only=True)
+    source = torch.load(imported["tdeed"] / "checkpoint_000.pt", weights_only=True)
+    assert tuned["joint_head.weight"].shape == source["joint_head.weight"].shape == (18, 368)
+    assert not torch.equal(tuned["joint_head.weight"], source["joint_head.weight"])  # trained on the v2 clips
     assert (tmp_path / "tuned" / "selection.json").is_file()
 
 

@@ -17,8 +17,9 @@ What the conversion does (each checked against the original code's outputs by ``
   -> linear layers, and the SGP-Mixer's merge takes its six inputs in another order;
 - T-DEED's displacement is (frame - event) in frames; this project's head predicts (event - frame) in units of the
   radius R: W = -W' / R, b = -b' / R. sn-teamspotting's team output is already P(right);
-- two-head T-DEED checkpoints (SoccerNet-Ball + SoccerNet-v2, trained jointly) keep the first head and drop the
-  second (listed in ``source.dropped``);
+- two-head T-DEED checkpoints (SoccerNet-Ball + SoccerNet-v2, trained jointly) keep both: the first is the model's
+  class head, the second its ``joint_head`` (``joint_classes``: SoccerNet-v2's 17), which only joint training
+  (``train_e2e.py --joint``) uses;
 - the class outputs are put in this project's order when the classes are a known list (SoccerNet-Ball's 12, the
   2023 edition's 2, SoccerNet-v2's 17; E2E-Spot sorted its classes alphabetically), so a model fine-tuned from an
   import keeps its head; column 0 stays background.

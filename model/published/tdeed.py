@@ -1,6 +1,6 @@
 """T-DEED's checkpoints (checkpoint_best.pt and its config JSON), and sn-teamspotting's: T-DEED with a team head
 (``_pred_team``), converted by the same code (so no module of its own): the SGP layers and mixers become this
-project's (B, T, C) layers, the displacement changes sign and unit, a second (SoccerNet-v2) head is dropped."""
+project's (B, T, C) layers, the displacement changes sign and unit, a second (SoccerNet-v2) head becomes ``joint_head``."""
 
 from __future__ import annotations
 
@@ -156,14 +156,14 @@ def _tdeed_temporal(state: dict, result: dict, levels: int, where: Path) -> None
         _sgp_mixer(f"_temp_fine._sgpMixer.{i}", state, f"head.mixers.{i}", result)
 
 
-def _tdeed_class_head(state: dict, src: Source, settings: dict) -> tuple[str, list[str]]:
-    """(the key of the class head used at inference, what was dropped): the first of two heads (SoccerNet-Ball's;
-    the second, SoccerNet-v2's, was trained jointly) or the only one."""
-    dropped = []
+def _tdeed_class_head(state: dict, src: Source, settings: dict) -> tuple[str, str | None]:
+    """(the key of the class head used at inference, that of the second head or None): the first of two heads
+    (SoccerNet-Ball's; the second, SoccerNet-v2's, was trained jointly) or the only one."""
+    second = None
     if "_pred_fine._fc1._fc_out.weight" in state:
-        for key in [k for k in state if k.startswith("_pred_fine._fc2.")]:
-            dropped.append(f"{key} {tuple(state.pop(key).shape)}")
-        fc = "_pred_fine._fc1._fc_out"
+        fc, second = "_pred_fine._fc1._fc_out", "_pred_fine._fc2._fc_out"
+        if {f"{second}.weight", f"{second}.bias"} - set(state):
+            raise DataError(f"{src.weights_file}: a first class head (_fc1) without its second ({second})")
     else:
         fc = "_pred_fine._fc_out"
     if f"{fc}.weight" not in state or f"{fc}.bias" not in state:
@@ -174,7 +174,31 @@ def _tdeed_class_head(state: dict, src: Source, settings: dict) -> tuple[str, li
             f"{src.config_file}: num_classes {settings['num_classes']} but {src.weights_file} has {count} class "
             f"outputs: the config does not match the weights"
         )
-    return fc, dropped
+    return fc, second
+
+
+def _second_head(state: dict, src: Source, second: str) -> tuple[list[str], dict[str, torch.Tensor]]:
+    """The jointly trained second head (``joint_train`` of T-DEED's config: SoccerNet-v2's 17 classes) as this
+    project's ``joint_head``: (its classes in this project's order, its tensors)."""
+    joint = (src.original_config or {}).get("joint_train") or {}
+    dataset = str(joint.get("dataset", "soccernet"))
+    count = state[f"{second}.weight"].shape[0] - 1
+    if int(joint.get("num_classes", count)) != count:
+        raise DataError(
+            f"{src.config_file}: joint_train num_classes {joint['num_classes']} but {src.weights_file}'s second head "
+            f"has {count} class outputs"
+        )
+    names = TDEED_CLASSES.get((dataset, count))
+    if names is None:
+        raise DataError(
+            f"{src.weights_file}: a second head of {count} classes of dataset {dataset!r}, whose class list is not "
+            "known here (T-DEED's is SoccerNet-v2's 17)"
+        )
+    target = _canonical(list(names))
+    return target, {
+        "joint_head.weight": _class_rows(state.pop(f"{second}.weight"), list(names), target),
+        "joint_head.bias": _class_rows(state.pop(f"{second}.bias"), list(names), target),
+    }
 
 
 def convert_tdeed(src: Source, classes: list[str] | None, fmt: str) -> Imported:
@@ -187,7 +211,9 @@ def convert_tdeed(src: Source, classes: list[str] | None, fmt: str) -> Imported:
     for needed, head in ((team, "_pred_team"), (radius > 0, "_pred_displ")):
         if needed and not {f"{head}._fc_out.weight", f"{head}._fc_out.bias"} <= set(state):
             raise DataError(f"{where}: no {head} head, which its config ({src.config_file}) asks for")
-    fc, dropped = _tdeed_class_head(state, src, settings)
+    fc, second = _tdeed_class_head(state, src, settings)
+    dropped: list[str] = []
+    joint_classes, joint_head = _second_head(state, src, second) if second else (None, {})
     count = settings["num_classes"]
     names = _classes_for(
         classes, TDEED_CLASSES.get((settings["dataset"], count)), count, f"dataset {settings['dataset']!r}",
@@ -205,6 +231,7 @@ def convert_tdeed(src: Source, classes: list[str] | None, fmt: str) -> Imported:
         dropped.append(f"{key} {tuple(state.pop(key).shape)}")
     if team:
         _linear(result, state, "_pred_team._fc_out", "team_head")
+    result.update(joint_head)
     _check_keys(state, (), where)  # nothing left over
     fps, width, height = settings["frames"]
     ours = default_config(
@@ -217,6 +244,7 @@ def convert_tdeed(src: Source, classes: list[str] | None, fmt: str) -> Imported:
         **_geometry(width, height, settings["crop"]),
         team=team,
         displacement=radius,
+        joint_classes=joint_classes,
         window_overlap=TDEED_OVERLAP,
         pretrained=False,
     )
@@ -224,9 +252,11 @@ def convert_tdeed(src: Source, classes: list[str] | None, fmt: str) -> Imported:
     notes = [f"{folded} gated shift(s): T-DEED's channel interleave folded into the next convolution"]
     if radius:
         notes.append(f"displacement: T-DEED's (frame - event) in frames -> (event - frame) / {radius}")
-    if any("_fc2." in d for d in dropped):
+    if joint_classes:
         notes.append(
-            "second (SoccerNet-v2) head dropped: only the first, SoccerNet-Ball's, is used at inference"
+            f"second (SoccerNet-v2) head kept as joint_head ({len(joint_classes)} classes): eval, inference and the "
+            "app use the first, SoccerNet-Ball's; train_e2e.py --joint over the same classes fine-tunes both, "
+            "without --joint the second is dropped"
         )
     if target != names:
         notes.append("class outputs reordered to this project's order")

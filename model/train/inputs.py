@@ -38,6 +38,7 @@ from dataset.source import FrameSource
 from dataset.transform import ClipAugment, center_crop, mixup_clips, to_clips
 from model.predict import model_frame_source
 from model.shift import DEFAULT_VARIANT
+from model.train.options import joint_clips
 from util.frame_dir import VIDEO_FILE, FrameDir
 from util.frame_folder import read_fps
 from util.io import DataError
@@ -45,10 +46,14 @@ from util.io import DataError
 if TYPE_CHECKING:
     from model.train.dist import Dist
     from model.train.options import TrainOptions
+    from model.train.run_config import JointData
 
 log = logging.getLogger(__name__)
 
 VAL_FRACTION = 4  # val-loss clips = a quarter of an epoch's clips, as E2E-Spot
+JOINT_STREAM = (
+    2  # the second dataset's clip draws (--joint): other draws than the first's train (0) and val (1)
+)
 
 
 def choose_inputs(frame_dir: str | Path) -> FrameInputs | FeatureInputs:
@@ -122,6 +127,25 @@ class FrameInputs:
     def forward(self, net: nn.Module, clips: torch.Tensor) -> dict:
         return net(clips)
 
+    def joint_dataset(self, joint: JointData, train_data: FrameClipDataset, **kwargs) -> FrameClipDataset:
+        """The clips of ``--joint``'s second dataset: its train videos' frames (FRAME_DIR2, checked against its
+        labels' frame rate), read at the first dataset's frame size so that both stack into one batch."""
+        fps = FrameInputs(joint.frame_dir).fps(joint.train)
+        first = float(train_data.videos[0]["fps"])
+        if abs(fps - first) > 1e-3 * first:
+            log.warning(
+                "--joint: %s is at %g fps, %s at %g: the network sees both rates", joint.dataset_dir, fps,
+                self.frame_dir, first,
+            )  # fmt: skip
+        data = FrameClipDataset(FrameDir(joint.frame_dir), joint.train, **kwargs)
+        if data.frame_size != train_data.frame_size:
+            log.info(
+                "--joint: %s's %dx%d frames are resized to %dx%d", joint.frame_dir, *data.frame_size,
+                *train_data.frame_size,
+            )  # fmt: skip
+            data.frame_size = train_data.frame_size
+        return data
+
     def has(self, videos: Sequence[dict]) -> bool:
         """Whether the frames (a frame folder or a library file) of every video are there to predict."""
         return all(self.frames.has(v["video"], v.get(VIDEO_FILE)) for v in videos)
@@ -184,6 +208,12 @@ class FeatureInputs:
 
     def fps(self, videos: Sequence[dict]) -> float:
         return float(self.info["fps"])
+
+    def joint_dataset(self, joint: JointData, train_data, **kwargs):
+        raise DataError(
+            f"--joint: {self.frame_dir} is a feature folder; joint training trains the backbone on frames of both "
+            "datasets (give FRAME_DIR = frames)"
+        )
 
     def clip_dataset(self, videos: Sequence[dict], **kwargs) -> FeatureClipDataset:
         return FeatureClipDataset(self.frame_dir, videos, **kwargs)
@@ -256,11 +286,29 @@ class FeatureForward(nn.Module):
 
 @dataclass
 class Loaders:
+    """The train loader, the val-loss loader and, with ``--joint``, the second dataset's train loader, which
+    yields as many batches as ``train``: step k's micro-batch is ``train``'s k-th and ``joint``'s k-th together."""
+
     train: DataLoader
     val: DataLoader
     train_sampler: EpochSampler
-    micro_batch: int
+    micro_batch: int  # clips of a micro-batch, both datasets together
     frame_size: tuple[int, int]
+    joint: DataLoader | None = None
+    joint_sampler: EpochSampler | None = None
+
+    def set_epoch(self, epoch: int) -> None:
+        for sampler in (self.train_sampler, self.joint_sampler):
+            if sampler is not None:
+                sampler.set_epoch(epoch)
+
+    def num_train_batches(self) -> int:
+        """Micro-batches per epoch on this rank."""
+        return len(self.train) if self.joint is None else min(len(self.train), len(self.joint))
+
+    def train_batches(self):
+        """The epoch's micro-batches: a loader batch, or with ``--joint`` a pair (first dataset's, second's)."""
+        return iter(self.train) if self.joint is None else zip(self.train, self.joint, strict=False)
 
 
 def _loader(
@@ -280,10 +328,17 @@ def _loader(
 
 
 def build_loaders(
-    args: TrainOptions, inputs: FrameInputs | FeatureInputs, classes: list[str], splits: dict, dist: Dist
+    args: TrainOptions,
+    inputs: FrameInputs | FeatureInputs,
+    classes: list[str],
+    splits: dict,
+    dist: Dist,
+    joint: JointData | None = None,
 ) -> Loaders:
     """The train loader (``epoch_num_frames`` frames of random clips per epoch, sharded by rank) and the val-loss
-    loader (fixed clips, a quarter as many)."""
+    loader (fixed clips, a quarter as many). With ``joint`` (``--joint``), each micro-batch's clips are split by
+    ``--joint_fraction`` between the first dataset and the second, drawn by loaders of their own that yield as
+    many batches each: an epoch is still ``epoch_num_frames`` frames in all."""
     micro_batch = args.batch_size // (args.acc_grad_iter * dist.world_size)
     num_clips = args.epoch_num_frames // args.clip_len
     if num_clips < args.batch_size:
@@ -291,6 +346,11 @@ def build_loaders(
             f"--epoch_num_frames {args.epoch_num_frames} gives {num_clips} clips of {args.clip_len} frames, "
             f"fewer than one batch ({args.batch_size})"
         )
+    micro_joint = joint_clips(micro_batch, args.joint_fraction) if joint else 0
+    micro_first = micro_batch - micro_joint
+    if joint:  # whole micro-batches per rank, the same number from each dataset
+        batches = num_clips // (micro_batch * dist.world_size)
+        num_clips = batches * micro_first * dist.world_size
     common = dict(
         classes=classes,
         clip_len=args.clip_len,
@@ -298,25 +358,31 @@ def build_loaders(
         seed=args.seed,
         displacement=int(args.displacement),
     )
-    train_data = inputs.clip_dataset(
-        splits["train"],
-        num_clips=num_clips,
-        fg_upsample=args.fg_upsample or 0.0,
-        fg_balance=args.fg_balance,
-        **common,
-    )
+    sampling = dict(fg_upsample=args.fg_upsample or 0.0, fg_balance=args.fg_balance)
+    train_data = inputs.clip_dataset(splits["train"], num_clips=num_clips, **sampling, **common)
     val_clips = max(micro_batch * dist.world_size, num_clips // VAL_FRACTION)
     val_data = inputs.clip_dataset(splits["val"], num_clips=val_clips, stream=VAL_STREAM, **common)
     train_sampler = EpochSampler(num_clips, dist.rank, dist.world_size)
     val_sampler = EpochSampler(val_clips, dist.rank, dist.world_size)
     workers = args.num_workers
-    return Loaders(
-        train=_loader(train_data, train_sampler, micro_batch, workers, dist.device, args.seed),
+    loaders = Loaders(
+        train=_loader(train_data, train_sampler, micro_first, workers, dist.device, args.seed),
         val=_loader(val_data, val_sampler, micro_batch, workers, dist.device, args.seed),
         train_sampler=train_sampler,
         micro_batch=micro_batch,
         frame_size=inputs.frame_size(train_data),
     )
+    if joint:
+        joint_num = batches * micro_joint * dist.world_size
+        kwargs = {**common, "classes": joint.classes, "displacement": 0}  # the second head: classes only
+        joint_data = inputs.joint_dataset(
+            joint, train_data, num_clips=joint_num, stream=JOINT_STREAM, **sampling, **kwargs
+        )
+        loaders.joint_sampler = EpochSampler(joint_num, dist.rank, dist.world_size)
+        loaders.joint = _loader(
+            joint_data, loaders.joint_sampler, micro_joint, workers, dist.device, args.seed
+        )
+    return loaders
 
 
 def worker_error(error: DataError) -> DataError:

@@ -27,7 +27,7 @@ from model.select import CRITERIA, best_epoch, criterion_used, validation_metric
 from model.train.dist import Dist, barrier, from_rank_0, mean_over_ranks
 from model.train.history import log_tensorboard, open_tensorboard, save_epoch
 from model.train.inputs import FeatureInputs, FrameInputs, Loaders, worker_error
-from model.train.loss import Ema, lr_factor, spot_loss
+from model.train.loss import Ema, joint_loss, lr_factor, spot_loss
 from model.train.options import TrainOptions
 from model.train.selection import predict_sharded
 from model.transfer import init_from
@@ -90,6 +90,7 @@ class Trainer:
     ema: Ema | None = None
     precision: Precision = FP32
     focal_gamma: float | None = None  # --loss focal: its gamma; None: weighted cross-entropy
+    joint_weights: torch.Tensor | None = None  # --joint: the second head's class weights
 
     @property
     def eval_net(self) -> nn.Module:
@@ -100,9 +101,21 @@ class Trainer:
         return autocast(self.dist.device, self.precision.dtype)
 
     def _batch(
-        self, batch: dict, generator: torch.Generator | None
+        self, batch: dict | tuple[dict, dict], generator: torch.Generator | None
     ) -> tuple[torch.Tensor, torch.Tensor, dict]:
-        """(clips, class targets, the other targets as ``spot_loss`` keyword arguments) of a loader batch."""
+        """(clips, class targets, the other targets as ``spot_loss`` keyword arguments) of a loader batch; of a
+        joint pair (``--joint``), the clips of both datasets stacked (the first's first), the first's targets, and
+        the second's among the keyword arguments (those of ``joint_loss``)."""
+        if isinstance(batch, tuple | list):
+            first, second = batch
+            clips, targets, extras = self._batch(first, generator)
+            more, joint_targets = self._joint_part(second, generator)
+            extras.update(
+                joint_targets=joint_targets,
+                joint_weights=self.joint_weights,
+                joint_weight=self.args.joint_weight,
+            )
+            return torch.cat([clips, more]), targets, extras
         device = self.dist.device
         augment = self.augment if generator is not None and self.args.augment else None
         crop_hw = (self.config["frame_height"], self.config["frame_width"])
@@ -132,14 +145,38 @@ class Trainer:
             )
         return clips, targets, extras
 
+    def _joint_part(
+        self, batch: dict, generator: torch.Generator | None
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """(clips, class targets over the second head's outputs) of the second dataset's loader batch, augmented
+        and mixed up as the first's (no team: the second head spots classes only)."""
+        device = self.dist.device
+        augment = self.augment if generator is not None and self.args.augment else None
+        crop_hw = (self.config["frame_height"], self.config["frame_width"])
+        clips, flipped = self.inputs.prepare(batch, device, augment, crop_hw, generator)
+        labels = batch["labels"].to(device, non_blocking=True)
+        team_mask = torch.zeros_like(batch["team_mask"]).to(device)
+        targets, team = frame_targets(
+            labels, team_mask, team_mask, flipped, len(self.config["joint_classes"]), False
+        )
+        if generator is not None and self.args.mixup:
+            values = team_mask[..., None]
+            clips, targets, _, _ = self.inputs.mixup(clips, targets, values, values, generator)
+        return clips, targets
+
+    def _loss(self, output: dict, targets: torch.Tensor, extras: dict) -> torch.Tensor:
+        if "joint_targets" in extras:
+            return joint_loss(output, targets, self.class_weights, **extras)
+        return spot_loss(output, targets, self.class_weights, **extras)
+
     def train_epoch(self, epoch: int) -> dict:
         args, dist = self.args, self.dist
         self.model.train()
-        self.loaders.train_sampler.set_epoch(epoch)
+        self.loaders.set_epoch(epoch)
         torch.manual_seed(_seed(args.seed, TORCH_STREAM, epoch, dist.rank))
         generator = torch.Generator().manual_seed(_seed(args.seed, AUG_STREAM, epoch, dist.rank))
         acc = args.acc_grad_iter
-        num_micro = (len(self.loaders.train) // acc) * acc
+        num_micro = (self.loaders.num_train_batches() // acc) * acc
         frames_per_micro = self.loaders.micro_batch * args.clip_len * dist.world_size
         # The loss is summed on the device (in float64, as the Python float it replaces) and read back (a
         # sync: the host waits for the GPU to finish the queued steps) at the end of the epoch and for the
@@ -149,7 +186,7 @@ class Trainer:
         bar = tqdm(total=num_micro // acc, desc=f"epoch {epoch}", disable=not dist.is_main, leave=False)
         self.optimizer.zero_grad(set_to_none=True)
         try:
-            for i, batch in enumerate(self.loaders.train):
+            for i, batch in enumerate(self.loaders.train_batches()):
                 if i >= num_micro:
                     break
                 clips, targets, extras = self._batch(batch, generator)
@@ -158,7 +195,7 @@ class Trainer:
                 with sync:
                     with self._autocast():
                         output = self.model(clips)
-                    loss = spot_loss(output, targets, self.class_weights, **extras)
+                    loss = self._loss(output, targets, extras)
                     self.scaler.scale(loss / acc).backward()
                 total_loss += loss.detach()
                 if step_now:
@@ -250,7 +287,7 @@ def make_trainer(
         device_ids = [dist.device.index] if dist.device.type == "cuda" else None
         model = DistributedDataParallel(model, device_ids=device_ids)
     optimizer = torch.optim.AdamW(parameter_groups(net, args), lr=args.learning_rate)
-    steps_per_epoch = max(1, len(loaders.train) // args.acc_grad_iter)
+    steps_per_epoch = max(1, loaders.num_train_batches() // args.acc_grad_iter)
     warmup, total = args.warm_up_epochs * steps_per_epoch, args.num_epochs * steps_per_epoch
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: lr_factor(step, warmup, total))
     precision = train_precision(args, dist.device)
@@ -259,6 +296,8 @@ def make_trainer(
     scaler = torch.amp.GradScaler(dist.device.type, enabled=precision.scaled)
     num_outputs = output_count(config)
     class_weights = torch.tensor([1.0] + [args.fg_weight] * (num_outputs - 1), device=dist.device)
+    joint = config.get("joint_classes")
+    joint_weights = torch.tensor([1.0] + [args.fg_weight] * len(joint), device=dist.device) if joint else None
     crop = config.get("crop_dim")
     augment = ClipAugment(crop_hw=(config["frame_height"], config["frame_width"]) if crop else None)
     ema = Ema(net, args.ema) if args.ema else None
@@ -278,6 +317,7 @@ def make_trainer(
         ema,
         precision,
         args.focal_gamma if getattr(args, "loss", "ce") == "focal" else None,
+        joint_weights,
     )
 
 

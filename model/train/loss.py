@@ -39,15 +39,9 @@ def spot_loss(
     team (``team_mask``), and T-DEED's displacement loss (:func:`displacement_loss`) at frames within
     ``displacement_radius`` of an event (``displacement_mask``)."""
     stages = output.get("stage_logits") or [output["logits"]]
-    num_outputs = targets.shape[-1]
-    flat_targets = targets.reshape(-1, num_outputs)
     loss = targets.new_zeros(())
     for logits in stages:
-        flat = logits.float().reshape(-1, num_outputs)
-        if focal_gamma is None:
-            loss = loss + F.cross_entropy(flat, flat_targets, weight=class_weights)
-        else:
-            loss = loss + focal_loss(flat, flat_targets, class_weights, focal_gamma)
+        loss = loss + class_loss(logits, targets, class_weights, focal_gamma)
         if len(stages) > 1:
             loss = loss + SMOOTHING_WEIGHT * smoothing_loss(logits)
     if team is not None and "team" in output:
@@ -58,6 +52,43 @@ def spot_loss(
             output["displacement"], displacement, displacement_mask, displacement_radius
         )
     return loss
+
+
+def class_loss(
+    logits: torch.Tensor, targets: torch.Tensor, class_weights: torch.Tensor, focal_gamma: float | None = None
+) -> torch.Tensor:
+    """Weighted cross-entropy (or focal loss with ``focal_gamma``) of (B, T, K) logits against per-frame target
+    distributions of the same shape."""
+    num_outputs = targets.shape[-1]
+    flat, flat_targets = logits.float().reshape(-1, num_outputs), targets.reshape(-1, num_outputs)
+    if focal_gamma is None:
+        return F.cross_entropy(flat, flat_targets, weight=class_weights)
+    return focal_loss(flat, flat_targets, class_weights, focal_gamma)
+
+
+def joint_loss(
+    output: dict,
+    targets: torch.Tensor,
+    class_weights: torch.Tensor,
+    joint_targets: torch.Tensor,
+    joint_weights: torch.Tensor,
+    joint_weight: float = 1.0,
+    **extras,
+) -> torch.Tensor:
+    """The loss of a joint batch (``--joint``): its first ``len(targets)`` clips are the first dataset's, with
+    every term of :func:`spot_loss` (``extras``: team, displacement, focal) on the first head's outputs; the rest
+    are the second dataset's, with the class loss of the second head ("joint_logits") against ``joint_targets``,
+    weighted ``joint_weight``."""
+    rows = targets.shape[0]
+    first = {
+        k: [s[:rows] for s in v] if isinstance(v, list) else v[:rows]
+        for k, v in output.items()
+        if k != "joint_logits"
+    }
+    second = class_loss(
+        output["joint_logits"][rows:], joint_targets, joint_weights, extras.get("focal_gamma")
+    )
+    return spot_loss(first, targets, class_weights, **extras) + joint_weight * second
 
 
 def displacement_loss(

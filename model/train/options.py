@@ -35,6 +35,7 @@ from util.postprocess import DEFAULT_TARGET_PRECISION, TEAM_NMS_MODES
 
 EPOCH_NUM_FRAMES = 500_000
 FG_WEIGHT = 5.0
+JOINT_FRACTION = 0.5  # --joint: half of every batch from the second dataset
 LOSSES = ("ce", "focal")  # --loss: weighted cross-entropy, or focal loss (the 2023 winner's)
 TRAINED, AT_END, RUNTIME, CONFIG = "trained", "at end", "runtime", "config"
 # Recorded under "train" beside the flags, never given: the code's commit, and the defaults as the run resolved them.
@@ -201,6 +202,20 @@ class TrainOptions:
         help="start from another model's weights (its selected epoch, or EPOCH): every tensor whose name and shape "
         "match is loaded; class outputs over other classes are re-initialised; the log lists what was loaded, "
         "re-initialised, new and unused (e.g. pretrain on SoccerNet-v2, fine-tune on Ball)")  # fmt: skip
+    joint: list[str] | None = opt(None, "--joint", nargs=2, metavar=("DATASET2", "FRAME_DIR2"), older=None,
+        group=_TRANSFER,
+        help="train jointly on a second dataset (e.g. SoccerNet-v2 beside Ball, as T-DEED's challenge models): one "
+        "backbone and temporal head, a second class head over DATASET2's classes; --joint_fraction of every "
+        "batch's clips come from DATASET2's train split (its frames in FRAME_DIR2, resized to the first dataset's "
+        "size). Validation, the best epoch, the post-processing and every later step use the first dataset and "
+        "its head; the model folder keeps both heads (joint_classes in config.json)")  # fmt: skip
+    joint_fraction: float = opt(JOINT_FRACTION, "--joint_fraction", type=float, older=JOINT_FRACTION,
+        group=_TRANSFER, check=lambda v: None if 0.0 < v < 1.0 else f"must be in (0, 1), not {v}",
+        help="with --joint: the share of each batch's clips drawn from DATASET2 (rounded; at least one clip of "
+        "each dataset per batch); an epoch is still --epoch_num_frames frames in all, so the compute is a "
+        "single-dataset run's")  # fmt: skip
+    joint_weight: float = opt(1.0, "--joint_weight", type=float, check=_positive, older=1.0, group=_TRANSFER,
+                              help="with --joint: the weight of DATASET2's class loss beside the first's")  # fmt: skip
     backbone_lr_mult: float = opt(1.0, "--backbone_lr_mult", type=float, check=_positive, older=1.0, group=_TRANSFER,
         help="the backbone's learning rate is -lr times this (e.g. 0.1 when fine-tuning from --init_from)")  # fmt: skip
     loss: str = opt("ce", "--loss", choices=LOSSES, older="ce", group=_TRANSFER,
@@ -247,6 +262,15 @@ class TrainOptions:
             raise DataError("--team_encoding classes needs --team (it is how the team is spotted)")
         if self.team_nms is not None and not self.team:
             raise DataError("--team_nms needs --team (a model that spots teams)")
+        if self.joint is not None:
+            micro = self.batch_size // (self.acc_grad_iter * world_size)
+            second = joint_clips(micro, self.joint_fraction)
+            if not 0 < second < micro:
+                raise DataError(
+                    f"--joint_fraction {self.joint_fraction} of a batch of {micro} clips per process and step "
+                    f"gives {second} clips of {self.joint[0]}: each dataset needs at least one; raise --batch_size "
+                    "or change --joint_fraction"
+                )
         if self.batch_size % (self.acc_grad_iter * world_size):
             raise DataError(
                 f"--batch_size {self.batch_size} must be a multiple of -ag ({self.acc_grad_iter}) x processes "
@@ -256,6 +280,11 @@ class TrainOptions:
     def record(self) -> dict:
         """Every option as a plain JSON value (config.json's "train" holds this, with ``RECORDED``)."""
         return {k: (str(v) if isinstance(v, Path) else v) for k, v in sorted(vars(self).items())}
+
+
+def joint_clips(micro_batch: int, fraction: float) -> int:
+    """Clips of the second dataset (``--joint``) in a micro-batch of ``micro_batch`` clips: the fraction, rounded."""
+    return int(round(micro_batch * fraction))
 
 
 def _flag(f: dataclasses.Field) -> str:

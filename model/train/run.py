@@ -15,7 +15,7 @@ from model.train.history import resume
 from model.train.inputs import Loaders, build_loaders, choose_inputs
 from model.train.loop import make_trainer, precision_text, run_epochs, train_precision
 from model.train.options import TrainOptions, from_namespace
-from model.train.run_config import build_config, check_model_dir, load_dataset, resolve_defaults
+from model.train.run_config import build_config, check_model_dir, load_dataset, load_joint, resolve_defaults
 from model.train.selection import predict_best
 from util.io import DataError
 
@@ -84,12 +84,13 @@ def prepare(args: TrainOptions, dist: Dist, model_dir: Path) -> tuple[dict, Load
     # config.json records the flags as given (None = the default, resolved again by --config) and as resolved.
     given = {"start_val_epoch": args.start_val_epoch, "criterion": args.criterion}
     _, classes, splits = load_dataset(args.dataset)
+    joint = load_joint(args, classes)
     resolve_defaults(args, splits["val"])
     inputs = choose_inputs(args.frame_dir)
     inputs.reconcile(args, splits)
     fps = inputs.fps(splits["train"])
-    loaders = build_loaders(args, inputs, classes, splits, dist)
-    config = build_config(args, classes, fps, loaders.frame_size)
+    loaders = build_loaders(args, inputs, classes, splits, dist, joint)
+    config = build_config(args, classes, fps, loaders.frame_size, joint.classes if joint else None)
     config.update(inputs.config())
     # The precision as resolved on this machine (--amp_dtype auto: bf16 or fp16 by GPU). Under "resolved" it is
     # recorded, not compared: a resume on another kind of GPU continues in its precision (run_config).

@@ -6,6 +6,7 @@ from __future__ import annotations
 import logging
 import subprocess
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 from model.common import default_config, list_epochs, load_config
@@ -38,8 +39,15 @@ def train_settings(args: TrainOptions) -> dict:
     return settings
 
 
-def build_config(args: TrainOptions, classes: Sequence[str], fps: float, frame_size: tuple[int, int]) -> dict:
-    """The model config: what rebuilds the network, the frame geometry, and every training flag."""
+def build_config(
+    args: TrainOptions,
+    classes: Sequence[str],
+    fps: float,
+    frame_size: tuple[int, int],
+    joint_classes: Sequence[str] | None = None,
+) -> dict:
+    """The model config: what rebuilds the network (with ``--joint``, the second head's classes), the frame
+    geometry, and every training flag."""
     width, height = frame_size
     crop = args.crop_dim if args.crop_dim and args.crop_dim > 0 else None
     input_h, input_w = (min(crop, height), min(crop, width)) if crop else (height, width)
@@ -58,6 +66,7 @@ def build_config(args: TrainOptions, classes: Sequence[str], fps: float, frame_s
             {"team": args.team, "team_encoding": args.team_encoding, "team_nms": args.team_nms}
         ),
         displacement=int(args.displacement),
+        joint_classes=list(joint_classes) if joint_classes else None,
         tta=args.tta,
         window_overlap=float(args.window_overlap),
         pretrained=bool(args.pretrained),
@@ -169,6 +178,44 @@ def load_dataset(dataset: str) -> tuple[Path, list[str], dict[str, list[dict]]]:
                 f"{dataset_dir}/{split}.json: missing or empty; training needs train and val videos"
             )
     return Path(dataset_dir), classes, splits
+
+
+@dataclass(frozen=True)
+class JointData:
+    """The second dataset of ``--joint``: its folder, classes and train videos (only its train split is read)."""
+
+    dataset_dir: Path
+    classes: list[str]
+    train: list[dict]
+    frame_dir: Path
+
+
+def load_joint(args: TrainOptions, classes: Sequence[str]) -> JointData | None:
+    """``--joint DATASET2 FRAME_DIR2``'s dataset (None without): DataError when it has no train videos, or when it
+    is the first dataset itself."""
+    from util.dataset import load_classes, load_split, resolve_dataset
+
+    if not args.joint:
+        return None
+    name, frame_dir = args.joint
+    dataset_dir = resolve_dataset(name)
+    if dataset_dir.resolve() == resolve_dataset(args.dataset).resolve():
+        raise DataError(
+            f"--joint {name}: that is DATASET itself; give a second dataset (e.g. SoccerNet-v2's)"
+        )
+    if not (dataset_dir / "train.json").is_file():
+        raise DataError(
+            f"{dataset_dir}/train.json: missing; --joint trains on the second dataset's train split"
+        )
+    train = load_split(dataset_dir, "train")
+    if not train:
+        raise DataError(f"{dataset_dir}/train.json: no videos to train on jointly")
+    joint_classes = load_classes(dataset_dir)
+    log.info(
+        "joint training with %s: %d train videos, %d classes (%s), a second class head beside %d",
+        dataset_dir, len(train), len(joint_classes), ", ".join(joint_classes), len(classes),
+    )  # fmt: skip
+    return JointData(dataset_dir, joint_classes, train, Path(frame_dir))
 
 
 def resolve_defaults(args: TrainOptions, val_videos: Sequence[dict]) -> None:
