@@ -252,3 +252,34 @@ def test_a_model_folder_from_before_joint_training_loads_without_a_second_head(t
     store_json(folder / "config.json", config)
     model, loaded, _ = load_model(folder)
     assert model.joint_head is None and loaded["joint_classes"] is None
+
+
+# ---- the A/B runner (python -m synthetic.ab_demo)
+
+
+def test_every_arm_of_the_demo_ab_is_the_demos_training_at_the_same_compute(tmp_path, monkeypatch):
+    import train_e2e
+    from synthetic import ab_demo
+
+    monkeypatch.setattr(ab_demo, "prepare_v2", lambda out, python: None)
+    monkeypatch.setattr(
+        ab_demo, "pretrain_v2", lambda out, seed, python: out / "models" / f"v2-pretrain-s{seed}"
+    )
+    frames = {}
+    for arm in ab_demo.ARMS:
+        argv = ab_demo.arm_argv(tmp_path, arm, 1, "python")
+        assert argv[:2] == ["python", "train_e2e.py"]
+        args = train_e2e.get_args([*argv[2:], "-s", str(tmp_path / arm)])
+        assert (args.feature_arch, args.temporal_arch, args.clip_len) == ("rny002", "gru", 20) and args.team
+        share = 1 - args.joint_fraction if args.joint else 1.0
+        frames[arm] = args.num_epochs * args.epoch_num_frames * share  # the demo dataset's frames
+        assert args.epoch_num_frames == 4000 and args.start_val_epoch == args.num_epochs - 3
+        if arm == "classes":
+            assert args.team_encoding == "classes"
+        if arm == "sequential":
+            assert args.init_from == str(tmp_path / "models" / "v2-pretrain-s1")
+    # The same compute everywhere: 12 epochs of the demo, or 12 shared with the v2-style library.
+    assert frames == {"head": 48000, "classes": 48000, "joint": 24000, "sequential": 24000}
+    runs = [{"mAP@1": 0.9, "Team mAP@1": v} for v in (0.70, 0.72, 0.74)]
+    text = ab_demo.table({"head": runs})
+    assert "| **0.720** ± 0.050 (0.700, 0.720, 0.740) |" in text  # t(2) = 4.303: 4.303 x 0.02 / sqrt(3)
