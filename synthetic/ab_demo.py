@@ -18,7 +18,6 @@ The arms, all at the same compute (12 epochs of 4,000 frames, the demo's):
 
 from __future__ import annotations
 
-import argparse
 import json
 import math
 import statistics
@@ -27,7 +26,7 @@ import time
 from pathlib import Path
 
 from synthetic.demo import DEMO, demo_steps
-from synthetic.levers import run
+from synthetic.levers import ab_args, run
 
 # The v2-style library: as much video as the demo's train games (8 x 120 s), in halves.
 V2_LIBRARY = {"split_counts": "8,1,0,0", "seconds": 60, "seed": 1}
@@ -167,22 +166,7 @@ def table(results: dict[str, list[dict[str, float]]]) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(
-        prog="python -m synthetic.ab_demo",
-        description=__doc__,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
-    p.add_argument(
-        "--out", type=Path, default=Path("ab-demo"), help="working folder (libraries, frames, models)"
-    )
-    p.add_argument("--seeds", default="0,1,2", help="training seeds: each arm runs once per seed")
-    p.add_argument("--arms", default=",".join(ARMS), help=f"comma-separated, from: {', '.join(ARMS)}")
-    args = p.parse_args(argv)
-    arms = [a for a in args.arms.split(",") if a]
-    unknown = sorted(set(arms) - set(ARMS))
-    if unknown:
-        p.error(f"unknown arm(s) {unknown}; choose from {', '.join(ARMS)}")
-    seeds = [int(s) for s in args.seeds.split(",")]
+    args, arms, seeds = ab_args(argv, "python -m synthetic.ab_demo", __doc__, "ab-demo", "0,1,2", list(ARMS))
     python = sys.executable
     args.out.mkdir(parents=True, exist_ok=True)
     prepare(args.out, python)

@@ -234,17 +234,26 @@ def table(results: dict[str, list[dict[str, float]]], notes: dict[str, str]) -> 
     return "\n".join(lines)
 
 
-def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--out", type=Path, default=Path("ab"), help="working folder (library, frames, models)")
-    p.add_argument("--seeds", default="0,1", help="training seeds: each arm runs once per seed")
-    p.add_argument("--arms", default=",".join(ARMS), help=f"comma-separated, from: {', '.join(ARMS)}")
+def ab_args(
+    argv: list[str] | None, prog: str, doc: str, out: str, seeds: str, known: list[str]
+) -> tuple[argparse.Namespace, list[str], list[int]]:
+    """An A/B runner's command line (``--out``, ``--seeds``, ``--arms`` from ``known``): (args, arms, seeds)."""
+    p = argparse.ArgumentParser(
+        prog=prog, description=doc, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    p.add_argument("--out", type=Path, default=Path(out), help="working folder (libraries, frames, models)")
+    p.add_argument("--seeds", default=seeds, help="training seeds: each arm runs once per seed")
+    p.add_argument("--arms", default=",".join(known), help=f"comma-separated, from: {', '.join(known)}")
     args = p.parse_args(argv)
     arms = [a for a in args.arms.split(",") if a]
-    unknown = sorted(set(arms) - set(ARMS))
+    unknown = sorted(set(arms) - set(known))
     if unknown:
-        p.error(f"unknown arm(s) {unknown}; choose from {', '.join(ARMS)}")
-    seeds = [int(s) for s in args.seeds.split(",")]
+        p.error(f"unknown arm(s) {unknown}; choose from {', '.join(known)}")
+    return args, arms, [int(s) for s in args.seeds.split(",")]
+
+
+def main(argv: list[str] | None = None) -> int:
+    args, arms, seeds = ab_args(argv, "python -m synthetic.levers", __doc__, "ab", "0,1", ARMS)
     python = sys.executable
     args.out.mkdir(parents=True, exist_ok=True)
     prepare(args.out, python)

@@ -11,26 +11,10 @@ from model.common import build_model, check_config, default_config, load_config
 from model.train.loss import joint_loss, spot_loss
 from model.transfer import init_from
 from tests.conftest import CLASSES, event, make_library, write_tiny_model
+from tests.test_team_classes import _library
 from util.io import DataError, load_json, store_json
 
 V2 = ["Goal", "Corner", "Foul"]  # the second dataset's classes (SoccerNet-v2-like)
-
-
-def _ball(root):
-    def video(name, n, events):
-        return {"video": name, "num_frames": n, "events": events}
-
-    return make_library(
-        root,
-        {
-            "train": [
-                video("lg/s/a", 40, [event(10), event(25, "DRIVE", "right")]),
-                video("lg/s/b", 24, [event(5, "DRIVE"), event(15, "PASS", "right")]),
-            ],
-            "val": [video("lg/s/c", 24, [event(8, "PASS", "right"), event(16, "DRIVE")])],
-            "test": [video("lg/s/d", 20, [event(7, "DRIVE"), event(12, "PASS", "right")])],
-        },
-    )
 
 
 def _v2(root, size=(96, 48)):
@@ -122,7 +106,7 @@ def test_a_joint_batch_holds_clips_of_both_datasets(tmp_path):
     from tests.test_train import train_argv
     from train_e2e import get_args
 
-    frame_dir, data_dir = _ball(tmp_path / "ball")
+    frame_dir, data_dir = _library(tmp_path / "ball")
     v2_frames, v2_data = _v2(tmp_path / "v2")
     argv = train_argv(tmp_path, frame_dir, data_dir, "--joint", str(v2_data), str(v2_frames))
     args = get_args([*argv[: argv.index("--batch_size") + 1], "4", *argv[argv.index("--batch_size") + 2 :]])
@@ -148,7 +132,7 @@ def test_a_joint_batch_holds_clips_of_both_datasets(tmp_path):
 def test_joint_flags_are_checked(tmp_path, capsys):
     from tests.test_train import run
 
-    frame_dir, data_dir = _ball(tmp_path / "ball")
+    frame_dir, data_dir = _library(tmp_path / "ball")
     v2_frames, v2_data = _v2(tmp_path / "v2")
     assert run(_argv(tmp_path, frame_dir, data_dir, v2_frames, v2_data, "--joint_fraction", "0.2")) == 2
     assert "--joint_fraction 0.2 of a batch of 2 clips" in capsys.readouterr().err
@@ -172,7 +156,7 @@ def test_joint_training_validates_selects_and_predicts_on_the_first_dataset_only
     from tests.test_train import run, train_argv
     from util.cli import run_main
 
-    frame_dir, data_dir = _ball(tmp_path / "ball")
+    frame_dir, data_dir = _library(tmp_path / "ball")
     v2_frames, v2_data = _v2(tmp_path / "v2")
     caplog.set_level("INFO")
     flags = ("--team", "--start_val_epoch", "1", "--joint_weight", "0.5")
