@@ -267,3 +267,30 @@ def test_every_arm_of_the_demo_ab_is_the_demos_training_at_the_same_compute(tmp_
     runs = [{"mAP@1": 0.9, "Team mAP@1": v} for v in (0.70, 0.72, 0.74)]
     text = ab_demo.table({"head": runs})
     assert "| **0.720** ± 0.050 (0.700, 0.720, 0.740) |" in text  # t(2) = 4.303: 4.303 x 0.02 / sqrt(3)
+
+
+def test_a_resume_takes_the_second_dataset_by_name_or_path_and_its_frames_moved(tmp_path):
+    import shutil
+
+    from model.train.options import older_config_keys, older_flags
+    from model.train.run_config import check_resume_config
+
+    _library(tmp_path / "ball")
+    v2_frames, v2_data = _v2(tmp_path / "v2")
+    config = {
+        **older_config_keys(),
+        **default_config(pretrained=False, clip_len=8, classes=CLASSES, joint_classes=V2),
+    }
+
+    def run_of(data, frames):
+        return {**config, "train": {**older_flags(), "joint": [str(data), str(frames)]}}
+
+    saved = run_of(v2_data, v2_frames)
+    moved = tmp_path / "scratch"
+    shutil.copytree(v2_frames, moved)
+    check_resume_config(saved, run_of(v2_data, moved), tmp_path)
+    (moved / "v2/s/x/2/000029.jpg").unlink()  # not the frames trained on
+    with pytest.raises(DataError, match="--joint FRAME_DIR2 .* does not hold the frames trained on"):
+        check_resume_config(saved, run_of(v2_data, moved), tmp_path)
+    with pytest.raises(DataError, match="another second dataset"):
+        check_resume_config(saved, run_of(tmp_path / "ball" / "data", v2_frames), tmp_path)

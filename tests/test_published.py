@@ -258,6 +258,10 @@ def test_a_config_that_does_not_match_the_weights_is_refused(tmp_path, capsys):
     bigger = {**record["original_config"], "feature_arch": "rny008_gsf"}
     source = write_published("tdeed", tmp_path / "b", config=bigger)
     _refused(source, tmp_path / "m", capsys, "checkpoint_best.pt: the weights do not match the network")
+    # The second (SoccerNet-v2) head's size is checked against the config's pretrain entry too.
+    second = {**record["original_config"], "pretrain": {"dataset": "soccernet", "num_classes": 16}}
+    source = write_published("tdeed", tmp_path / "c", config=second)
+    _refused(source, tmp_path / "m", capsys, "pretrain num_classes 16", "second head has 17 class outputs")
 
 
 def test_an_unknown_key_is_refused(tmp_path, capsys):

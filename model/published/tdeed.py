@@ -178,14 +178,17 @@ def _tdeed_class_head(state: dict, src: Source, settings: dict) -> tuple[str, st
 
 
 def _second_head(state: dict, src: Source, second: str) -> tuple[list[str], dict[str, torch.Tensor]]:
-    """The jointly trained second head (``joint_train`` of T-DEED's config: SoccerNet-v2's 17 classes) as this
-    project's ``joint_head``: (its classes in this project's order, its tensors)."""
-    joint = (src.original_config or {}).get("joint_train") or {}
+    """The jointly trained second head (``pretrain`` of T-DEED's challenge configs, ``joint_train`` of
+    sn-teamspotting's: SoccerNet-v2's 17 classes) as this project's ``joint_head``: (its classes in this project's
+    order, its tensors)."""
+    original = src.original_config or {}
+    key = "pretrain" if original.get("pretrain") else "joint_train"
+    joint = original.get(key) or {}
     dataset = str(joint.get("dataset", "soccernet"))
     count = state[f"{second}.weight"].shape[0] - 1
     if int(joint.get("num_classes", count)) != count:
         raise DataError(
-            f"{src.config_file}: joint_train num_classes {joint['num_classes']} but {src.weights_file}'s second head "
+            f"{src.config_file}: {key} num_classes {joint['num_classes']} but {src.weights_file}'s second head "
             f"has {count} class outputs"
         )
     names = TDEED_CLASSES.get((dataset, count))

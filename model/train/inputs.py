@@ -51,9 +51,9 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 VAL_FRACTION = 4  # val-loss clips = a quarter of an epoch's clips, as E2E-Spot
-JOINT_STREAM = (
-    2  # the second dataset's clip draws (--joint): other draws than the first's train (0) and val (1)
-)
+# The second dataset's clip draws (--joint): a stream of its own, beside the first's train (0) and val (1) and the
+# loop's augmentation (2) and torch (3) streams (model.train.loop).
+JOINT_STREAM = 4
 
 
 def choose_inputs(frame_dir: str | Path) -> FrameInputs | FeatureInputs:
@@ -346,11 +346,18 @@ def build_loaders(
             f"--epoch_num_frames {args.epoch_num_frames} gives {num_clips} clips of {args.clip_len} frames, "
             f"fewer than one batch ({args.batch_size})"
         )
+    val_clips = max(micro_batch * dist.world_size, num_clips // VAL_FRACTION)  # as many with --joint
     micro_joint = joint_clips(micro_batch, args.joint_fraction) if joint else 0
     micro_first = micro_batch - micro_joint
     if joint:  # whole micro-batches per rank, the same number from each dataset
         batches = num_clips // (micro_batch * dist.world_size)
         num_clips = batches * micro_first * dist.world_size
+        if args.mixup and min(micro_first, micro_joint) < 2 and dist.is_main:
+            log.warning(
+                "--mixup: a micro-batch holds %d clip(s) of %s and %d of %s; a dataset with one clip has none "
+                "to mix with (mixup pairs clips of one dataset): raise --batch_size", micro_first, args.dataset,
+                micro_joint, joint.dataset_dir,
+            )  # fmt: skip
     common = dict(
         classes=classes,
         clip_len=args.clip_len,
@@ -360,7 +367,6 @@ def build_loaders(
     )
     sampling = dict(fg_upsample=args.fg_upsample or 0.0, fg_balance=args.fg_balance)
     train_data = inputs.clip_dataset(splits["train"], num_clips=num_clips, **sampling, **common)
-    val_clips = max(micro_batch * dist.world_size, num_clips // VAL_FRACTION)
     val_data = inputs.clip_dataset(splits["val"], num_clips=val_clips, stream=VAL_STREAM, **common)
     train_sampler = EpochSampler(num_clips, dist.rank, dist.world_size)
     val_sampler = EpochSampler(val_clips, dist.rank, dist.world_size)

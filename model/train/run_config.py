@@ -125,6 +125,22 @@ def frame_folder_differences(frame_dir: Path, videos: Sequence[dict]) -> list[st
     return diffs
 
 
+def _joint_moved(old: Sequence[str], new: Sequence[str]) -> str | None:
+    """None when ``--joint`` names the same second dataset as the saved run (as a name or a path, or a copy) and
+    FRAME_DIR2 holds the frames trained on (moved to local scratch, say); else what differs."""
+    from util.dataset import load_split, resolve_dataset
+
+    if not _same_dataset(str(old[0]), str(new[0])):
+        return f"--joint: {new[0]!r} != {old[0]!r} (saved): another second dataset"
+    if str(old[1]) == str(new[1]):
+        return None
+    moved = frame_folder_differences(Path(new[1]), load_split(resolve_dataset(new[0]), "train"))
+    if moved:
+        return f"--joint FRAME_DIR2 {new[1]} does not hold the frames trained on: {'; '.join(moved[:3])}"
+    log.info("--resume: --joint frames read from %s now (were %s)", new[1], old[1])
+    return None
+
+
 def check_resume_config(saved: dict, config: dict, model_dir: Path, videos: Sequence[dict] = ()) -> None:
     """A resumed run must train the same thing: refuse differing model keys or training flags, listing each.
 
@@ -146,6 +162,12 @@ def check_resume_config(saved: dict, config: dict, model_dir: Path, videos: Sequ
         if not compared_on_resume(key) or old.get(key) == new.get(key):
             continue
         if key == "dataset" and _same_dataset(str(old.get(key)), str(new.get(key))):
+            continue
+        if key == "joint" and old.get(key) and new.get(key):
+            moved = _joint_moved(old[key], new[key])
+            if moved is None:
+                continue
+            diffs.append(moved)
             continue
         if key == "frame_dir" and new.get(key):
             moved = frame_folder_differences(Path(new[key]), videos)
