@@ -13,7 +13,7 @@ The arms, all at the same compute (12 epochs of 4,000 frames, the demo's):
 - ``classes``: team as classes (``--team_encoding classes``, NMS per (class, team)), the 2025 winner's encoding;
 - ``joint``: the demo trained jointly with the v2-style library (``--joint``, half of every batch from it);
 - ``sequential``: 6 epochs on the v2-style library, then 6 on the demo's (``--init_from``), as the 2024 winners'
-  recipe is usually run.
+  recipe is usually run; one pretraining (seed 0) starts every seed's fine-tuning.
 """
 
 from __future__ import annotations
@@ -34,8 +34,11 @@ SEQUENTIAL_EPOCHS = 6  # of the demo's 12: pretraining, then as many fine-tuning
 JOINT_FRACTION = 0.5
 # name -> (what it tests, the flags beside the demo's)
 ARMS: dict[str, str] = {
-    "head": "the demo: team head (P(right) per frame)",
+    "head": "the demo: team head (P(right) per frame), NMS per class",
+    "head_team_nms": "the same models, NMS per (class, team) on p(c) P(team) (`--team_nms class_team`)",
+    "head_team_nms_team_map": "the same, the epoch and NMS chosen by val Team mAP@1 (`--criterion team_map`)",
     "classes": "team as classes (2 x 12 + background), NMS per (class, team)",
+    "classes_class_nms": "the same models, NMS per class on p(c, left) + p(c, right) (`--team_nms class`)",
     "joint": f"joint with a v2-style library, {JOINT_FRACTION:.0%} of each batch from it, a second class head",
     "sequential": f"{SEQUENTIAL_EPOCHS} epochs on the v2-style library, then {SEQUENTIAL_EPOCHS} on the demo's",
 }
@@ -113,11 +116,22 @@ def arm_argv(out: Path, arm: str, seed: int, python: str) -> list[str]:
             str(JOINT_FRACTION),
         ]
     if arm == "sequential":
-        return short(argv, SEQUENTIAL_EPOCHS) + ["--init_from", str(pretrain_v2(out, seed, python))]
+        # One pretraining (seed 0) for every seed's fine-tuning, as a published pretrained model would be.
+        return short(argv, SEQUENTIAL_EPOCHS) + ["--init_from", str(pretrain_v2(out, 0, python))]
     return argv
 
 
+# Arms that choose again with a trained arm's models: name -> (the trained arm, NMS per (class, team) or not, the
+# val metric that chooses the epoch and the post-processing).
+PREDICT_ARMS = {
+    "head_team_nms": ("head", True, "mAP"),
+    "head_team_nms_team_map": ("head", True, "team_mAP"),
+    "classes_class_nms": ("classes", False, "mAP"),
+}
+
+
 def train(out: Path, arm: str, seed: int, python: str) -> Path:
+    arm = PREDICT_ARMS[arm][0] if arm in PREDICT_ARMS else arm
     model = out / "models" / f"{arm}-s{seed}"
     if not (model / "selection.json").is_file():
         argv = arm_argv(out, arm, seed, python)
@@ -127,20 +141,64 @@ def train(out: Path, arm: str, seed: int, python: str) -> Path:
     return model
 
 
-def test_metrics(out: Path, model: Path) -> dict[str, float]:
-    """mAP@1 and Team mAP@1 of a trained run's test predictions (its selected epoch and post-processing)."""
+def test_metrics(out: Path, model: Path, per_team: bool | None = None, key: str = "mAP") -> dict[str, float]:
+    """mAP@1 and Team mAP@1 of a trained run's test scores under the epoch and post-processing it chose on val;
+    with ``per_team``, those that training with ``--team_nms class_team`` (True) or ``class`` (False) and the
+    criterion of ``key`` would have chosen (:func:`chosen_with`; kept in the model folder)."""
+    import json
+
+    cache = model / f"ab-{'class_team' if per_team else 'class'}-{key}.json"
+    if per_team is not None and cache.is_file():
+        return json.loads(cache.read_text())
     from model.common import load_config, load_selection
+    from model.predict import scores_to_predictions
     from util.io import load_json
     from util.metrics.results import labels_by_game, predictions_by_game
     from util.metrics.spotting import soccernet_map, team_map
+    from util.postprocess import load_scores
 
-    epoch, classes = load_selection(model)["epoch"], load_config(model)["classes"]
+    config = load_config(model)
+    classes = config["classes"]
+    if per_team is None:
+        selection = load_selection(model)
+        scores = load_scores(model / f"pred-test.{selection['epoch']}.score.npz")
+        post = selection["postprocess"]
+    else:
+        config, scores, post = chosen_with(out, model, per_team, key)
     truth = labels_by_game(load_json(out / "data" / "test.json"))
-    predicted = predictions_by_game(load_json(model / f"pred-test.{epoch}.json"))
-    return {
+    predicted = predictions_by_game(scores_to_predictions(scores, config, post))
+    metrics = {
         "mAP@1": soccernet_map(truth, predicted, classes)["mAP"],
         "Team mAP@1": team_map(truth, predicted, classes)["mAP"],
     }
+    if per_team is not None:
+        cache.write_text(json.dumps(metrics))
+    return metrics
+
+
+def chosen_with(out: Path, model: Path, per_team: bool, key: str = "mAP"):
+    """(config, test scores, post-processing) of a trained run as if trained with ``--team_nms class_team``
+    (``per_team``) or ``class``. The NMS mode changes no weight, only what is chosen on val: each validated epoch's
+    checkpoint predicts the val game again, the epoch and the post-processing are chosen as training chooses them
+    (by val mAP@1, the demo's criterion, ties to the later epoch), and that epoch predicts the test games."""
+    from model.common import load_model
+    from model.predict import predict_videos
+    from model.select import best_entry, grid_scores
+    from util.io import load_json
+
+    val, test = (load_json(out / "data" / f"{split}.json") for split in ("val", "test"))
+    mode = "class_team" if per_team else "class"
+    history = load_json(model / "loss.json")
+    best = None
+    for epoch in [h["epoch"] for h in history if h.get("val_mAP") is not None]:
+        net, config, _ = load_model(model, epoch)
+        config = {**config, "team_nms": mode}
+        row = best_entry(grid_scores(predict_videos(net, config, out / "frames", val), val, config), key)
+        if best is None or row[key] >= best[1][key]:
+            best = (epoch, row)
+    net, config, _ = load_model(model, best[0])
+    config = {**config, "team_nms": mode}
+    return config, predict_videos(net, config, out / "frames", test), best[1]["postprocess"]
 
 
 def interval(values: list[float]) -> tuple[float, float]:
@@ -165,8 +223,13 @@ def table(results: dict[str, list[dict[str, float]]]) -> str:
     return "\n".join(lines)
 
 
+def get_args(argv: list[str] | None = None):
+    """(args, arms, seeds) of the command line."""
+    return ab_args(argv, "python -m synthetic.ab_demo", __doc__, "ab-demo", "0,1,2", list(ARMS))
+
+
 def main(argv: list[str] | None = None) -> int:
-    args, arms, seeds = ab_args(argv, "python -m synthetic.ab_demo", __doc__, "ab-demo", "0,1,2", list(ARMS))
+    args, arms, seeds = get_args(argv)
     python = sys.executable
     args.out.mkdir(parents=True, exist_ok=True)
     prepare(args.out, python)
@@ -175,7 +238,10 @@ def main(argv: list[str] | None = None) -> int:
             train(args.out, arm, seed, python)
     results: dict[str, list[dict[str, float]]] = {}
     for arm in arms:
-        results[arm] = [test_metrics(args.out, train(args.out, arm, seed, python)) for seed in seeds]
+        _, per_team, key = PREDICT_ARMS.get(arm, (arm, None, "mAP"))
+        results[arm] = [
+            test_metrics(args.out, train(args.out, arm, seed, python), per_team, key) for seed in seeds
+        ]
         runs = results[arm]
         print(
             f"{arm}: " + ", ".join(f"{k} {statistics.mean(r[k] for r in runs):.3f}" for k in runs[0]),

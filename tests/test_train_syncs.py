@@ -20,7 +20,7 @@ from torch import nn
 import model.train.loop as loop
 from dataset.transform import ClipAugment, mixup_clips
 from model.train.dist import Dist
-from model.train.inputs import FrameInputs
+from model.train.inputs import FrameInputs, Loaders
 from model.train.loop import Trainer
 from model.train.options import TrainOptions
 
@@ -143,11 +143,12 @@ def _trainer(tmp_path, micro_batches: int, acc: int) -> Trainer:
     torch.manual_seed(0)
     net = TinyNet(3)
     optimizer = torch.optim.AdamW(net.parameters(), lr=1e-3)
-    loaders = SimpleNamespace(
+    loaders = Loaders(
         train=[_batch(generator) for _ in range(micro_batches)],
         val=[_batch(generator) for _ in range(3)],
         train_sampler=SimpleNamespace(set_epoch=lambda epoch: None),
         micro_batch=2,
+        frame_size=(16, 16),
     )
     config = {"classes": ["PASS", "DRIVE"], "frame_height": 16, "frame_width": 16, "displacement": 0}
     return Trainer(
