@@ -24,8 +24,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 # The demo's library, frames, model and schedule. The cues the generator draws are coloured markers, so training
-# runs without colour jitter (--no-augment). The best epoch is chosen by val mAP@1 (--criterion map) and the
-# post-processing on val by training itself (selection.json), which steps 4 and 5 then use: no NMS flag is given.
+# runs without colour jitter (--no-augment). The best epoch and the post-processing are chosen by val Team mAP@1 (the
+# default with --team), with NMS per (class, team) (--team_nms class_team: the A/B of issue 36, README), by training
+# itself (selection.json), which steps 4 and 5 then use: no NMS flag is given.
 DEMO = {
     "split_counts": "8,1,2,0",  # train, val, test, challenge games
     "seconds": 120,
@@ -91,13 +92,14 @@ def demo_steps(
         *([] if from_video else [extract]),
         Step(f"Step 2: parse labels (frames counted in {where})", parse),
         Step(
-            f"Step 3: train (from scratch: no pretrained weights offline), with the team head, reading {where}",
+            f"Step 3: train (from scratch: no pretrained weights offline), with the team head and NMS per (class, "
+            f"team), reading {where}",
             [python, "train_e2e.py", str(data), str(frames), "-m", s["feature_arch"], "-t", s["temporal_arch"],
              "-s", str(model), "--clip_len", str(s["clip_len"]), "--batch_size", str(s["batch_size"]),
              "--num_epochs", str(s["num_epochs"]), "--warm_up_epochs", "1",
              "--epoch_num_frames", str(s["epoch_num_frames"]), "-lr", str(s["learning_rate"]),
              "--start_val_epoch", str(max(0, s["num_epochs"] - 3)), "--fg_upsample", str(s["fg_upsample"]), "--fg_balance",
-             "--dilate_len", "1", "--criterion", "map",
+             "--dilate_len", "1", "--team_nms", "class_team",
              "--no-mixup", "--no-augment", "--team", "--no_pretrained", "-j", "1"],
         ),
         Step(

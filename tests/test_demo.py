@@ -117,12 +117,14 @@ def test_shrunken_demo_end_to_end_beats_trivial_baselines(tmp_path, capsys):
     assert report["results"] == model and set(report["intervals"]) == {"at1", "team_at1"}
     recorded = load_json(out / "model/selection.json")["class_thresholds"]  # listed with their test precision
     assert {r["class"]: r["threshold"] for r in report["display_thresholds"]} == recorded and recorded
-    # The demo selects by val mAP@1: the recorded epoch is the one with the highest val mAP@1 in loss.json.
+    # The demo selects by val Team mAP@1 with NMS per (class, team): the recorded epoch is the one with the highest
+    # val Team mAP@1 in loss.json.
     selection, history = load_json(out / "model/selection.json"), load_json(out / "model/loss.json")
-    scored = [h for h in history if h["val_mAP"] is not None]
-    assert selection["criterion"] == "map" and scored
-    assert selection["epoch"] == max(scored, key=lambda h: (h["val_mAP"], h["epoch"]))["epoch"]
+    scored = [h for h in history if h["val_team_mAP"] is not None]
+    assert selection["criterion"] == "team_map" and scored and config["team_nms"] == "class_team"
+    assert selection["epoch"] == max(scored, key=lambda h: (h["val_team_mAP"], h["epoch"]))["epoch"]
     post = PostProcess.from_dict(selection["postprocess"])
+    assert post.nms_per_team
 
     classes = [c.strip() for c in (out / "data/class.txt").read_text().splitlines() if c.strip()]
     test_videos = load_json(out / "data/test.json")
