@@ -14,6 +14,10 @@ The arms, all at the same compute (12 epochs of 4,000 frames, the demo's):
 - ``joint``: the demo trained jointly with the v2-style library (``--joint``, half of every batch from it);
 - ``sequential``: 6 epochs on the v2-style library, then 6 on the demo's (``--init_from``), as the 2024 winners'
   recipe is usually run; one pretraining (seed 0) starts every seed's fine-tuning.
+
+and, without retraining (the NMS changes no weight, only what is chosen on val: :func:`chosen_with`), the trained
+arms' models with the other NMS: per (class, team) for the team head (chosen by val mAP@1, or by val Team mAP@1, the
+demo's choice since), per class for team as classes.
 """
 
 from __future__ import annotations
@@ -41,17 +45,25 @@ ARMS: dict[str, str] = {
     "classes_class_nms": "the same models, NMS per class on p(c, left) + p(c, right) (`--team_nms class`)",
     "joint": f"joint with a v2-style library, {JOINT_FRACTION:.0%} of each batch from it, a second class head",
     "sequential": f"{SEQUENTIAL_EPOCHS} epochs on the v2-style library, then {SEQUENTIAL_EPOCHS} on the demo's",
+    "joint_team_nms_team_map": "joint's models, NMS per (class, team), chosen by val Team mAP@1 (the demo's now)",
+    "sequential_team_nms_team_map": "sequential's models, the same",
 }
 # Student's t at 97.5% for n - 1 degrees of freedom (n seeds): the half-width of a 95% interval of the mean.
 T_975 = {1: 12.706, 2: 4.303, 3: 3.182, 4: 2.776, 5: 2.571, 6: 2.447, 7: 2.365, 8: 2.306, 9: 2.262}
 
 
 def demo_train_argv(out: Path, python: str) -> list[str]:
-    """The demo's step 3 (its training command) on the A/B's library, without ``-s``."""
+    """The demo's step 3 (its training command) on the A/B's library, without ``-s``, as it was when the A/B ran:
+    the epoch and the NMS chosen by val mAP@1, NMS per class (the demo adopted NMS per (class, team) and selection
+    by val Team mAP@1 from this A/B: ``head_team_nms_team_map``)."""
     steps = demo_steps(out, python)
     argv = next(s.argv for s in steps if s.title.startswith("Step 3"))
     i = argv.index("-s")
-    return argv[:i] + argv[i + 2 :]
+    argv = argv[:i] + argv[i + 2 :]
+    if "--team_nms" in argv:  # the demo since this A/B: its baseline is the demo before it (NMS per class)
+        i = argv.index("--team_nms")
+        argv = argv[:i] + argv[i + 2 :]
+    return argv if "--criterion" in argv else [*argv, "--criterion", "map"]
 
 
 def with_flag(argv: list[str], flag: str, value: str) -> list[str]:
@@ -127,6 +139,8 @@ PREDICT_ARMS = {
     "head_team_nms": ("head", True, "mAP"),
     "head_team_nms_team_map": ("head", True, "team_mAP"),
     "classes_class_nms": ("classes", False, "mAP"),
+    "joint_team_nms_team_map": ("joint", True, "team_mAP"),
+    "sequential_team_nms_team_map": ("sequential", True, "team_mAP"),
 }
 
 

@@ -261,6 +261,7 @@ def test_every_arm_of_the_demo_ab_is_the_demos_training_at_the_same_compute(tmp_
         share = 1 - args.joint_fraction if args.joint else 1.0
         frames[arm] = args.num_epochs * args.epoch_num_frames * share  # the demo dataset's frames
         assert args.epoch_num_frames == 4000 and args.start_val_epoch == args.num_epochs - 3
+        assert args.criterion == "map" and args.team_nms is None  # the demo as it was before the A/B
         if arm == "classes":
             assert args.team_encoding == "classes"
         if arm == "sequential":
