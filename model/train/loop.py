@@ -117,9 +117,7 @@ class Trainer:
             )
             return torch.cat([clips, more]), targets, extras
         device = self.dist.device
-        augment = self.augment if generator is not None and self.args.augment else None
-        crop_hw = (self.config["frame_height"], self.config["frame_width"])
-        clips, flipped = self.inputs.prepare(batch, device, augment, crop_hw, generator)
+        clips, flipped = self._clips(batch, generator)
         team = batch["team"].to(device, non_blocking=True)
         team_mask = batch["team_mask"].to(device, non_blocking=True)
         labels = batch["labels"].to(device, non_blocking=True)
@@ -145,18 +143,25 @@ class Trainer:
             )
         return clips, targets, extras
 
+    def _clips(
+        self, batch: dict, generator: torch.Generator | None
+    ) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """(clips on the device, which were mirrored or None) of a loader batch: augmented in training (a
+        ``generator``, ``--augment``), else centre-cropped."""
+        augment = self.augment if generator is not None and self.args.augment else None
+        crop_hw = (self.config["frame_height"], self.config["frame_width"])
+        return self.inputs.prepare(batch, self.dist.device, augment, crop_hw, generator)
+
     def _joint_part(
         self, batch: dict, generator: torch.Generator | None
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """(clips, class targets over the second head's outputs) of the second dataset's loader batch, augmented
         and mixed up as the first's (no team: the second head spots classes only)."""
         device = self.dist.device
-        augment = self.augment if generator is not None and self.args.augment else None
-        crop_hw = (self.config["frame_height"], self.config["frame_width"])
-        clips, flipped = self.inputs.prepare(batch, device, augment, crop_hw, generator)
+        clips, flipped = self._clips(batch, generator)
         labels = batch["labels"].to(device, non_blocking=True)
         team_mask = torch.zeros_like(batch["team_mask"]).to(device)
-        targets, team = frame_targets(
+        targets, _ = frame_targets(
             labels, team_mask, team_mask, flipped, len(self.config["joint_classes"]), False
         )
         if generator is not None and self.args.mixup:
