@@ -165,9 +165,8 @@ def check_resume_config(saved: dict, config: dict, model_dir: Path, videos: Sequ
             continue
         if key == "joint" and old.get(key) and new.get(key):
             moved = _joint_moved(old[key], new[key])
-            if moved is None:
-                continue
-            diffs.append(moved)
+            if moved:
+                diffs.append(moved)
             continue
         if key == "frame_dir" and new.get(key):
             moved = frame_folder_differences(Path(new[key]), videos)
